@@ -1,0 +1,145 @@
+"""The CLI: one subcommand per pipeline stage (train, analyze, render, site) and `build` for all four.
+
+    data/mnist/*.gz -> build/model.npz -> build/atlas.json -> build/docs/ -> site/
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import atlas as atlas_mod
+from .analysis import analyze
+from .config import REPO, Config, load_config
+from .data import Dataset, load_dataset
+from .errors import AtlasError, BuildError, DataError
+from .output import swap_dir, sync_tree, write_atomic, write_if_changed
+from .render import render
+from .train import Epoch, load_model, save_model, train
+
+# A fixed build date unless the caller sets one: the site's bytes depend on its inputs only.
+DEFAULT_SOURCE_DATE_EPOCH = "315532800"  # 1980-01-01
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def load_data(config: Config) -> Dataset:
+    return load_dataset(config.path(config.data.dir), config.data.sha256,
+                        config.data.train_limit, config.data.test_limit)
+
+
+def stage_train(config: Config) -> None:
+    data = load_data(config)
+    say(f"train: {len(data.train_labels):,} images, {data.n_inputs}-{config.network.hidden}-{data.n_classes} "
+        f"network, {config.train.epochs} epochs (seed {config.train.seed})")
+
+    def report(e: Epoch) -> None:
+        say(f"  epoch {e.epoch:3d}/{config.train.epochs}  lr {e.learning_rate:.4f}  train loss {e.train_loss:.4f}  "
+            f"test loss {e.test_loss:.4f}  test accuracy {100 * e.test_accuracy:.2f}%  {e.seconds:.2f} s")
+
+    params, history = train(config, data, report)
+    meta = {"config": config.to_dict(), "data_sha256": dict(sorted(data.sha256.items()))}
+    save_model(config.build_dir / "model.npz", params, history, meta)
+    say(f"train: wrote {config.build_dir / 'model.npz'}")
+
+
+def stage_analyze(config: Config) -> None:
+    path = config.build_dir / "model.npz"
+    if not path.is_file():
+        raise BuildError(f"{path}: no trained model; run 'python -m generator train' (or make site) first")
+    model = load_model(path)
+    data = load_data(config)
+    if model.params["W1"].shape[1] != data.n_inputs or model.params["W2"].shape[0] != data.n_classes:
+        raise DataError(f"{path}: model is {model.params['W1'].shape[1]}-{model.params['W2'].shape[0]} but the data "
+                        f"in {config.data.dir} is {data.n_inputs}-{data.n_classes}; retrain with this config")
+    result = analyze(config, model, data)
+    out = config.build_dir / "atlas.json"
+    write_if_changed(out, atlas_mod.to_json(result))
+    say(f"analyze: test accuracy {100 * result.model.test_accuracy:.2f}%; wrote {out}")
+
+
+def stage_render(config: Config) -> None:
+    path = config.build_dir / "atlas.json"
+    if not path.is_file():
+        raise BuildError(f"{path}: no atlas; run 'python -m generator analyze' first")
+    files = render(atlas_mod.load_atlas(path), config)  # everything in memory first
+    changed = sync_tree(config.build_dir / "docs", files)
+    say(f"render: {len(files)} files in {config.build_dir / 'docs'}, {changed} changed")
+
+
+def mkdocs_config(config: Config) -> Path:
+    """A mkdocs.yml in the build directory that inherits the repository's and points at this build."""
+    text = (f"INHERIT: {REPO / 'mkdocs.yml'}\n"
+            f"docs_dir: {config.build_dir / 'docs'}\n"
+            f"site_name: {config.site.title!r}\n")
+    path = config.build_dir / "mkdocs.yml"
+    write_if_changed(path, text.encode())
+    return path
+
+
+def stage_site(config: Config) -> None:
+    target = config.site_dir
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fresh = Path(tempfile.mkdtemp(prefix=f".{target.name}.new.", dir=target.parent))
+    env = dict(os.environ)
+    env.setdefault("SOURCE_DATE_EPOCH", DEFAULT_SOURCE_DATE_EPOCH)
+    env["NO_MKDOCS_2_WARNING"] = "1"
+    # Not --quiet: it hides the warnings that --strict counts, and a broken link would pass.
+    cmd = [sys.executable, "-m", "mkdocs", "build", "--strict",
+           "--config-file", str(mkdocs_config(config)), "--site-dir", str(fresh)]
+    try:
+        result = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            lines = re.sub(r"\x1b\[[0-9;]*m", "", result.stderr).splitlines()
+            problems = [line for line in lines if line.startswith(("WARNING", "ERROR"))] or lines[-1:] or ["?"]
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise BuildError(f"mkdocs build failed, {target} left as it was: {' '.join(problems[0].split())}{more}")
+        os.chmod(fresh, 0o755)
+        swap_dir(fresh, target)
+    finally:
+        if fresh.exists():
+            shutil.rmtree(fresh)
+    say(f"site: built {target}")
+
+
+STAGES = {"train": stage_train, "analyze": stage_analyze, "render": stage_render, "site": stage_site}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m generator", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stage", choices=[*STAGES, "build"], help="pipeline stage to run; build runs all four")
+    parser.add_argument("--config", default=str(REPO / "atlas.toml"), help="TOML config file (default: atlas.toml)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override one setting, e.g. --set train.epochs=5 (repeatable)")
+    parser.add_argument("--debug", action="store_true", help="show a traceback on errors")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config, args.set)
+        stages = list(STAGES) if args.stage == "build" else [args.stage]
+        for name in stages:
+            started = time.perf_counter()
+            STAGES[name](config)
+            say(f"{name}: {time.perf_counter() - started:.1f} s")
+    except AtlasError as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted; finished outputs are intact, unfinished ones were not written", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""The atlas's typed data model and its JSON form (build/atlas.json), read by people's scripts."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = 1  # bump when a field changes meaning or disappears
+
+
+@dataclass(frozen=True)
+class Contribution:
+    neuron: int
+    contribution: float  # W2[digit, neuron] * mean activation of neuron over test images of digit
+
+
+@dataclass(frozen=True)
+class Role:
+    digit: int
+    rank: int  # 1 = strongest
+    contribution: float
+
+
+@dataclass(frozen=True)
+class Example:
+    index: int  # position in the test set
+    label: int
+    predicted: int
+    image: list[list[float]]  # (rows, cols) pixels in [0, 1]
+    hidden_activation: list[float]  # (H,)
+    output: list[float]  # (K,) sigmoid outputs
+
+
+@dataclass(frozen=True)
+class Neuron:
+    id: int
+    bias: float
+    output_weights: list[float]  # (K,) W2[:, id]
+    mean_activation: list[float]  # (K,) mean activation over the test images of each class
+    contribution: list[float]  # (K,) output_weights * mean_activation: its push towards each class
+    weights: list[list[float]]  # (rows, cols) W1[id] as an image
+    weight_max_abs: float  # max |W1[id]|: the symmetric colour scale of its weight map
+    fires_most_for: int  # class with the largest mean activation
+    promotes: list[int]  # classes with a positive outgoing weight, strongest first
+    suppresses: list[int]  # classes with a negative outgoing weight, strongest first
+    top_contributor_of: list[Role]
+    top_suppressor_of: list[Role]
+
+
+@dataclass(frozen=True)
+class Digit:
+    digit: int
+    count: int  # test images of this class
+    accuracy: float  # share of them classified correctly
+    top_contributors: list[Contribution]  # largest positive contributions first
+    top_suppressors: list[Contribution]  # most negative contributions first
+    mean_image: list[list[float]]  # (rows, cols)
+    example: Example  # the test image of this class closest to the class mean
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    epoch: int
+    learning_rate: float
+    train_loss: float
+    test_loss: float
+    test_accuracy: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    sizes: list[int]  # [inputs, hidden, outputs]
+    image_shape: list[int]  # [rows, cols]
+    test_accuracy: float
+    test_loss: float
+    seed: int
+    epochs: int
+    training_seconds: float
+    n_train: int
+    n_test: int
+    data_sha256: dict[str, str]
+    config: dict
+
+
+@dataclass(frozen=True)
+class Atlas:
+    format: int
+    model: ModelInfo
+    history: list[HistoryRow]
+    neurons: list[Neuron]
+    digits: list[Digit]
+
+
+def _build(kind, value):
+    """Rebuild dataclasses from parsed JSON, following the type hints."""
+    if dataclasses.is_dataclass(kind):
+        hints = typing.get_type_hints(kind)
+        return kind(**{f.name: _build(hints[f.name], value[f.name]) for f in dataclasses.fields(kind)})
+    if typing.get_origin(kind) is list:
+        (item,) = typing.get_args(kind)
+        return [_build(item, v) for v in value]
+    return value
+
+
+def to_json(atlas: Atlas) -> bytes:
+    """Stable JSON: keys in field order, floats in their shortest round-trip form, one trailing newline."""
+    return (json.dumps(dataclasses.asdict(atlas), ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+
+
+def from_json(data: bytes) -> Atlas:
+    return _build(Atlas, json.loads(data))
+
+
+def load_atlas(path: Path) -> Atlas:
+    return from_json(path.read_bytes())
+
+
+def floats(array: np.ndarray, digits: int | None = None) -> list:
+    """A float array as nested lists of Python floats; float32 values keep their shortest float32 form.
+
+    `digits` rounds to that many decimals instead (statistics whose last bits mean nothing).
+    """
+    array = np.asarray(array)
+    if digits is not None:
+        return np.round(array.astype(np.float64), digits).tolist()
+    if array.dtype == np.float32:
+        flat = [float(np.format_float_positional(v, unique=True, trim="0")) for v in array.ravel()]
+        return np.array(flat, dtype=np.float64).reshape(array.shape).tolist()
+    return array.astype(np.float64).tolist()

@@ -1,0 +1,31 @@
+"""The project's error types; each carries a one-line message for the user and an exit code."""
+
+
+class AtlasError(Exception):
+    """A problem the user can fix; the CLI prints the message on one line and exits with `exit_code`."""
+
+    exit_code = 1
+
+
+class ConfigError(AtlasError):
+    """A setting in the config file or on the command line is wrong."""
+
+    exit_code = 2
+
+
+class DataError(AtlasError):
+    """A dataset file is missing, truncated, altered or not in IDX format."""
+
+    exit_code = 3
+
+
+class TrainingError(AtlasError):
+    """Training diverged (NaN or Inf); nothing was written."""
+
+    exit_code = 4
+
+
+class BuildError(AtlasError):
+    """A later stage (analysis, rendering, mkdocs) failed; earlier outputs are untouched."""
+
+    exit_code = 5

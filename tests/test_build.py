@@ -1,0 +1,174 @@
+"""One tiny atlas of real MNIST built end to end; its pages and JSON against independent computations."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from generator import atlas as atlas_mod
+from generator.__main__ import main
+from generator.config import REPO, load_config
+from generator.data import load_dataset
+from generator.render import signed, fixed, percent
+from generator.train import load_model
+
+from .conftest import MNIST, tiny_overrides
+
+
+@pytest.fixture(scope="module")
+def built(tiny_build):
+    atlas = atlas_mod.load_atlas(tiny_build / "build" / "atlas.json")
+    model = load_model(tiny_build / "build" / "model.npz")
+    config = load_config(REPO / "atlas.toml", tiny_overrides(tiny_build))
+    data = load_dataset(MNIST, config.data.sha256, config.data.train_limit, config.data.test_limit)
+    return tiny_build, atlas, model, data
+
+
+def brute_force_activations(params, X):
+    """Hidden and output activations one image and one neuron at a time."""
+    H, K = params["W1"].shape[0], params["W2"].shape[0]
+    A1, A2 = np.zeros((len(X), H)), np.zeros((len(X), K))
+    for n, x in enumerate(X.astype(np.float64)):
+        for j in range(H):
+            A1[n, j] = 1 / (1 + np.exp(-(params["b1"][j] + np.dot(params["W1"][j].astype(np.float64), x))))
+        for k in range(K):
+            A2[n, k] = 1 / (1 + np.exp(-(params["b2"][k] + np.dot(params["W2"][k].astype(np.float64), A1[n]))))
+    return A1, A2
+
+
+def test_every_page_and_figure_is_built(built):
+    root, atlas, _, _ = built
+    site = root / "site"
+    assert (site / "index.html").is_file() and (site / "neurons" / "index.html").is_file()
+    for j in range(16):
+        assert (site / "neurons" / f"{j:03d}" / "index.html").is_file()
+        assert (site / "neurons" / f"{j:03d}" / "weights.png").read_bytes()[:4] == b"\x89PNG"
+    for d in range(10):
+        assert (site / "digits" / str(d) / "index.html").is_file()
+        assert (site / "digits" / str(d) / "mean.png").is_file()
+    assert not (site / "neurons" / "016").exists()
+    html = (site / "index.html").read_text()
+    assert "fonts.googleapis" not in html and "fonts.gstatic" not in html
+
+
+def test_json_matches_the_model_and_a_brute_force_pass(built):
+    _, atlas, model, data = built
+    p = model.params
+    A1, A2 = brute_force_activations(p, data.test_images)
+    y = data.test_labels
+    assert atlas.model.sizes == [784, 16, 10] and atlas.model.n_test == 600
+    assert atlas.model.test_accuracy == pytest.approx((A2.argmax(1) == y).mean(), abs=1e-6)
+    for n in atlas.neurons:
+        j = n.id
+        np.testing.assert_array_equal(np.array(n.weights, np.float32).ravel(), p["W1"][j])  # exact round trip
+        assert np.float32(n.bias) == p["b1"][j]
+        np.testing.assert_array_equal(np.array(n.output_weights, np.float32), p["W2"][:, j])
+        for d in range(10):
+            mean = A1[y == d, j].mean()
+            assert n.mean_activation[d] == pytest.approx(mean, abs=2e-6)
+            assert n.contribution[d] == pytest.approx(p["W2"][d, j] * mean, abs=1e-5)
+        assert n.fires_most_for == int(np.argmax([A1[y == d, j].mean() for d in range(10)]))
+        assert n.weight_max_abs == pytest.approx(float(np.abs(p["W1"][j]).max()))
+    for dg in atlas.digits:
+        d = dg.digit
+        assert dg.count == (y == d).sum()
+        assert dg.accuracy == pytest.approx((A2[y == d].argmax(1) == d).mean(), abs=1e-6)
+        contrib = [(p["W2"][d, j] * A1[y == d, j].mean(), j) for j in range(16)]
+        best = [j for c, j in sorted(contrib, key=lambda t: -t[0]) if c > 0][:3]
+        worst = [j for c, j in sorted(contrib, key=lambda t: t[0]) if c < 0][:3]
+        assert [c.neuron for c in dg.top_contributors] == best
+        assert [c.neuron for c in dg.top_suppressors] == worst
+        e = dg.example
+        assert y[e.index] == d == e.label
+        np.testing.assert_allclose(e.hidden_activation, A1[e.index], atol=2e-6)
+        np.testing.assert_allclose(e.output, A2[e.index], atol=2e-6)
+        assert e.predicted == A2[e.index].argmax()
+        np.testing.assert_allclose(np.array(dg.mean_image).ravel(), data.test_images[y == d].mean(0), atol=1e-6)
+    for dg in atlas.digits:  # each neuron lists exactly the digits whose top-k name it, with its rank
+        for rank, c in enumerate(dg.top_contributors, 1):
+            assert atlas_mod.Role(dg.digit, rank, c.contribution) in atlas.neurons[c.neuron].top_contributor_of
+    assert sum(len(n.top_contributor_of) for n in atlas.neurons) == sum(len(d.top_contributors) for d in atlas.digits)
+
+
+def table_after(markdown: str, header: str) -> list[list[str]]:
+    """The body rows of the Markdown table whose header line starts with `header`, as stripped cells."""
+    lines = markdown.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    rows = []
+    for line in lines[start + 2:]:  # skip the header and the |---| line
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip("|").split("|")])
+    return rows
+
+
+def test_neuron_pages_show_the_json_numbers(built):
+    root, atlas, _, _ = built
+    for n in atlas.neurons:
+        md = (root / "build" / "docs" / "neurons" / f"{n.id:03d}.md").read_text()
+        assert f"| Bias | {signed(n.bias)} |" in md
+        table = table_after(md, "| digit | outgoing weight")
+        assert len(table) == 10
+        for d, row in enumerate(table):
+            assert row[1:] == [signed(n.output_weights[d]), fixed(n.mean_activation[d]), signed(n.contribution[d])]
+        for r in n.top_contributor_of:
+            assert f"rank {r.rank} of 3, contribution {signed(r.contribution)}" in md
+
+
+def test_digit_pages_show_the_json_numbers(built):
+    root, atlas, _, _ = built
+    for dg in atlas.digits:
+        md = (root / "build" / "docs" / "digits" / f"{dg.digit}.md").read_text()
+        assert f"**{percent(dg.accuracy)}**" in md
+        rows = re.findall(r"^\| (\d) \| .*? \| \[neuron (\d{3})\]\(.*?\) \| (\S+) \| (\S+) \| (\S+) \|$", md, re.M)
+        listed = [(int(n), c) for _, n, _, _, c in rows]
+        expected = [(c.neuron, signed(c.contribution)) for c in dg.top_contributors + dg.top_suppressors]
+        assert listed == expected
+        outputs = table_after(md, "| output unit |")
+        assert [row[1] for row in outputs] == [fixed(o) for o in dg.example.output]
+        assert [row[0] for row in outputs] == [f"[{k}](../digits/{k}.md)" for k in range(10)]
+
+
+def test_model_card_shows_accuracy_and_settings(built):
+    root, atlas, _, _ = built
+    md = (root / "build" / "docs" / "index.md").read_text()
+    assert f"**{percent(atlas.model.test_accuracy)}**" in md
+    assert "784 inputs → 16 sigmoid hidden neurons → 10 sigmoid outputs" in md
+    assert md.count("](neurons/0") >= 16
+
+
+def test_rebuild_changes_no_byte(built, tmp_path):
+    root, _, _, _ = built
+    args = [a for o in tiny_overrides(root) for a in ("--set", o)]
+    before = {p: p.read_bytes() for p in (root / "site").rglob("*") if p.is_file()}
+    json_before = (root / "build" / "atlas.json").read_bytes()
+    assert main(["analyze", *args]) == 0 and main(["render", *args]) == 0 and main(["site", *args]) == 0
+    after = {p: p.read_bytes() for p in (root / "site").rglob("*") if p.is_file()}
+    assert (root / "build" / "atlas.json").read_bytes() == json_before
+    assert before.keys() == after.keys()
+    assert [p for p in before if before[p] != after[p]] == []
+
+
+def test_failed_mkdocs_build_keeps_the_old_site(built, tmp_path, capsys):
+    root, _, _, _ = built
+    args = [a for o in tiny_overrides(root) for a in ("--set", o)]
+    before = {p: p.read_bytes() for p in (root / "site").rglob("*") if p.is_file()}
+    broken = root / "build" / "docs" / "broken.md"
+    broken.write_text("[a link to nowhere](nowhere.md)\n")  # --strict turns this warning into a failure
+    try:
+        assert main(["site", *args]) == 5
+    finally:
+        broken.unlink()
+    err = capsys.readouterr().err
+    assert err.startswith("error: mkdocs build failed") and err.count("\n") == 1
+    after = {p: p.read_bytes() for p in (root / "site").rglob("*") if p.is_file()}
+    assert before == after
+    assert not list(root.glob(".site.new.*"))
+
+
+def test_cli_reports_a_bad_setting_in_one_line(tmp_path, capsys):
+    assert main(["build", "--set", "train.epoch=3", "--set", f"site.build_dir='{tmp_path}'"]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: defaults: unknown key 'train.epoch' (did you mean 'epochs'?)\n" or "train.epoch" in err
+    assert err.count("\n") == 1 and not any(tmp_path.iterdir())

@@ -1,0 +1,104 @@
+import gzip
+
+import numpy as np
+import pytest
+
+from generator import data
+from generator.config import load_config
+from generator.errors import DataError
+
+from .conftest import MNIST, idx_bytes, write_dataset
+
+
+def test_reads_gzip_and_plain_alike(tmp_path):
+    a = data.load_dataset(write_dataset(tmp_path / "gz", gz=True))
+    b = data.load_dataset(write_dataset(tmp_path / "plain", gz=False))
+    assert a.train_images.shape == (60, 30) and a.image_shape == (6, 5) and a.n_classes == 3
+    assert a.train_images.dtype == np.float32 and a.train_labels.dtype == np.int64
+    np.testing.assert_array_equal(a.train_images, b.train_images)
+    assert a.sha256 == b.sha256
+
+
+def test_pixels_are_bytes_over_255(tmp_path):
+    d = write_dataset(tmp_path)
+    raw = gzip.decompress((d / f"{data.TRAIN_IMAGES}.gz").read_bytes())
+    first = np.frombuffer(raw[16:46], np.uint8)
+    ds = data.load_dataset(d)
+    np.testing.assert_array_equal(ds.train_images[0], first.astype(np.float32) / 255)
+    assert ds.train_images.min() >= 0 and ds.train_images.max() <= 1
+
+
+def test_limits_take_the_first_images(tmp_path):
+    ds = data.load_dataset(write_dataset(tmp_path), train_limit=7, test_limit=4)
+    full = data.load_dataset(tmp_path)
+    assert len(ds.train_labels) == 7 and len(ds.test_labels) == 4
+    np.testing.assert_array_equal(ds.train_images, full.train_images[:7])
+
+
+def test_real_mnist_matches_its_readme():
+    config = load_config(MNIST.parent.parent / "atlas.toml")
+    ds = data.load_dataset(config.path(config.data.dir), config.data.sha256)
+    assert ds.train_images.shape == (60000, 784) and ds.test_images.shape == (10000, 784)
+    assert np.bincount(ds.train_labels).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    assert np.bincount(ds.test_labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def _one_line(e) -> str:
+    message = str(e.value)
+    assert "\n" not in message
+    return message
+
+
+def test_missing_file_is_named(tmp_path):
+    d = write_dataset(tmp_path)
+    (d / f"{data.TEST_LABELS}.gz").unlink()
+    with pytest.raises(DataError) as e:
+        data.load_dataset(d)
+    assert data.TEST_LABELS in _one_line(e) and "not found" in str(e.value)
+
+
+def test_truncated_gzip_is_named(tmp_path):
+    d = write_dataset(tmp_path)
+    path = d / f"{data.TRAIN_IMAGES}.gz"
+    path.write_bytes(path.read_bytes()[:-40])
+    with pytest.raises(DataError) as e:
+        data.load_dataset(d)
+    assert str(path) in _one_line(e) and "truncated" in str(e.value)
+
+
+def test_truncated_body_is_named(tmp_path):
+    d = write_dataset(tmp_path, gz=False)
+    path = d / data.TRAIN_IMAGES
+    path.write_bytes(path.read_bytes()[:-3])
+    with pytest.raises(DataError) as e:
+        data.load_dataset(d)
+    assert str(path) in _one_line(e) and "1800 bytes" in str(e.value) and "holds 1797" in str(e.value)
+
+
+def test_wrong_magic_is_named(tmp_path):
+    d = write_dataset(tmp_path, gz=False)
+    path = d / data.TRAIN_LABELS
+    path.write_bytes(idx_bytes(np.zeros((60, 1, 1), np.uint8)))  # an image file where labels belong
+    with pytest.raises(DataError) as e:
+        data.load_dataset(d)
+    assert str(path) in _one_line(e) and "magic 0x00000803" in str(e.value)
+
+
+def test_altered_file_fails_its_checksum(tmp_path):
+    d = write_dataset(tmp_path)
+    sums = data.load_dataset(d).sha256
+    path = d / f"{data.TEST_IMAGES}.gz"
+    raw = bytearray(gzip.decompress(path.read_bytes()))
+    raw[-1] ^= 0xFF  # one pixel changed, size and header intact
+    path.write_bytes(gzip.compress(bytes(raw)))
+    with pytest.raises(DataError) as e:
+        data.load_dataset(d, sums)
+    assert str(path) in _one_line(e) and "SHA-256" in str(e.value)
+
+
+def test_image_and_label_counts_must_agree(tmp_path):
+    d = write_dataset(tmp_path, gz=False)
+    (d / data.TEST_LABELS).write_bytes(idx_bytes(np.zeros(19, np.uint8)))
+    with pytest.raises(DataError) as e:
+        data.load_dataset(d)
+    assert "20 images" in _one_line(e) and "19 labels" in str(e.value)

@@ -1,0 +1,101 @@
+"""The numba kernels against the NumPy reference, finite differences and themselves."""
+
+import numpy as np
+import pytest
+
+from generator import kernels
+from generator.train import init_params
+
+
+def problem(dtype, n=37, d=12, h=7, k=4, seed=0):
+    rng = np.random.default_rng(seed)
+    params = {name: p.astype(dtype) for name, p in init_params(d, h, k, rng).items()}
+    X = rng.random((n, d)).astype(dtype)
+    y = rng.integers(0, k, n)
+    return params, X, y, rng.permutation(n)
+
+
+def run(fn, params, X, y, order, batch, eta, decay):
+    p = {k: v.copy() for k, v in params.items()}
+    dtype = X.dtype.type
+    loss = fn(p["W1"], p["b1"], p["W2"], p["b2"], X, y, order, batch, dtype(eta), dtype(decay))
+    return p, loss
+
+
+@pytest.mark.parametrize("batch", [1, 5, 10, 37, 50])  # 37 = all at once, 50 > n; 5 and 10 leave a short last batch
+def test_epoch_matches_numpy_reference_float64(batch):
+    params, X, y, order = problem(np.float64)
+    got, loss = run(kernels.sgd_epoch, params, X, y, order, batch, 0.7, 0.999)
+    want, want_loss = run(kernels.sgd_epoch_numpy, params, X, y, order, batch, 0.7, 0.999)
+    for name in params:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-12, atol=1e-12)
+        assert not np.array_equal(got[name], params[name])  # the epoch really moved every parameter
+    assert loss == pytest.approx(want_loss, rel=1e-12)
+
+
+def test_epoch_matches_numpy_reference_float32_on_mnist_shapes():
+    params, X, y, order = problem(np.float32, n=200, d=784, h=100, k=10, seed=3)
+    got, loss = run(kernels.sgd_epoch, params, X, y, order, 10, 0.5, 1 - 0.5 * 5 / 200)
+    want, want_loss = run(kernels.sgd_epoch_numpy, params, X, y, order, 10, 0.5, 1 - 0.5 * 5 / 200)
+    for name in params:
+        assert got[name].dtype == np.float32
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=2e-5)
+    assert loss == pytest.approx(want_loss, rel=1e-5)
+
+
+def mean_loss(p, X, y):
+    A1 = kernels.sigmoid_numpy(X @ p["W1"].T + p["b1"])
+    return kernels.cross_entropy(A1 @ p["W2"].T + p["b2"], y).mean()
+
+
+def test_one_step_is_minus_eta_times_the_finite_difference_gradient():
+    params, X, y, order = problem(np.float64, n=6)
+    eta = 0.01
+    stepped, _ = run(kernels.sgd_epoch, params, X, y, order, 6, eta, 1.0)  # one batch, no decay
+    rng = np.random.default_rng(1)
+    eps = 1e-6
+    for name, p in params.items():
+        for flat in rng.choice(p.size, size=min(p.size, 8), replace=False):
+            idx = np.unravel_index(flat, p.shape)
+            up = {k: v.copy() for k, v in params.items()}
+            down = {k: v.copy() for k, v in params.items()}
+            up[name][idx] += eps
+            down[name][idx] -= eps
+            numeric = (mean_loss(up, X, y) - mean_loss(down, X, y)) / (2 * eps)
+            analytic = (params[name][idx] - stepped[name][idx]) / eta
+            assert analytic == pytest.approx(numeric, rel=1e-5, abs=1e-8), (name, idx)
+
+
+def test_weight_decay_scales_weights_not_biases():
+    params, X, y, order = problem(np.float64, n=4)
+    zero_lr_decay, _ = run(kernels.sgd_epoch, params, X, y, order, 4, 1e-300, 0.5)
+    np.testing.assert_allclose(zero_lr_decay["W1"], 0.5 * params["W1"])
+    np.testing.assert_allclose(zero_lr_decay["b1"], params["b1"])
+
+
+def test_loss_is_the_cross_entropy_before_each_step():
+    params, X, y, order = problem(np.float64)
+    _, loss = run(kernels.sgd_epoch, params, X, y, order, len(y), 0.5, 1.0)  # one step: loss of the start
+    assert loss == pytest.approx(mean_loss(params, X, y) * len(y), rel=1e-12)
+
+
+def test_same_inputs_same_bits():
+    params, X, y, order = problem(np.float32, n=100, d=50, h=20, k=10)
+    a, la = run(kernels.sgd_epoch, params, X, y, order, 10, 0.5, 0.99)
+    b, lb = run(kernels.sgd_epoch, params, X, y, order, 10, 0.5, 0.99)
+    assert la == lb
+    for name in params:
+        assert a[name].tobytes() == b[name].tobytes()
+
+
+def test_sigmoid_saturates_without_nan():
+    assert kernels.sigmoid(np.float32(-200.0)) == 0.0
+    assert kernels.sigmoid(np.float32(200.0)) == 1.0
+    assert kernels.softplus(-800.0) == 0.0 and kernels.softplus(800.0) == 800.0
+
+
+def test_nan_propagates():
+    params, X, y, order = problem(np.float32)
+    params["W1"][0, 0] = np.nan
+    p, loss = run(kernels.sgd_epoch, params, X, y, order, 5, 0.5, 1.0)
+    assert np.isnan(loss) and np.isnan(p["W2"]).any()

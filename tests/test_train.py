@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+
+from generator.config import REPO, load_config
+from generator.data import load_dataset
+from generator.errors import TrainingError
+from generator.train import load_model, model_bytes, save_model, train
+
+from .conftest import MNIST
+
+
+@pytest.fixture(scope="module")
+def subset():
+    config = load_config(REPO / "atlas.toml", ["data.train_limit=2000", "data.test_limit=500", "network.hidden=30",
+                                               "train.epochs=3"])
+    return config, load_dataset(MNIST, config.data.sha256, 2000, 500)
+
+
+def test_short_training_learns(subset):
+    config, data = subset
+    params, history = train(config, data)
+    assert [h.epoch for h in history] == [1, 2, 3]
+    assert history[-1].test_accuracy > 0.8  # chance is 0.1
+    assert history[-1].train_loss < history[0].train_loss
+    assert params["W1"].shape == (30, 784) and params["W2"].shape == (10, 30)
+    assert all(p.dtype == np.float32 for p in params.values())
+
+
+def test_same_seed_same_bits_other_seed_other_weights(subset):
+    config, data = subset
+    a, ha = train(config, data)
+    b, hb = train(config, data)
+    for name in a:
+        assert a[name].tobytes() == b[name].tobytes()
+    assert [h.train_loss for h in ha] == [h.train_loss for h in hb]
+    other = load_config(REPO / "atlas.toml", ["data.train_limit=2000", "network.hidden=30", "train.epochs=3",
+                                              "train.seed=2"])
+    c, _ = train(other, data)
+    assert not np.array_equal(a["W1"], c["W1"])
+
+
+def test_divergence_names_the_epoch(subset):
+    _, data = subset
+    config = load_config(REPO / "atlas.toml", ["network.hidden=30", "train.epochs=2", "train.learning_rate=1e30"])
+    with pytest.raises(TrainingError, match=r"diverged in epoch 1 .*smaller"):
+        train(config, data)
+
+
+def test_model_file_round_trips_and_is_byte_stable(subset, tmp_path):
+    config, data = subset
+    params, history = train(load_config(REPO / "atlas.toml", ["network.hidden=5", "train.epochs=1"]), data)
+    meta = {"config": config.to_dict()}
+    assert model_bytes(params, history, meta) == model_bytes(params, history, meta)
+    save_model(tmp_path / "model.npz", params, history, meta)
+    model = load_model(tmp_path / "model.npz")
+    for name in params:
+        assert model.params[name].tobytes() == params[name].tobytes()
+    assert model.history == history and model.meta == meta
