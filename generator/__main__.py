@@ -46,9 +46,9 @@ def stage_train(config: Config) -> None:
         say(f"  epoch {e.epoch:3d}/{config.train.epochs}  lr {e.learning_rate:.4f}  train loss {e.train_loss:.4f}  "
             f"test loss {e.test_loss:.4f}  test accuracy {100 * e.test_accuracy:.2f}%  {e.seconds:.2f} s")
 
-    params, history = train(config, data, report)
+    params, history, snapshots = train(config, data, report)
     meta = {"config": config.to_dict(), "data_sha256": dict(sorted(data.sha256.items()))}
-    save_model(config.build_dir / "model.npz", params, history, meta)
+    save_model(config.build_dir / "model.npz", params, history, snapshots, meta)
     say(f"train: wrote {config.build_dir / 'model.npz'}")
 
 
@@ -61,8 +61,10 @@ def stage_analyze(config: Config) -> None:
     if model.params["W1"].shape[1] != data.n_inputs or model.params["W2"].shape[0] != data.n_classes:
         raise DataError(f"{path}: model is {model.params['W1'].shape[1]}-{model.params['W2'].shape[0]} but the data "
                         f"in {config.data.dir} is {data.n_inputs}-{data.n_classes}; retrain with this config")
-    result = analyze(config, model, data)
+    result, arrays = analyze(config, model, data)
     out = config.build_dir / "atlas.json"
+    # arrays.npz first: atlas.json is what Make watches, so it must be the last to change.
+    write_if_changed(config.build_dir / "arrays.npz", atlas_mod.arrays_bytes(arrays))
     write_if_changed(out, atlas_mod.to_json(result))
     say(f"analyze: test accuracy {100 * result.model.test_accuracy:.2f}%; wrote {out}")
 
@@ -71,7 +73,8 @@ def stage_render(config: Config) -> None:
     path = config.build_dir / "atlas.json"
     if not path.is_file():
         raise BuildError(f"{path}: no atlas; run 'python -m generator analyze' first")
-    files = render(atlas_mod.load_atlas(path), config)  # everything in memory first
+    arrays = atlas_mod.load_arrays(config.build_dir / "arrays.npz")
+    files = render(atlas_mod.load_atlas(path), arrays, config)  # everything in memory first
     changed = sync_tree(config.build_dir / "docs", files)
     say(f"render: {len(files)} files in {config.build_dir / 'docs'}, {changed} changed")
 

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from . import kernels
-from .atlas import (FORMAT, Atlas, Contribution, Digit, Example, HistoryRow, ModelInfo, Neuron, Role, floats)
+from .atlas import (FORMAT, Atlas, Contribution, Digit, Example, HistoryRow, ImageRef, ModelInfo, Neuron, Role,
+                    Similar, floats)
 from .config import Config
 from .data import Dataset
 from .train import Model
 
 STAT_DIGITS = 6  # decimals kept for statistics (activations, contributions, accuracies)
+EXTREMES = 16  # top- and least-activating test images shown per neuron
+SIMILAR = 5  # similar neurons listed per neuron
+HIST_BINS = 20  # activation histogram bins over [0, 1]
+ON, OFF = 0.99, 0.01  # saturation thresholds
+MOSTLY = 0.95  # share of images beyond a threshold that flags a neuron "nearly always" on or off
+
+
+def rounded(v) -> float:
+    return round(float(v), STAT_DIGITS)
 
 
 def class_means(values: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -52,29 +64,177 @@ def typical_examples(images: np.ndarray, labels: np.ndarray, means: np.ndarray) 
     return picks
 
 
-def analyze(config: Config, model: Model, data: Dataset) -> Atlas:
+def extremes(activations: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(N, H) -> (H, n) indices of each neuron's highest activations (highest first) and lowest (lowest first).
+
+    Ties go to the lower image index.
+    """
+    top = np.argsort(-activations, axis=0, kind="stable")[:n].T
+    bottom = np.argsort(activations, axis=0, kind="stable")[:n].T
+    return top, bottom
+
+
+def histograms(activations: np.ndarray, labels: np.ndarray, n_classes: int, bins: int) -> np.ndarray:
+    """(H, K, bins) counts of each neuron's activations in equal bins over [0, 1], split by class.
+
+    Bin b holds b/bins <= a < (b+1)/bins; an activation of exactly 1 counts in the last bin.
+    """
+    which = np.minimum((activations * bins).astype(np.int64), bins - 1)  # (N, H)
+    H = activations.shape[1]
+    counts = np.zeros((H, n_classes, bins), np.int64)
+    np.add.at(counts, (np.arange(H)[None, :], labels[:, None], which), 1)
+    return counts
+
+
+def saturation(activations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, H) -> shares of images with activation above ON and below OFF, each (H,)."""
+    return (activations > ON).mean(axis=0), (activations < OFF).mean(axis=0)
+
+
+def saturation_flag(above: float, below: float, always_off: bool) -> str:
+    """'dead' (below OFF on every image), 'nearly always off', 'nearly always on', or ''."""
+    if always_off:
+        return "dead"
+    if below >= MOSTLY:
+        return "nearly always off"
+    if above >= MOSTLY:
+        return "nearly always on"
+    return ""
+
+
+def most_similar(matrix: np.ndarray, n: int) -> list[list[tuple[int, float]]]:
+    """For each row, the n other rows with the highest Pearson correlation: [(row, r), ...], highest first.
+
+    Rows without variance correlate with nothing (np.corrcoef gives NaN) and are never listed.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.corrcoef(matrix.astype(np.float64))
+    r = np.atleast_2d(r)
+    ranked = np.where(np.isnan(r), -np.inf, r)
+    np.fill_diagonal(ranked, -np.inf)
+    out = []
+    for j in range(len(ranked)):
+        order = np.argsort(-ranked[j], kind="stable")[:n]
+        out.append([(int(i), float(r[j, i])) for i in order if np.isfinite(ranked[j, i])])
+    return out
+
+
+def patterns(activations: np.ndarray, images: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """(H, D): mean of each neuron's top-activating images (rows of `top`) minus the mean of all images."""
+    return images[top].astype(np.float64).mean(axis=1) - images.astype(np.float64).mean(axis=0)
+
+
+def join_digits(ds: list[int]) -> str:
+    names = [str(d) for d in ds]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def summarize(mean_activation, output_weights, ablation, flag: str) -> str:
+    """One generated sentence: what fires the neuron, what it is silent for, what it pushes, what it costs.
+
+    mean_activation, output_weights and ablation (accuracy change when ablated, as a share) are per class.
+    """
+    mean_activation, output_weights, ablation = map(np.asarray, (mean_activation, output_weights, ablation))
+    parts = []
+    fires = [int(d) for d in np.argsort(-mean_activation, kind="stable") if mean_activation[d] >= 0.5][:3]
+    silent = [int(d) for d in np.argsort(mean_activation, kind="stable") if mean_activation[d] < 0.1][:3]
+    if flag == "dead":
+        parts.append("Dead: below 0.01 on every test image")
+    else:
+        if flag:
+            parts.append(flag[0].upper() + flag[1:])
+        if fires:
+            parts.append(f"fires for {join_digits(fires)}")
+        else:
+            best = int(np.argmax(mean_activation))
+            parts.append(f"fires weakly, most for {best} (mean {mean_activation[best]:.2f})")
+        if silent:
+            parts.append(f"silent for {join_digits(silent)}")
+    promotes = [int(d) for d in np.argsort(-output_weights, kind="stable") if output_weights[d] > 0][:2]
+    suppresses = [int(d) for d in np.argsort(output_weights, kind="stable") if output_weights[d] < 0][:2]
+    effect = []
+    if promotes:
+        effect.append(f"promotes {join_digits(promotes)}")
+    if suppresses:
+        effect.append(f"suppresses {join_digits(suppresses)}")
+    worst = int(np.argmin(ablation))
+    cost = -100 * ablation[worst]
+    if cost >= 0.05:
+        effect.append(f"removing it costs {cost:.1f} points on {worst}")
+    else:
+        effect.append("removing it changes no digit's accuracy by 0.05 points or more")
+    first = "; ".join(parts)
+    sentence = first[0].upper() + first[1:] + "; " + ", ".join(effect) + "."
+    return sentence
+
+
+@dataclass(frozen=True)
+class Forward:
+    """The intact network on the test set, in float64."""
+    A1: np.ndarray  # (N, H) hidden activations
+    Z2: np.ndarray  # (N, K) output pre-activations
+    A2: np.ndarray  # (N, K) outputs
+    predicted: np.ndarray  # (N,)
+
+
+def forward64(params: dict[str, np.ndarray], X: np.ndarray) -> Forward:
+    p = {k: v.astype(np.float64) for k, v in params.items()}
+    A1 = kernels.sigmoid_numpy(X.astype(np.float64) @ p["W1"].T + p["b1"])
+    Z2 = A1 @ p["W2"].T + p["b2"]
+    A2 = kernels.sigmoid_numpy(Z2)
+    return Forward(A1, Z2, A2, Z2.argmax(axis=1))
+
+
+def neuron_ablation(f: Forward, W2: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
+    """(H, K) change in per-class accuracy when each neuron is replaced by its mean test activation."""
+    counts = np.bincount(y, minlength=n_classes)
+    correct = kernels.ablation_correct(f.Z2, f.A1, W2.astype(np.float64), f.A1.mean(axis=0), y, n_classes)
+    base = per_class_accuracy(f.predicted, y, n_classes)
+    return correct / np.maximum(counts, 1) - base
+
+
+@dataclass(frozen=True)
+class Arrays:
+    """Bulk arrays the figures need but atlas.json need not carry (build/arrays.npz)."""
+    image_indices: np.ndarray  # (M,) test-set indices of the images below
+    images: np.ndarray  # (M, rows, cols) uint8 pixels of every test image a page shows
+    snapshot_epochs: np.ndarray  # (S,)
+    snapshots: np.ndarray  # (S, H, rows, cols) float32 W1 during training
+    patterns: np.ndarray  # (H, rows, cols) float32 mean top-activating image minus mean image
+
+
+def analyze(config: Config, model: Model, data: Dataset) -> tuple[Atlas, Arrays]:
     """Every statistic of the atlas, on the test set."""
     p = model.params
     X, y, K = data.test_images, data.test_labels, data.n_classes
     shape = data.image_shape
-    A1, A2 = kernels.forward(p["W1"], p["b1"], p["W2"], p["b2"], X)  # (N, H), (N, K)
-    predicted = A2.argmax(axis=1)
-    means = class_means(A1, y, K)  # (H, K)
+    f = forward64(p, X)
+    H = p["W1"].shape[0]
+    means = class_means(f.A1, y, K)  # (H, K)
     contrib = contributions(p["W2"], means)  # (K, H)
     k = config.analysis.top_k
     tops = [top_positive(contrib[d], k) for d in range(K)]
     bottoms = [top_negative(contrib[d], k) for d in range(K)]
-    accuracy = per_class_accuracy(predicted, y, K)
+    accuracy = per_class_accuracy(f.predicted, y, K)
     mean_images = class_means(X, y, K).T  # (K, D)
     examples = typical_examples(X, y, mean_images)
-    H = p["W1"].shape[0]
+    top, bottom = extremes(f.A1, min(EXTREMES, len(y)))
+    hist = histograms(f.A1, y, K, HIST_BINS)
+    above, below = saturation(f.A1)
+    ablation = neuron_ablation(f, p["W2"], y, K)  # (H, K)
+    overall_ablation = (ablation * np.bincount(y, minlength=K)).sum(axis=1) / len(y)
+    similar_w = most_similar(p["W1"], SIMILAR)
+    similar_a = most_similar(f.A1.T, SIMILAR)
+    n_pattern = max(1, len(y) // 100)
+    pattern = patterns(f.A1, X, extremes(f.A1, n_pattern)[0])
 
-    def rounded(v):
-        return round(float(v), STAT_DIGITS)
+    def refs(indices) -> list[ImageRef]:
+        return [ImageRef(int(i), int(y[i]), rounded(f.A1[i, j])) for i in indices]
 
     neurons = []
     for j in range(H):
         w_out = p["W2"][:, j]
+        flag = saturation_flag(above[j], below[j], bool((f.A1[:, j] < OFF).all()))
         neurons.append(Neuron(
             id=j, bias=float(floats(p["b1"][j:j + 1])[0]),
             output_weights=floats(w_out),
@@ -87,6 +247,14 @@ def analyze(config: Config, model: Model, data: Dataset) -> Atlas:
             suppresses=[int(d) for d in np.argsort(w_out, kind="stable") if w_out[d] < 0],
             top_contributor_of=[Role(d, tops[d].index(j) + 1, rounded(contrib[d, j])) for d in range(K) if j in tops[d]],
             top_suppressor_of=[Role(d, bottoms[d].index(j) + 1, rounded(contrib[d, j])) for d in range(K) if j in bottoms[d]],
+            top_images=refs(top[j]), bottom_images=refs(bottom[j]),
+            histogram=hist[j].tolist(), histogram_peak=int(hist[j].sum(axis=0).max()),
+            share_above=rounded(above[j]), share_below=rounded(below[j]), flag=flag,
+            ablation=floats(ablation[j], STAT_DIGITS), ablation_overall=rounded(overall_ablation[j]),
+            ablation_cost=rounded(max(0.0, -ablation[j].min())), ablation_cost_digit=int(np.argmin(ablation[j])),
+            similar_by_weights=[Similar(i, rounded(r)) for i, r in similar_w[j]],
+            similar_by_activation=[Similar(i, rounded(r)) for i, r in similar_a[j]],
+            summary=summarize(means[j], w_out, ablation[j], flag),
         ))
     digits = []
     for d in range(K):
@@ -96,19 +264,27 @@ def analyze(config: Config, model: Model, data: Dataset) -> Atlas:
             top_contributors=[Contribution(j, rounded(contrib[d, j])) for j in tops[d]],
             top_suppressors=[Contribution(j, rounded(contrib[d, j])) for j in bottoms[d]],
             mean_image=floats(mean_images[d].reshape(shape), STAT_DIGITS),
-            example=Example(index=e, label=int(y[e]), predicted=int(predicted[e]),
+            example=Example(index=e, label=int(y[e]), predicted=int(f.predicted[e]),
                             image=floats(X[e].reshape(shape)),
-                            hidden_activation=floats(A1[e].astype(np.float64), STAT_DIGITS),
-                            output=floats(A2[e].astype(np.float64), STAT_DIGITS)),
+                            hidden_activation=floats(f.A1[e], STAT_DIGITS),
+                            output=floats(f.A2[e], STAT_DIGITS)),
         ))
     history = [HistoryRow(h.epoch, h.learning_rate, h.train_loss, h.test_loss, h.test_accuracy, h.seconds)
                for h in model.history]
-    last = model.history[-1]
     info = ModelInfo(
         sizes=[data.n_inputs, H, K], image_shape=list(shape),
-        test_accuracy=rounded((predicted == y).mean()), test_loss=rounded(last.test_loss),
+        test_accuracy=rounded((f.predicted == y).mean()), test_loss=rounded(model.history[-1].test_loss),
         seed=config.train.seed, epochs=len(model.history),
         training_seconds=round(sum(h.seconds for h in model.history), 1),
         n_train=len(data.train_labels), n_test=len(y), data_sha256=dict(sorted(data.sha256.items())),
-        config=config.to_dict())
-    return Atlas(FORMAT, info, history, neurons, digits)
+        config=config.to_dict(), histogram_bins=HIST_BINS, pattern_images=n_pattern,
+        snapshot_epochs=sorted(model.snapshots))
+    shown = sorted({i for n in neurons for r in n.top_images + n.bottom_images for i in [r.index]} | set(examples))
+    raw = np.round(X[shown] * 255).astype(np.uint8).reshape(len(shown), *shape)
+    epochs = sorted(model.snapshots)
+    arrays = Arrays(
+        image_indices=np.array(shown, np.int64), images=raw,
+        snapshot_epochs=np.array(epochs, np.int64),
+        snapshots=np.stack([model.snapshots[e] for e in epochs]).reshape(len(epochs), H, *shape),
+        patterns=pattern.astype(np.float32).reshape(H, *shape))
+    return Atlas(FORMAT, info, history, neurons, digits), arrays

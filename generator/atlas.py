@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .output import npz_bytes
+
 FORMAT = 1  # bump when a field changes meaning or disappears
 
 
@@ -24,6 +26,19 @@ class Role:
     digit: int
     rank: int  # 1 = strongest
     contribution: float
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    index: int  # position in the test set
+    label: int
+    activation: float  # the neuron's activation on it
+
+
+@dataclass(frozen=True)
+class Similar:
+    neuron: int
+    correlation: float  # Pearson correlation
 
 
 @dataclass(frozen=True)
@@ -50,6 +65,20 @@ class Neuron:
     suppresses: list[int]  # classes with a negative outgoing weight, strongest first
     top_contributor_of: list[Role]
     top_suppressor_of: list[Role]
+    top_images: list[ImageRef]  # highest activations first
+    bottom_images: list[ImageRef]  # lowest activations first
+    histogram: list[list[int]]  # (K, bins) test images per class in equal activation bins over [0, 1]
+    histogram_peak: int  # images in the fullest bin, all classes together
+    share_above: float  # share of test images with activation > 0.99
+    share_below: float  # share of test images with activation < 0.01
+    flag: str  # "dead", "nearly always off", "nearly always on" or ""
+    ablation: list[float]  # (K,) change in per-class test accuracy when replaced by its mean activation
+    ablation_overall: float  # change in overall test accuracy, same ablation
+    ablation_cost: float  # largest drop of one class's accuracy under that ablation (>= 0)
+    ablation_cost_digit: int  # the class that drop is on
+    similar_by_weights: list[Similar]  # highest weight-map correlation first
+    similar_by_activation: list[Similar]  # highest activation correlation over the test set first
+    summary: str  # one generated sentence
 
 
 @dataclass(frozen=True)
@@ -86,6 +115,9 @@ class ModelInfo:
     n_test: int
     data_sha256: dict[str, str]
     config: dict
+    histogram_bins: int
+    pattern_images: int  # top-activating images averaged into each neuron's pattern
+    snapshot_epochs: list[int]  # epochs whose W1 the "how it formed" figures show (0 = before training)
 
 
 @dataclass(frozen=True)
@@ -119,6 +151,16 @@ def from_json(data: bytes) -> Atlas:
 
 def load_atlas(path: Path) -> Atlas:
     return from_json(path.read_bytes())
+
+
+def arrays_bytes(arrays) -> bytes:
+    """build/arrays.npz: the bulk arrays of an analysis (any dataclass of NumPy arrays)."""
+    return npz_bytes({f.name: getattr(arrays, f.name) for f in dataclasses.fields(arrays)})
+
+
+def load_arrays(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
 
 
 def floats(array: np.ndarray, digits: int | None = None) -> list:

@@ -40,6 +40,9 @@ class TrainConfig:
     final_lr_fraction: float = 0.02
     # Nielsen's lambda: each step scales the weights by 1 - learning_rate * l2 / n_train.
     l2: float = 5.0
+    # Epochs after which W1 is kept for the "how it formed" figures; before training and the last are
+    # always kept, epochs past the last are ignored.
+    snapshot_epochs: list[int] = field(default_factory=lambda: [1, 2, 5])
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,8 @@ def _coerce(where: str, name: str, value: Any, default: Any) -> Any:
         return float(value)
     if isinstance(value, bool) != (kind is bool) or not isinstance(value, kind):
         raise ConfigError(f"{where}: '{name}' must be {kind.__name__}, got {type(value).__name__} {value!r}")
+    if kind is list and not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise ConfigError(f"{where}: '{name}' must be a list of integers, got {value!r}")
     if kind is dict and not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         raise ConfigError(f"{where}: '{name}' must map file names to SHA-256 strings")
     return value
@@ -130,6 +135,7 @@ def _check_ranges(config: Config, where: str) -> None:
     need(t.l2 >= 0, "train.l2", ">= 0", t.l2)
     need(0 < t.final_lr_fraction <= 1, "train.final_lr_fraction", "in (0, 1]", t.final_lr_fraction)
     need(t.schedule in SCHEDULES, "train.schedule", " or ".join(repr(s) for s in SCHEDULES), t.schedule)
+    need(all(e >= 1 for e in t.snapshot_epochs), "train.snapshot_epochs", "a list of epochs >= 1", t.snapshot_epochs)
     need(a.top_k >= 1, "analysis.top_k", ">= 1", a.top_k)
 
 

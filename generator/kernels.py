@@ -9,7 +9,7 @@ Every loop has a fixed order, so the same inputs give the same bits on every run
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 FAST = {"reassoc", "contract"}
 ONE = np.float32(1)  # a float32 constant keeps float32 arithmetic in float32 and float64 in float64
@@ -160,3 +160,43 @@ def sgd_epoch_numpy(W1, b1, W2, b2, X, y, order, batch_size, eta, decay):
         W1 -= step * (D1.T @ Xb)
         b1 -= step * D1.sum(axis=0)
     return loss
+
+
+# ---------------------------------------------------------------------------------------------
+# Analysis kernels
+
+@njit(cache=True, parallel=True)
+def ablation_correct(Z2, A1, W2, fill, y, n_classes):
+    """(H, K) correct test predictions per class when hidden neuron j's activation is replaced by fill[j].
+
+    Z2 (N, K) output pre-activations of the intact network, A1 (N, H) hidden activations, W2 (K, H),
+    fill (H,), y (N,) labels. Replacing a_j changes only Z2 by W2[:, j] * (fill[j] - a_j); ties in the
+    argmax go to the lower class, as np.argmax does. Each j writes its own row: thread order is irrelevant.
+    """
+    N, K = Z2.shape
+    H = A1.shape[1]
+    correct = np.zeros((H, n_classes), np.int64)
+    for j in prange(H):
+        for n in range(N):
+            shift = fill[j] - A1[n, j]
+            best = Z2[n, 0] + W2[0, j] * shift
+            arg = 0
+            for k in range(1, K):
+                z = Z2[n, k] + W2[k, j] * shift
+                if z > best:
+                    best = z
+                    arg = k
+            if arg == y[n]:
+                correct[j, y[n]] += 1
+    return correct
+
+
+def ablation_correct_numpy(Z2, A1, W2, fill, y, n_classes):
+    """Reference for `ablation_correct`, one neuron at a time."""
+    H = A1.shape[1]
+    correct = np.zeros((H, n_classes), np.int64)
+    for j in range(H):
+        Z = Z2 + np.outer(fill[j] - A1[:, j], W2[:, j])  # (N, K)
+        hit = Z.argmax(axis=1) == y
+        correct[j] = np.bincount(y[hit], minlength=n_classes)
+    return correct

@@ -33,17 +33,29 @@ def thousands(n: int) -> str:
     return f"{n:,}"
 
 
+def points(share: float, digits: int = 2) -> str:
+    """A change of a share as signed percentage points: −0.81 pts."""
+    return f"{signed(100 * share, digits)} pts"
+
+
 def environment() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined, trim_blocks=True,
                       lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
-    env.filters.update(signed=signed, fixed=fixed, percent=percent, thousands=thousands)
+    env.filters.update(signed=signed, fixed=fixed, percent=percent, thousands=thousands, points=points)
     return env
+
+
+PRODUCTS = 8  # top-activating images whose product with the weights a neuron page shows
 
 
 @dataclass(frozen=True)
 class Names:
     """Page and figure paths, relative to the docs root; the URL scheme lives here and only here."""
-    width: int
+    width: int  # digits of a neuron id
+    image_width: int = 5  # digits of a test-image index
+
+    def image(self, index: int) -> str:
+        return f"images/{index:0{self.image_width}d}.png"
 
     def nid(self, j: int) -> str:
         return f"{j:0{self.width}d}"
@@ -63,20 +75,32 @@ class Names:
         return f"digits/{d}/{name}.png"
 
 
-def figure_files(atlas: Atlas, names: Names) -> dict[str, bytes]:
+def figure_files(atlas: Atlas, arrays: dict[str, np.ndarray], names: Names) -> dict[str, bytes]:
     """Every PNG of the site, by path."""
     files = {
         "assets/colourbar-diverging.png": figures.colour_bar(figures.DIVERGING),
         "assets/colourbar-ink.png": figures.colour_bar(figures.INK),
         "assets/colourbar-activation.png": figures.colour_bar(figures.ACTIVATION),
     }
+    pixels = dict(zip(arrays["image_indices"].tolist(), arrays["images"].astype(np.float64) / 255))
+    for index, image in pixels.items():
+        files[names.image(index)] = figures.ink(image)
     means = np.array([n.mean_activation for n in atlas.neurons])  # (H, K)
     for n in atlas.neurons:
         w = np.array(n.weights)
         files[names.neuron_fig(n.id, "weights")] = figures.diverging(w, n.weight_max_abs)
+        # The question's element-wise view: input times weights, pixel by pixel, each on its own scale.
         x = np.array(atlas.digits[n.fires_most_for].example.image)
-        product = w * x  # the question's element-wise view: input times weights, pixel by pixel
-        files[names.neuron_fig(n.id, "product")] = figures.diverging(product, float(np.abs(product).max()))
+        files[names.neuron_fig(n.id, "product")] = figures.diverging(w * x, float(np.abs(w * x).max()))
+        for ref in n.top_images[:PRODUCTS]:
+            product = w * pixels[ref.index]
+            files[names.neuron_fig(n.id, f"product-{ref.index}")] = figures.diverging(product, float(np.abs(product).max()))
+        pattern = arrays["patterns"][n.id]
+        files[names.neuron_fig(n.id, "pattern")] = figures.diverging(pattern, float(np.abs(pattern).max()))
+        for s, epoch in enumerate(atlas.model.snapshot_epochs):
+            snap = arrays["snapshots"][s, n.id]
+            files[names.neuron_fig(n.id, f"epoch-{epoch}")] = figures.diverging(snap, float(np.abs(snap).max()))
+        files[names.neuron_fig(n.id, "histogram")] = figures.stacked_bars(np.array(n.histogram))
     for d in atlas.digits:
         files[names.digit_fig(d.digit, "mean")] = figures.ink(np.array(d.mean_image))
         files[names.digit_fig(d.digit, "hidden-mean")] = figures.activation_grid(means[:, d.digit])
@@ -90,7 +114,7 @@ def page_files(atlas: Atlas, config: Config, names: Names) -> dict[str, bytes]:
     env = environment()
     grid_rows, grid_cols = figures.grid_shape(len(atlas.neurons))
     common = dict(atlas=atlas, model=atlas.model, train=config.train, title=config.site.title,
-                  names=names, grid_rows=grid_rows, grid_cols=grid_cols)
+                  names=names, grid_rows=grid_rows, grid_cols=grid_cols, digit_colours=figures.DIGIT_HEX)
 
     def page(template: str, **context) -> bytes:
         return env.get_template(template).render(**common, **context).encode()
@@ -102,17 +126,19 @@ def page_files(atlas: Atlas, config: Config, names: Names) -> dict[str, bytes]:
     }
     for n in atlas.neurons:
         files[names.neuron_page(n.id)] = page("neuron.md.j2", root="../", n=n,
-                                              typical=atlas.digits[n.fires_most_for])
+                                              typical=atlas.digits[n.fires_most_for],
+                                              products=n.top_images[:PRODUCTS])
     for d in atlas.digits:
         files[names.digit_page(d.digit)] = page("digit.md.j2", root="../", d=d)
     return files
 
 
-def render(atlas: Atlas, config: Config) -> dict[str, bytes]:
+def render(atlas: Atlas, arrays: dict[str, np.ndarray], config: Config) -> dict[str, bytes]:
     """The whole docs tree in memory: pages, figures and static assets, by relative path."""
-    names = Names(width=max(3, len(str(len(atlas.neurons) - 1))))
+    names = Names(width=max(3, len(str(len(atlas.neurons) - 1))),
+                  image_width=max(5, len(str(atlas.model.n_test - 1))))
     files = {}
-    for part in (page_files(atlas, config, names), figure_files(atlas, names)):
+    for part in (page_files(atlas, config, names), figure_files(atlas, arrays, names)):
         clash = files.keys() & part.keys()
         if clash:
             raise BuildError(f"two outputs target the same path {sorted(clash)[0]}; rename one of them")

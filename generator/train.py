@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -17,7 +15,7 @@ from . import kernels
 from .config import Config
 from .data import Dataset
 from .errors import TrainingError
-from .output import write_atomic
+from .output import npz_bytes, write_atomic
 
 PARAMS = ("W1", "b1", "W2", "b2")
 
@@ -57,12 +55,17 @@ def evaluate(params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray) -> tup
 
 
 def train(config: Config, data: Dataset, on_epoch: Callable[[Epoch], None] = lambda e: None):
-    """Train the configured network on `data`; returns (params, history). Same config, same bits."""
+    """Train the configured network on `data`; returns (params, history, snapshots). Same config, same bits.
+
+    snapshots maps an epoch (0 = before training) to a copy of W1 after it.
+    """
     t = config.train
     rng = np.random.default_rng(t.seed)
     params = init_params(data.n_inputs, config.network.hidden, data.n_classes, rng)
     n = len(data.train_labels)
     history: list[Epoch] = []
+    keep = {e for e in t.snapshot_epochs if e <= t.epochs} | {t.epochs}
+    snapshots = {0: params["W1"].copy()}
     for e in range(t.epochs):
         started = time.perf_counter()
         lr = learning_rate(config, e)
@@ -77,39 +80,34 @@ def train(config: Config, data: Dataset, on_epoch: Callable[[Epoch], None] = lam
         test_loss, test_acc = evaluate(params, data.test_images, data.test_labels)
         epoch = Epoch(e + 1, lr, loss / n, test_loss, test_acc, time.perf_counter() - started)
         history.append(epoch)
+        if e + 1 in keep:
+            snapshots[e + 1] = params["W1"].copy()
         on_epoch(epoch)
-    return params, history
+    return params, history, snapshots
 
 
-def model_bytes(params: dict[str, np.ndarray], history: list[Epoch], meta: dict) -> bytes:
-    """An .npz archive of the weights, the history and `meta` (as JSON), byte-identical for equal inputs.
-
-    np.savez stamps each member with the current time; this writes the same members with a fixed one.
-    """
+def model_bytes(params: dict[str, np.ndarray], history: list[Epoch], snapshots: dict[int, np.ndarray],
+                meta: dict) -> bytes:
+    """An .npz archive of the weights, history, W1 snapshots and `meta` (as JSON), byte-identical for equal inputs."""
     arrays = dict(params)
     arrays["history_epoch"] = np.array([h.epoch for h in history], np.int64)
     for name in ("learning_rate", "train_loss", "test_loss", "test_accuracy", "seconds"):
         arrays[f"history_{name}"] = np.array([getattr(h, name) for h in history], np.float64)
+    arrays["snapshot_epochs"] = np.array(sorted(snapshots), np.int64)  # (S,)
+    arrays["snapshot_W1"] = np.stack([snapshots[e] for e in sorted(snapshots)])  # (S, H, D)
     arrays["meta_json"] = np.array(json.dumps(meta, sort_keys=True))
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, array in arrays.items():
-            member = io.BytesIO()
-            np.lib.format.write_array(member, np.asarray(array), allow_pickle=False)
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, member.getvalue())
-    return buffer.getvalue()
+    return npz_bytes(arrays)
 
 
-def save_model(path: Path, params, history, meta) -> None:
-    write_atomic(path, model_bytes(params, history, meta))
+def save_model(path: Path, params, history, snapshots, meta) -> None:
+    write_atomic(path, model_bytes(params, history, snapshots, meta))
 
 
 @dataclass(frozen=True)
 class Model:
     params: dict[str, np.ndarray]  # W1 (H, D), b1 (H,), W2 (K, H), b2 (K,), float32
     history: list[Epoch]
+    snapshots: dict[int, np.ndarray]  # epoch (0 = initial) -> W1 (H, D)
     meta: dict
 
 
@@ -119,6 +117,7 @@ def load_model(path: Path) -> Model:
         params = {k: f[k] for k in PARAMS}
         cols = {k[len("history_"):]: f[k].tolist() for k in f.files if k.startswith("history_")}
         meta = json.loads(str(f["meta_json"]))
+        snapshots = dict(zip(f["snapshot_epochs"].tolist(), f["snapshot_W1"]))
     history = [Epoch(*row) for row in zip(cols["epoch"], cols["learning_rate"], cols["train_loss"],
                                           cols["test_loss"], cols["test_accuracy"], cols["seconds"])]
-    return Model(params, history, meta)
+    return Model(params, history, snapshots, meta)

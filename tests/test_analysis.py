@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pytest
 
 from generator import analysis
 
@@ -49,3 +50,105 @@ def test_typical_example_is_nearest_to_the_mean():
     labels = np.array([0, 0, 0, 1, 1])
     means = np.array([[0.5, 0.5], [5.0, 5.0]])
     assert analysis.typical_examples(images, labels, means) == [2, 3]
+
+
+def test_extremes_equal_sorting_each_column():
+    rng = np.random.default_rng(2)
+    A = rng.random((40, 3))
+    A[5, 0] = A[6, 0] = 2.0  # a tie: the lower index comes first
+    top, bottom = analysis.extremes(A, 4)
+    for j in range(3):
+        col = [(A[i, j], i) for i in range(40)]
+        assert top[j].tolist() == [i for _, i in sorted(col, key=lambda t: (-t[0], t[1]))[:4]]
+        assert bottom[j].tolist() == [i for _, i in sorted(col, key=lambda t: (t[0], t[1]))[:4]]
+    assert top[0, :2].tolist() == [5, 6]
+
+
+def test_histograms_equal_a_loop():
+    rng = np.random.default_rng(3)
+    A = rng.random((200, 4))
+    A[0, 0], A[1, 0], A[2, 0] = 1.0, 0.0, 0.5  # edges: 1 goes to the last bin, 0.5 starts bin 10
+    labels = rng.integers(0, 3, 200)
+    got = analysis.histograms(A, labels, 3, 20)
+    want = np.zeros((4, 3, 20), int)
+    for n in range(200):
+        for j in range(4):
+            b = min(int(A[n, j] * 20), 19)
+            want[j, labels[n], b] += 1
+    np.testing.assert_array_equal(got, want)
+    assert got.sum() == 800 and got[0, labels[2], 10] >= 1
+
+
+def test_saturation_and_flags():
+    A = np.array([[0.995, 0.001, 0.5, 0.005], [0.999, 0.002, 0.2, 0.004], [0.5, 0.003, 0.995, 0.2]])
+    above, below = analysis.saturation(A)
+    np.testing.assert_allclose(above, [2 / 3, 0, 1 / 3, 0])
+    np.testing.assert_allclose(below, [0, 1, 0, 2 / 3])
+    assert analysis.saturation_flag(0, 1, True) == "dead"
+    assert analysis.saturation_flag(0, 0.96, False) == "nearly always off"
+    assert analysis.saturation_flag(0.95, 0, False) == "nearly always on"
+    assert analysis.saturation_flag(0.5, 0.4, False) == ""
+
+
+def pearson(x, y):
+    x, y = x - x.mean(), y - y.mean()
+    return float((x * y).sum() / math.sqrt((x * x).sum() * (y * y).sum()))
+
+
+def test_most_similar_equals_pearson_by_hand():
+    rng = np.random.default_rng(4)
+    M = rng.standard_normal((7, 30))
+    M[3] = 2 * M[1] + 1 + 0.01 * rng.standard_normal(30)  # almost perfectly correlated with row 1
+    M[5] = 0.0  # no variance: never listed, lists nothing
+    got = analysis.most_similar(M, 3)
+    for j in range(7):
+        if j == 5:
+            assert got[j] == []
+            continue
+        scores = sorted(((pearson(M[j], M[i]), i) for i in range(7) if i not in (j, 5)), key=lambda t: (-t[0], t[1]))
+        assert [i for i, _ in got[j]] == [i for _, i in scores[:3]]
+        for (i, r), (r_want, _) in zip(got[j], scores):
+            assert r == pytest.approx(r_want, abs=1e-12)
+    assert got[1][0][0] == 3 and got[1][0][1] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_patterns_equal_a_loop():
+    rng = np.random.default_rng(5)
+    X, A = rng.random((30, 6)), rng.random((30, 2))
+    top, _ = analysis.extremes(A, 4)
+    got = analysis.patterns(A, X, top)
+    for j in range(2):
+        chosen = sorted(range(30), key=lambda n: -A[n, j])[:4]
+        want = sum(X[n] for n in chosen) / 4 - sum(X) / 30
+        np.testing.assert_allclose(got[j], want, atol=1e-12)
+
+
+def test_ablation_kernel_matches_reference_and_full_reevaluation():
+    from generator import kernels
+
+    rng = np.random.default_rng(6)
+    N, H, K = 300, 12, 4
+    A1, W2, b2 = rng.random((N, H)), rng.standard_normal((K, H)) * 3, rng.standard_normal(K)
+    y = rng.integers(0, K, N)
+    Z2 = A1 @ W2.T + b2
+    fill = A1.mean(axis=0)
+    got = kernels.ablation_correct(Z2, A1, W2, fill, y, K)
+    np.testing.assert_array_equal(got, kernels.ablation_correct_numpy(Z2, A1, W2, fill, y, K))
+    for j in range(H):
+        ablated = A1.copy()
+        ablated[:, j] = fill[j]
+        predicted = (ablated @ W2.T + b2).argmax(axis=1)
+        for k in range(K):
+            assert got[j, k] == sum(1 for n in range(N) if y[n] == k and predicted[n] == k)
+
+
+def test_summary_of_a_hand_worked_neuron():
+    mean = np.array([0.9, 0.05, 0.3, 0.3, 0.3, 0.3, 0.7, 0.3, 0.3, 0.3])
+    w_out = np.array([2.0, -0.5, 0.1, 0.1, 0.1, 0.1, 1.0, -3.0, 0.1, 0.1])
+    ablation = np.zeros(10)
+    ablation[6] = -0.008
+    assert analysis.summarize(mean, w_out, ablation, "") == (
+        "Fires for 0 and 6; silent for 1; promotes 0 and 6, suppresses 7 and 1, "
+        "removing it costs 0.8 points on 6.")
+    assert analysis.summarize(mean * 0, w_out, ablation * 0, "dead").startswith("Dead: below 0.01 on every test image;")
+    assert "removing it changes no digit's accuracy" in analysis.summarize(mean, w_out, ablation * 0, "")

@@ -10,7 +10,7 @@ from generator import atlas as atlas_mod
 from generator.__main__ import main
 from generator.config import REPO, load_config
 from generator.data import load_dataset
-from generator.render import signed, fixed, percent
+from generator.render import fixed, percent, points, signed
 from generator.train import load_model
 
 from .conftest import MNIST, tiny_overrides
@@ -111,7 +111,14 @@ def test_neuron_pages_show_the_json_numbers(built):
         table = table_after(md, "| digit | outgoing weight")
         assert len(table) == 10
         for d, row in enumerate(table):
-            assert row[1:] == [signed(n.output_weights[d]), fixed(n.mean_activation[d]), signed(n.contribution[d])]
+            assert row[1:] == [signed(n.output_weights[d]), fixed(n.mean_activation[d]), signed(n.contribution[d]),
+                               points(n.ablation[d])]
+        assert f"changes test accuracy by {points(n.ablation_overall)}" in md
+        assert f"{percent(n.share_above, 1)} / {percent(n.share_below, 1)} of test images" in md
+        captions = re.findall(r"<figcaption>(\d) · (\S+)</figcaption>", md)
+        shown = n.top_images + n.bottom_images + n.top_images[:8]
+        assert captions == [(str(r.label), fixed(r.activation)) for r in shown]
+        assert n.summary in md
         for r in n.top_contributor_of:
             assert f"rank {r.rank} of 3, contribution {signed(r.contribution)}" in md
 
@@ -172,3 +179,51 @@ def test_cli_reports_a_bad_setting_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err == "error: defaults: unknown key 'train.epoch' (did you mean 'epochs'?)\n" or "train.epoch" in err
     assert err.count("\n") == 1 and not any(tmp_path.iterdir())
+
+
+def test_neuron_statistics_equal_brute_force(built):
+    root, atlas, model, data = built
+    p = model.params
+    A1, A2 = brute_force_activations(p, data.test_images)
+    y, N = data.test_labels, len(data.test_labels)
+    Z2 = np.log(A2 / (1 - A2))  # logits, recovered
+    arrays = atlas_mod.load_arrays(root / "build" / "arrays.npz")
+    base = [(A2[y == d].argmax(1) == d).mean() for d in range(10)]
+    for n in atlas.neurons:
+        j, a = n.id, A1[:, n.id]
+        order = sorted(range(N), key=lambda i: (-a[i], i))
+        assert [r.index for r in n.top_images] == order[:16]
+        assert [r.index for r in n.bottom_images] == sorted(range(N), key=lambda i: (a[i], i))[:16]
+        for r in n.top_images:
+            assert r.label == y[r.index] and r.activation == pytest.approx(a[r.index], abs=2e-6)
+        hist = np.zeros((10, 20), int)
+        for i in range(N):
+            hist[y[i], min(int(a[i] * 20), 19)] += 1
+        assert np.array_equal(n.histogram, hist) and n.histogram_peak == hist.sum(0).max()
+        assert n.share_above == pytest.approx(sum(v > 0.99 for v in a) / N, abs=1e-6)
+        assert n.share_below == pytest.approx(sum(v < 0.01 for v in a) / N, abs=1e-6)
+        # Ablation: rerun the output layer with a_j pinned to its mean over the test set.
+        ablated = A1.copy()
+        ablated[:, j] = a.mean()
+        pred = (ablated @ p["W2"].T.astype(np.float64) + p["b2"]).argmax(1)
+        for d in range(10):
+            assert n.ablation[d] == pytest.approx((pred[y == d] == d).mean() - base[d], abs=1e-6)
+        assert n.ablation_overall == pytest.approx((pred == y).mean() - (A2.argmax(1) == y).mean(), abs=1e-6)
+        assert n.ablation_cost == pytest.approx(max(0.0, -min(n.ablation)), abs=1e-9)
+        # Similar neurons: np.corrcoef, independently of the analysis code.
+        rw = np.corrcoef(p["W1"].astype(np.float64))[j]
+        want = sorted((i for i in range(16) if i != j), key=lambda i: -rw[i])[:5]
+        assert [s.neuron for s in n.similar_by_weights] == want
+        ra = np.corrcoef(A1.T)[j]
+        for s in n.similar_by_activation:
+            assert s.correlation == pytest.approx(ra[s.neuron], abs=1e-6)
+        assert [s.neuron for s in n.similar_by_activation] == sorted((i for i in range(16) if i != j),
+                                                                      key=lambda i: -ra[i])[:5]
+        top = order[:atlas.model.pattern_images]
+        pattern = data.test_images[top].mean(0) - data.test_images.mean(0)
+        np.testing.assert_allclose(arrays["patterns"][j].ravel(), pattern, atol=1e-5)
+    for s, e in enumerate(atlas.model.snapshot_epochs):
+        assert arrays["snapshots"][s].reshape(16, 784).tobytes() == model.snapshots[e].tobytes()
+    assert atlas.model.snapshot_epochs == [0, 1, 2]
+    for i, pixels in zip(arrays["image_indices"], arrays["images"]):
+        assert np.array_equal(pixels.ravel(), np.round(data.test_images[i] * 255).astype(np.uint8))

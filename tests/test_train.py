@@ -18,7 +18,9 @@ def subset():
 
 def test_short_training_learns(subset):
     config, data = subset
-    params, history = train(config, data)
+    params, history, snapshots = train(config, data)
+    assert sorted(snapshots) == [0, 1, 2, 3]
+    assert snapshots[3].tobytes() == params["W1"].tobytes() and not np.array_equal(snapshots[0], snapshots[1])
     assert [h.epoch for h in history] == [1, 2, 3]
     assert history[-1].test_accuracy > 0.8  # chance is 0.1
     assert history[-1].train_loss < history[0].train_loss
@@ -28,14 +30,14 @@ def test_short_training_learns(subset):
 
 def test_same_seed_same_bits_other_seed_other_weights(subset):
     config, data = subset
-    a, ha = train(config, data)
-    b, hb = train(config, data)
+    a, ha, _ = train(config, data)
+    b, hb, _ = train(config, data)
     for name in a:
         assert a[name].tobytes() == b[name].tobytes()
     assert [h.train_loss for h in ha] == [h.train_loss for h in hb]
     other = load_config(REPO / "atlas.toml", ["data.train_limit=2000", "network.hidden=30", "train.epochs=3",
                                               "train.seed=2"])
-    c, _ = train(other, data)
+    c, _, _ = train(other, data)
     assert not np.array_equal(a["W1"], c["W1"])
 
 
@@ -48,11 +50,13 @@ def test_divergence_names_the_epoch(subset):
 
 def test_model_file_round_trips_and_is_byte_stable(subset, tmp_path):
     config, data = subset
-    params, history = train(load_config(REPO / "atlas.toml", ["network.hidden=5", "train.epochs=1"]), data)
+    params, history, snaps = train(load_config(REPO / "atlas.toml", ["network.hidden=5", "train.epochs=1",
+                                                                      "train.snapshot_epochs=[1]"]), data)
     meta = {"config": config.to_dict()}
-    assert model_bytes(params, history, meta) == model_bytes(params, history, meta)
-    save_model(tmp_path / "model.npz", params, history, meta)
+    assert model_bytes(params, history, snaps, meta) == model_bytes(params, history, snaps, meta)
+    save_model(tmp_path / "model.npz", params, history, snaps, meta)
     model = load_model(tmp_path / "model.npz")
     for name in params:
         assert model.params[name].tobytes() == params[name].tobytes()
     assert model.history == history and model.meta == meta
+    assert sorted(model.snapshots) == [0, 1] and model.snapshots[1].tobytes() == params["W1"].tobytes()
