@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import kernels
-from .atlas import (FORMAT, Atlas, Contribution, Digit, Example, HistoryRow, ImageRef, ModelInfo, Neuron, Role,
-                    Similar, floats)
+from . import attribution, kernels
+from .atlas import (FORMAT, Atlas, Contribution, Count, Digit, Example, HistoryRow, ImageRef, Mistake, ModelInfo,
+                    Neuron, Push, Role, Score, Similar, floats)
 from .config import Config
 from .data import Dataset
 from .train import Model
@@ -19,6 +19,8 @@ SIMILAR = 5  # similar neurons listed per neuron
 HIST_BINS = 20  # activation histogram bins over [0, 1]
 ON, OFF = 0.99, 0.01  # saturation thresholds
 MOSTLY = 0.95  # share of images beyond a threshold that flags a neuron "nearly always" on or off
+RANDOM_DRAWS = 20  # random neuron sets per digit, the baseline for ablating its top-k
+PUSHES = 5  # neurons listed per misclassified example
 
 
 def rounded(v) -> float:
@@ -193,6 +195,46 @@ def neuron_ablation(f: Forward, W2: np.ndarray, y: np.ndarray, n_classes: int) -
     return correct / np.maximum(counts, 1) - base
 
 
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
+    """(K, K) counts: row = true class, column = predicted class."""
+    matrix = np.zeros((n_classes, n_classes), np.int64)
+    np.add.at(matrix, (labels, predicted), 1)
+    return matrix
+
+
+def ranked_counts(counts: np.ndarray, skip: int) -> list[tuple[int, int]]:
+    """Non-zero entries except `skip`, largest first (ties: lower index): [(index, count), ...]."""
+    return [(int(i), int(counts[i])) for i in np.argsort(-counts, kind="stable") if i != skip and counts[i] > 0]
+
+
+def strongest_rival(confusion: np.ndarray, d: int) -> int:
+    """The class most confused with d in either direction (ties: lower class)."""
+    both = confusion[d] + confusion[:, d]
+    both[d] = -1
+    return int(np.argmax(both))
+
+
+def ablated_predictions(f: Forward, W2: np.ndarray, neurons: list[int], fill: np.ndarray) -> np.ndarray:
+    """(N,) predictions with the activations of `neurons` pinned to fill[neurons], the rest intact."""
+    idx = np.asarray(neurons, np.int64)
+    shift = (fill[idx] - f.A1[:, idx]) @ W2[:, idx].T.astype(np.float64)  # (N, K)
+    return (f.Z2 + shift).argmax(axis=1)
+
+
+def random_sets(seed: int, n_neurons: int, k: int, draws: int) -> list[list[int]]:
+    """`draws` sets of k distinct neurons each, the same for the same seed."""
+    rng = np.random.default_rng([seed, 5])
+    return [sorted(rng.choice(n_neurons, size=min(k, n_neurons), replace=False).tolist()) for _ in range(draws)]
+
+
+def pushes(A1_row: np.ndarray, W2: np.ndarray, predicted: int, label: int, n: int) -> list[Push]:
+    """The n hidden neurons with the largest W2[predicted, j] * a_j(x) on one example, largest first."""
+    to_pred = W2[predicted].astype(np.float64) * A1_row
+    to_true = W2[label].astype(np.float64) * A1_row
+    order = np.argsort(-to_pred, kind="stable")[:n]
+    return [Push(int(j), rounded(A1_row[j]), rounded(to_pred[j]), rounded(to_true[j])) for j in order]
+
+
 @dataclass(frozen=True)
 class Arrays:
     """Bulk arrays the figures need but atlas.json need not carry (build/arrays.npz)."""
@@ -201,6 +243,11 @@ class Arrays:
     snapshot_epochs: np.ndarray  # (S,)
     snapshots: np.ndarray  # (S, H, rows, cols) float32 W1 during training
     patterns: np.ndarray  # (H, rows, cols) float32 mean top-activating image minus mean image
+    templates: np.ndarray  # (K, rows, cols) W2[d] . diag(mean sigma' over all test images) . W1
+    contrasts: np.ndarray  # (K, rows, cols) (W2[d] - W2[rival]) . diag(mean sigma' over d and rival) . W1
+    preferred: np.ndarray  # (K, rows, cols) preferred input of each output unit
+    gradient_x_input: np.ndarray  # (K, rows, cols) for each digit's worked example
+    integrated_gradients: np.ndarray  # (K, rows, cols) for each digit's worked example, black baseline
 
 
 def analyze(config: Config, model: Model, data: Dataset) -> tuple[Atlas, Arrays]:
@@ -256,11 +303,37 @@ def analyze(config: Config, model: Model, data: Dataset) -> tuple[Atlas, Arrays]
             similar_by_activation=[Similar(i, rounded(r)) for i, r in similar_a[j]],
             summary=summarize(means[j], w_out, ablation[j], flag),
         ))
+    confusion = confusion_matrix(y, f.predicted, K)
+    fill = f.A1.mean(axis=0)
+    draws = random_sets(config.train.seed, H, k, RANDOM_DRAWS)
+    p64 = attribution.as64(p)
+    eye = np.eye(K)
+    sp = attribution.sigma_prime(p64, X.astype(np.float64))  # (N, H)
+    mean_image = X.astype(np.float64).mean(axis=0)
+    maps = {name: [] for name in ("templates", "contrasts", "preferred", "gradient_x_input", "integrated_gradients")}
     digits = []
     for d in range(K):
         e = examples[d]
+        mine = y == d
+
+        def accuracy_without(neurons: list[int]) -> float:
+            return float((ablated_predictions(f, p["W2"], neurons, fill)[mine] == d).mean()) if neurons else accuracy[d]
+
+        r = strongest_rival(confusion, d)
+        pair = (y == d) | (y == r)
+        separation = (p["W2"][d].astype(np.float64) - p["W2"][r]) * f.A1[pair].mean(axis=0)  # (H,)
+        x = X[e].astype(np.float64)
+        preferred = attribution.preferred_input(p64, d, mean_image, shape)
+        ig = attribution.integrated_gradients(p64, x, d)
+        maps["templates"].append(attribution.linearised_map(p64, eye[d], sp.mean(axis=0)))
+        maps["contrasts"].append(attribution.linearised_map(p64, eye[d] - eye[r], sp[pair].mean(axis=0)))
+        maps["preferred"].append(preferred)
+        maps["gradient_x_input"].append(x * attribution.input_gradient(p64, x[None, :], eye[d])[0])
+        maps["integrated_gradients"].append(ig)
+        z = attribution.logits(p64, np.stack([preferred, mean_image, x, np.zeros_like(x)]))[:, d]
+        wrong = np.flatnonzero(mine & (f.predicted != d))
         digits.append(Digit(
-            digit=d, count=int((y == d).sum()), accuracy=rounded(accuracy[d]),
+            digit=d, count=int(mine.sum()), accuracy=rounded(accuracy[d]),
             top_contributors=[Contribution(j, rounded(contrib[d, j])) for j in tops[d]],
             top_suppressors=[Contribution(j, rounded(contrib[d, j])) for j in bottoms[d]],
             mean_image=floats(mean_images[d].reshape(shape), STAT_DIGITS),
@@ -268,6 +341,18 @@ def analyze(config: Config, model: Model, data: Dataset) -> tuple[Atlas, Arrays]
                             image=floats(X[e].reshape(shape)),
                             hidden_activation=floats(f.A1[e], STAT_DIGITS),
                             output=floats(f.A2[e], STAT_DIGITS)),
+            ablate_top=rounded(accuracy_without(tops[d])),
+            ablate_random=rounded(np.mean([accuracy_without(s) for s in draws])),
+            ablate_suppressors=rounded(accuracy_without(bottoms[d])),
+            mistaken_for=[Count(c, n) for c, n in ranked_counts(confusion[d], d)],
+            mistaken_as=[Count(c, n) for c, n in ranked_counts(confusion[:, d], d)],
+            rival=r,
+            toward=[Score(j, rounded(separation[j])) for j in top_positive(separation, k)],
+            away=[Score(j, rounded(separation[j])) for j in top_negative(separation, k)],
+            mistakes=[Mistake(int(i), d, int(f.predicted[i]), rounded(f.A2[i, f.predicted[i]]), rounded(f.A2[i, d]),
+                              pushes(f.A1[i], p["W2"], int(f.predicted[i]), d, PUSHES)) for i in wrong],
+            preferred_logit=rounded(z[0]), start_logit=rounded(z[1]), example_logit=rounded(z[2]),
+            baseline_logit=rounded(z[3]), example_ig_sum=rounded(ig.sum()),
         ))
     history = [HistoryRow(h.epoch, h.learning_rate, h.train_loss, h.test_loss, h.test_accuracy, h.seconds)
                for h in model.history]
@@ -278,13 +363,15 @@ def analyze(config: Config, model: Model, data: Dataset) -> tuple[Atlas, Arrays]
         training_seconds=round(sum(h.seconds for h in model.history), 1),
         n_train=len(data.train_labels), n_test=len(y), data_sha256=dict(sorted(data.sha256.items())),
         config=config.to_dict(), histogram_bins=HIST_BINS, pattern_images=n_pattern,
-        snapshot_epochs=sorted(model.snapshots))
-    shown = sorted({i for n in neurons for r in n.top_images + n.bottom_images for i in [r.index]} | set(examples))
+        snapshot_epochs=sorted(model.snapshots), random_draws=RANDOM_DRAWS)
+    shown = sorted({r.index for n in neurons for r in n.top_images + n.bottom_images} | set(examples)
+                   | {m.index for dg in digits for m in dg.mistakes})
     raw = np.round(X[shown] * 255).astype(np.uint8).reshape(len(shown), *shape)
     epochs = sorted(model.snapshots)
     arrays = Arrays(
         image_indices=np.array(shown, np.int64), images=raw,
         snapshot_epochs=np.array(epochs, np.int64),
         snapshots=np.stack([model.snapshots[e] for e in epochs]).reshape(len(epochs), H, *shape),
-        patterns=pattern.astype(np.float32).reshape(H, *shape))
-    return Atlas(FORMAT, info, history, neurons, digits), arrays
+        patterns=pattern.astype(np.float32).reshape(H, *shape),
+        **{name: np.array(v, np.float32).reshape(K, *shape) for name, v in maps.items()})
+    return Atlas(FORMAT, info, history, neurons, digits, confusion.tolist()), arrays

@@ -82,6 +82,36 @@ class Neuron:
 
 
 @dataclass(frozen=True)
+class Count:
+    digit: int
+    count: int
+
+
+@dataclass(frozen=True)
+class Score:
+    neuron: int
+    score: float
+
+
+@dataclass(frozen=True)
+class Push:
+    neuron: int
+    activation: float  # a_j(x) on the example
+    to_predicted: float  # W2[predicted, j] * a_j(x)
+    to_true: float  # W2[label, j] * a_j(x)
+
+
+@dataclass(frozen=True)
+class Mistake:
+    index: int  # test image
+    label: int
+    predicted: int
+    output_predicted: float  # sigmoid output of the predicted class
+    output_true: float  # sigmoid output of the true class
+    pushes: list[Push]  # hidden neurons with the largest W2[predicted, j] * a_j(x), largest first
+
+
+@dataclass(frozen=True)
 class Digit:
     digit: int
     count: int  # test images of this class
@@ -90,6 +120,20 @@ class Digit:
     top_suppressors: list[Contribution]  # most negative contributions first
     mean_image: list[list[float]]  # (rows, cols)
     example: Example  # the test image of this class closest to the class mean
+    ablate_top: float  # accuracy on this class with its top-k contributors pinned to their mean activations
+    ablate_random: float  # the same for k random neurons, mean over `random_draws` draws
+    ablate_suppressors: float  # the same for its top-k suppressors
+    mistaken_for: list[Count]  # what its misclassified images were called, most frequent first
+    mistaken_as: list[Count]  # which other classes' images were called this one, most frequent first
+    rival: int  # the class it is confused with most (both directions together)
+    toward: list[Score]  # neurons ranked by (W2[d, j] - W2[rival, j]) * mean activation: push to this class
+    away: list[Score]  # most negative of the same: push to the rival
+    mistakes: list[Mistake]  # every misclassified test image of this class
+    preferred_logit: float  # z2[d] at the preferred input
+    start_logit: float  # z2[d] at the mean image the ascent started from
+    example_logit: float  # z2[d] at the worked example
+    baseline_logit: float  # z2[d] at the all-black image
+    example_ig_sum: float  # sum of the integrated-gradients attributions (completeness: = logit difference)
 
 
 @dataclass(frozen=True)
@@ -118,6 +162,7 @@ class ModelInfo:
     histogram_bins: int
     pattern_images: int  # top-activating images averaged into each neuron's pattern
     snapshot_epochs: list[int]  # epochs whose W1 the "how it formed" figures show (0 = before training)
+    random_draws: int  # random neuron sets averaged for each digit's ablate_random
 
 
 @dataclass(frozen=True)
@@ -127,6 +172,7 @@ class Atlas:
     history: list[HistoryRow]
     neurons: list[Neuron]
     digits: list[Digit]
+    confusion: list[list[int]]  # (K, K) test images of class row predicted as class column
 
 
 def _build(kind, value):

@@ -88,3 +88,17 @@ def stacked_bars(counts: np.ndarray, height: int = 60, bar: int = 4) -> bytes:
                 rgba[height - high:height - low, b * (bar + 1):b * (bar + 1) + bar] = DIGIT_COLOURS(k % 10)
             low = high
     return png(rgba, 1)
+
+
+ERRORS = matplotlib.colormaps["Oranges"]  # counts of mistakes: white = none, dark orange = the most
+
+
+def confusion(matrix: np.ndarray) -> bytes:
+    """Confusion counts (K, K), rows true and columns predicted: off-diagonal cells shaded by count on a
+    square-root scale up to the largest off-diagonal count; the diagonal (correct) in neutral grey."""
+    matrix = np.asarray(matrix, np.float64)
+    off = matrix.copy()
+    np.fill_diagonal(off, 0)
+    rgba = ERRORS(np.sqrt(off / max(off.max(), 1)))
+    rgba[np.eye(len(matrix), dtype=bool)] = EMPTY
+    return png(rgba)

@@ -74,6 +74,13 @@ class Names:
     def digit_fig(d: int, name: str) -> str:
         return f"digits/{d}/{name}.png"
 
+    @staticmethod
+    def mistakes_page(d: int) -> str:
+        return f"mistakes/{d}.md"
+
+    def mistake_anchor(self, index: int) -> str:
+        return f"test-{index:0{self.image_width}d}"
+
 
 def figure_files(atlas: Atlas, arrays: dict[str, np.ndarray], names: Names) -> dict[str, bytes]:
     """Every PNG of the site, by path."""
@@ -101,12 +108,50 @@ def figure_files(atlas: Atlas, arrays: dict[str, np.ndarray], names: Names) -> d
             snap = arrays["snapshots"][s, n.id]
             files[names.neuron_fig(n.id, f"epoch-{epoch}")] = figures.diverging(snap, float(np.abs(snap).max()))
         files[names.neuron_fig(n.id, "histogram")] = figures.stacked_bars(np.array(n.histogram))
+    files["digits/confusion.png"] = figures.confusion(np.array(atlas.confusion))
+    for name in ("templates", "contrasts", "gradient_x_input", "integrated_gradients"):
+        for d, values in enumerate(arrays[name]):
+            files[names.digit_fig(d, name)] = figures.diverging(values, float(np.abs(values).max()))
+    for d, values in enumerate(arrays["preferred"]):
+        files[names.digit_fig(d, "preferred")] = figures.ink(values)
     for d in atlas.digits:
         files[names.digit_fig(d.digit, "mean")] = figures.ink(np.array(d.mean_image))
         files[names.digit_fig(d.digit, "hidden-mean")] = figures.activation_grid(means[:, d.digit])
         files[names.digit_fig(d.digit, "example")] = figures.ink(np.array(d.example.image))
         files[names.digit_fig(d.digit, "example-hidden")] = figures.activation_grid(d.example.hidden_activation)
     return files
+
+
+def mistake_groups(mistakes: list) -> list[tuple[int, list]]:
+    """Mistakes grouped by the class they were called, in class order; within a group, by test index."""
+    called = sorted({m.predicted for m in mistakes})
+    return [(c, [m for m in mistakes if m.predicted == c]) for c in called]
+
+
+def confusion_cells(atlas: Atlas, names: Names, root: str) -> list[dict]:
+    """The confusion matrix as Markdown table cells: mistakes link to their images, correct counts in bold."""
+    rows = []
+    for d, counts in enumerate(atlas.confusion):
+        cells = []
+        for c, n in enumerate(counts):
+            if c == d:
+                cells.append(f"**{thousands(n)}**")
+            elif n:
+                cells.append(f"[{n}]({root}{names.mistakes_page(d)}#predicted-{c})")
+            else:
+                cells.append("·")
+        rows.append({"digit": d, "cells": cells})
+    return rows
+
+
+def evidence_rows(d, top_k: int, draws: int) -> list[dict]:
+    """The digit page's ablation table: what was pinned, the accuracy, its change from the intact network."""
+    rows = [("none", d.accuracy),
+            (f"its top {len(d.top_contributors)} contributors", d.ablate_top),
+            (f"{top_k} random neurons (mean of {draws} draws)", d.ablate_random),
+            (f"its top {len(d.top_suppressors)} suppressors", d.ablate_suppressors)]
+    return [{"what": what, "accuracy": acc, "change": None if i == 0 else acc - d.accuracy}
+            for i, (what, acc) in enumerate(rows)]
 
 
 def page_files(atlas: Atlas, config: Config, names: Names) -> dict[str, bytes]:
@@ -122,14 +167,19 @@ def page_files(atlas: Atlas, config: Config, names: Names) -> dict[str, bytes]:
     files = {
         "index.md": page("index.md.j2", root=""),
         "neurons/index.md": page("neurons.md.j2", root="../"),
-        "digits/index.md": page("digits.md.j2", root="../"),
+        "digits/index.md": page("digits.md.j2", root="../", confusion_rows=confusion_cells(atlas, names, "../"),
+                                confusion_header=[str(d.digit) for d in atlas.digits]),
+        "mistakes/index.md": page("mistakes_index.md.j2", root="../"),
     }
     for n in atlas.neurons:
         files[names.neuron_page(n.id)] = page("neuron.md.j2", root="../", n=n,
                                               typical=atlas.digits[n.fires_most_for],
                                               products=n.top_images[:PRODUCTS])
     for d in atlas.digits:
-        files[names.digit_page(d.digit)] = page("digit.md.j2", root="../", d=d)
+        files[names.digit_page(d.digit)] = page("digit.md.j2", root="../", d=d, evidence=evidence_rows(
+            d, config.analysis.top_k, atlas.model.random_draws))
+        files[names.mistakes_page(d.digit)] = page("mistakes.md.j2", root="../", d=d,
+                                                   groups=mistake_groups(d.mistakes))
     return files
 
 

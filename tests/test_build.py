@@ -227,3 +227,105 @@ def test_neuron_statistics_equal_brute_force(built):
     assert atlas.model.snapshot_epochs == [0, 1, 2]
     for i, pixels in zip(arrays["image_indices"], arrays["images"]):
         assert np.array_equal(pixels.ravel(), np.round(data.test_images[i] * 255).astype(np.uint8))
+
+
+def test_digit_decisions_equal_brute_force(built):
+    from generator.analysis import random_sets
+
+    root, atlas, model, data = built
+    p = {k: v.astype(np.float64) for k, v in model.params.items()}
+    A1, A2 = brute_force_activations(model.params, data.test_images)
+    y, X = data.test_labels, data.test_images.astype(np.float64)
+    pred = A2.argmax(1)
+    arrays = atlas_mod.load_arrays(root / "build" / "arrays.npz")
+    confusion = np.zeros((10, 10), int)
+    for t, c in zip(y, pred):
+        confusion[t, c] += 1
+    assert atlas.confusion == confusion.tolist()
+    fill = A1.mean(0)
+
+    def accuracy_pinned(neurons, d):
+        pinned = A1.copy()
+        pinned[:, neurons] = fill[neurons]
+        return ((pinned @ p["W2"].T + p["b2"]).argmax(1)[y == d] == d).mean()
+
+    def logit(x, d):
+        return (1 / (1 + np.exp(-(x @ p["W1"].T + p["b1"])))) @ p["W2"][d] + p["b2"][d]
+
+    rng = np.random.default_rng(0)
+    for dg in atlas.digits:
+        d = dg.digit
+        assert dg.ablate_top == pytest.approx(accuracy_pinned([c.neuron for c in dg.top_contributors], d), abs=1e-6)
+        assert dg.ablate_suppressors == pytest.approx(accuracy_pinned([c.neuron for c in dg.top_suppressors], d), abs=1e-6)
+        draws = random_sets(atlas.model.seed, 16, 3, atlas.model.random_draws)
+        assert len({tuple(s) for s in draws}) > 1 and all(len(set(s)) == 3 for s in draws)
+        assert dg.ablate_random == pytest.approx(np.mean([accuracy_pinned(s, d) for s in draws]), abs=1e-6)
+        assert [(c.digit, c.count) for c in dg.mistaken_for] == sorted(
+            ((c, confusion[d, c]) for c in range(10) if c != d and confusion[d, c]), key=lambda t: (-t[1], t[0]))
+        assert [(c.digit, c.count) for c in dg.mistaken_as] == sorted(
+            ((c, confusion[c, d]) for c in range(10) if c != d and confusion[c, d]), key=lambda t: (-t[1], t[0]))
+        both = [confusion[d, c] + confusion[c, d] if c != d else -1 for c in range(10)]
+        r = dg.rival
+        assert both[r] == max(both)
+        pair = (y == d) | (y == r)
+        scores = [(p["W2"][d, j] - p["W2"][r, j]) * A1[pair, j].mean() for j in range(16)]
+        assert [s.neuron for s in dg.toward] == [j for j in sorted(range(16), key=lambda j: -scores[j]) if scores[j] > 0][:3]
+        for s in dg.toward + dg.away:
+            assert s.score == pytest.approx(scores[s.neuron], abs=1e-6)
+        wrong = [i for i in range(len(y)) if y[i] == d and pred[i] != d]
+        assert [m.index for m in dg.mistakes] == wrong
+        for m in dg.mistakes:
+            c = pred[m.index]
+            assert m.predicted == c and m.output_predicted == pytest.approx(A2[m.index, c], abs=1e-6)
+            push = [p["W2"][c, j] * A1[m.index, j] for j in range(16)]
+            assert [q.neuron for q in m.pushes] == sorted(range(16), key=lambda j: -push[j])[:5]
+            for q in m.pushes:
+                assert q.to_true == pytest.approx(p["W2"][d, q.neuron] * A1[m.index, q.neuron], abs=1e-6)
+        # Contrast map and template: finite-difference slopes of the logits, averaged over the images.
+        eps = 1e-5
+        for i in rng.choice(784, 4, replace=False):
+            e = np.zeros(784)
+            e[i] = eps
+            slope = ((logit(X[pair] + e, d) - logit(X[pair] + e, r)) - (logit(X[pair] - e, d) - logit(X[pair] - e, r)))
+            assert arrays["contrasts"][d].ravel()[i] == pytest.approx(slope.mean() / (2 * eps), rel=1e-4, abs=1e-6)
+            slope = (logit(X + e, d) - logit(X - e, d)) / (2 * eps)
+            assert arrays["templates"][d].ravel()[i] == pytest.approx(slope.mean(), rel=1e-4, abs=1e-6)
+        x = X[dg.example.index]
+        assert dg.example_logit == pytest.approx(logit(x, d), abs=1e-6)
+        assert dg.baseline_logit == pytest.approx(logit(np.zeros(784), d), abs=1e-6)
+        assert arrays["integrated_gradients"][d].sum() == pytest.approx(dg.example_logit - dg.baseline_logit, rel=1e-3)
+        assert dg.example_ig_sum == pytest.approx(dg.example_logit - dg.baseline_logit, rel=1e-3)
+        grad = np.array([(logit(x + ei, d) - logit(x - ei, d)) / (2 * eps) for ei in np.eye(784)[:100] * eps])
+        np.testing.assert_allclose(arrays["gradient_x_input"][d].ravel()[:100], grad * x[:100], atol=1e-5)
+        preferred = arrays["preferred"][d].ravel().astype(np.float64)
+        assert preferred.min() >= 0 and preferred.max() <= 1
+        assert dg.preferred_logit == pytest.approx(logit(preferred, d), abs=1e-3)
+        assert dg.preferred_logit > dg.start_logit == pytest.approx(logit(X.mean(0), d), abs=1e-6)
+
+
+def test_digit_and_mistake_pages_show_the_json_numbers(built):
+    root, atlas, _, _ = built
+    docs = root / "build" / "docs"
+    for dg in atlas.digits:
+        md = (docs / "digits" / f"{dg.digit}.md").read_text()
+        rows = table_after(md, "| neurons pinned |")
+        assert [r[1] for r in rows] == [percent(v) for v in (dg.accuracy, dg.ablate_top, dg.ablate_random,
+                                                              dg.ablate_suppressors)]
+        assert [r[2] for r in rows[1:]] == [points(v - dg.accuracy) for v in (dg.ablate_top, dg.ablate_random,
+                                                                               dg.ablate_suppressors)]
+        assert f"strongest rival, counting both directions, is **[{dg.rival}]" in md
+        assert f"adds up to\n{signed(dg.example_ig_sum)}" in md or f"add up to\n{signed(dg.example_ig_sum)}" in md
+        assert md.count("<figcaption>→ ") == len(dg.mistakes)
+        mistakes = (docs / "mistakes" / f"{dg.digit}.md").read_text()
+        for m in dg.mistakes:
+            section = mistakes.split(f"{{ #test-{m.index:05d} }}", 1)[1]
+            assert f"Output {m.predicted}: {fixed(m.output_predicted)}, output {dg.digit}: {fixed(m.output_true)}." in section
+            table = table_after(section, "| neuron | activation |")
+            assert [r[1:] for r in table] == [[fixed(q.activation), signed(q.to_predicted), signed(q.to_true)]
+                                              for q in m.pushes]
+    overview = (docs / "digits" / "index.md").read_text()
+    table = table_after(overview, "| true ↓ called →")
+    for d, row in enumerate(table):
+        for c, cell in enumerate(row[1:]):
+            n = atlas.confusion[d][c]
+            assert cell == (f"**{n:,}**" if c == d else f"[{n}](../mistakes/{d}.md#predicted-{c})" if n else "·")
