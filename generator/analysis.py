@@ -363,7 +363,8 @@ def analyze(config: Config, model: Model, data: Dataset) -> tuple[Atlas, Arrays]
         training_seconds=round(sum(h.seconds for h in model.history), 1),
         n_train=len(data.train_labels), n_test=len(y), data_sha256=dict(sorted(data.sha256.items())),
         config=config.to_dict(), histogram_bins=HIST_BINS, pattern_images=n_pattern,
-        snapshot_epochs=sorted(model.snapshots), random_draws=RANDOM_DRAWS)
+        snapshot_epochs=sorted(model.snapshots), random_draws=RANDOM_DRAWS,
+        class_names=[str(c) for c in range(K)], noun="digit")
     shown = sorted({r.index for n in neurons for r in n.top_images + n.bottom_images} | set(examples)
                    | {m.index for dg in digits for m in dg.mistakes})
     raw = np.round(X[shown] * 255).astype(np.uint8).reshape(len(shown), *shape)

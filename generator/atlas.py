@@ -163,6 +163,8 @@ class ModelInfo:
     pattern_images: int  # top-activating images averaged into each neuron's pattern
     snapshot_epochs: list[int]  # epochs whose W1 the "how it formed" figures show (0 = before training)
     random_draws: int  # random neuron sets averaged for each digit's ablate_random
+    class_names: list[str]  # display name of each class index ("0".."9" for MNIST)
+    noun: str  # what a class is called on the pages: "digit", or "class"
 
 
 @dataclass(frozen=True)

@@ -29,3 +29,9 @@ class BuildError(AtlasError):
     """A later stage (analysis, rendering, mkdocs) failed; earlier outputs are untouched."""
 
     exit_code = 5
+
+
+class WeightsError(AtlasError):
+    """An imported weights file is unreadable, malformed or does not fit the data."""
+
+    exit_code = 6

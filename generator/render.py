@@ -38,6 +38,26 @@ def points(share: float, digits: int = 2) -> str:
     return f"{signed(100 * share, digits)} pts"
 
 
+MARKDOWN_SPECIAL = set("\\`*_{}[]()#+-.!|<>&")
+
+
+def md_text(text: str) -> str:
+    """Text from a config or dataset shown literally: Markdown and HTML special characters escaped."""
+    out = []
+    for ch in str(text):
+        if ch == "<":
+            out.append("&lt;")
+        elif ch == ">":
+            out.append("&gt;")
+        elif ch == "&":
+            out.append("&amp;")
+        elif ch in MARKDOWN_SPECIAL:
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 def environment() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined, trim_blocks=True,
                       lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
@@ -50,36 +70,58 @@ PRODUCTS = 8  # top-activating images whose product with the weights a neuron pa
 
 @dataclass(frozen=True)
 class Names:
-    """Page and figure paths, relative to the docs root; the URL scheme lives here and only here."""
+    """Page and figure paths, relative to the docs root; the URL scheme lives here and only here.
+
+    An atlas rendered as a section of another site (the 0-vs-1 network under tiny/) has a prefix.
+    """
     width: int  # digits of a neuron id
     image_width: int = 5  # digits of a test-image index
+    prefix: str = ""  # "" for the main atlas, "tiny/" for a section
+    classes: str = "digits"  # directory of the class pages: "digits", or "classes" for other datasets
+
+    def home(self) -> str:
+        return f"{self.prefix}index.md"
 
     def image(self, index: int) -> str:
-        return f"images/{index:0{self.image_width}d}.png"
+        return f"{self.prefix}images/{index:0{self.image_width}d}.png"
 
     def nid(self, j: int) -> str:
         return f"{j:0{self.width}d}"
 
+    def neurons_index(self) -> str:
+        return f"{self.prefix}neurons/index.md"
+
     def neuron_page(self, j: int) -> str:
-        return f"neurons/{self.nid(j)}.md"
+        return f"{self.prefix}neurons/{self.nid(j)}.md"
 
     def neuron_fig(self, j: int, name: str) -> str:
-        return f"neurons/{self.nid(j)}/{name}.png"
+        return f"{self.prefix}neurons/{self.nid(j)}/{name}.png"
 
-    @staticmethod
-    def digit_page(d: int) -> str:
-        return f"digits/{d}.md"
+    def digits_index(self) -> str:
+        return f"{self.prefix}{self.classes}/index.md"
 
-    @staticmethod
-    def digit_fig(d: int, name: str) -> str:
-        return f"digits/{d}/{name}.png"
+    def digit_page(self, d: int) -> str:
+        return f"{self.prefix}{self.classes}/{d}.md"
 
-    @staticmethod
-    def mistakes_page(d: int) -> str:
-        return f"mistakes/{d}.md"
+    def digit_fig(self, d: int, name: str) -> str:
+        return f"{self.prefix}{self.classes}/{d}/{name}.png"
+
+    def confusion_fig(self) -> str:
+        return f"{self.prefix}{self.classes}/confusion.png"
+
+    def mistakes_index(self) -> str:
+        return f"{self.prefix}mistakes/index.md"
+
+    def mistakes_page(self, d: int) -> str:
+        return f"{self.prefix}mistakes/{d}.md"
 
     def mistake_anchor(self, index: int) -> str:
         return f"test-{index:0{self.image_width}d}"
+
+
+def root_of(path: str) -> str:
+    """The relative path from the page at `path` back to the docs root: '' or '../' or '../../'."""
+    return "../" * path.count("/")
 
 
 def figure_files(atlas: Atlas, arrays: dict[str, np.ndarray], names: Names) -> dict[str, bytes]:
@@ -108,7 +150,7 @@ def figure_files(atlas: Atlas, arrays: dict[str, np.ndarray], names: Names) -> d
             snap = arrays["snapshots"][s, n.id]
             files[names.neuron_fig(n.id, f"epoch-{epoch}")] = figures.diverging(snap, float(np.abs(snap).max()))
         files[names.neuron_fig(n.id, "histogram")] = figures.stacked_bars(np.array(n.histogram))
-    files["digits/confusion.png"] = figures.confusion(np.array(atlas.confusion))
+    files[names.confusion_fig()] = figures.confusion(np.array(atlas.confusion))
     for name in ("templates", "contrasts", "gradient_x_input", "integrated_gradients"):
         for d, values in enumerate(arrays[name]):
             files[names.digit_fig(d, name)] = figures.diverging(values, float(np.abs(values).max()))
@@ -158,35 +200,38 @@ def page_files(atlas: Atlas, config: Config, names: Names) -> dict[str, bytes]:
     """Every Markdown page of the site, by path."""
     env = environment()
     grid_rows, grid_cols = figures.grid_shape(len(atlas.neurons))
+    noun = atlas.model.noun
+    nouns = noun + ("es" if noun.endswith(("s", "sh", "ch", "x")) else "s")
     common = dict(atlas=atlas, model=atlas.model, train=config.train, title=config.site.title,
-                  names=names, grid_rows=grid_rows, grid_cols=grid_cols, digit_colours=figures.DIGIT_HEX)
+                  names=names, grid_rows=grid_rows, grid_cols=grid_cols, digit_colours=figures.DIGIT_HEX,
+                  cls=[md_text(c) for c in atlas.model.class_names], noun=noun, Noun=noun.capitalize(),
+                  nouns=nouns, Nouns=nouns.capitalize())
 
-    def page(template: str, **context) -> bytes:
-        return env.get_template(template).render(**common, **context).encode()
+    files = {}
 
-    files = {
-        "index.md": page("index.md.j2", root=""),
-        "neurons/index.md": page("neurons.md.j2", root="../"),
-        "digits/index.md": page("digits.md.j2", root="../", confusion_rows=confusion_cells(atlas, names, "../"),
-                                confusion_header=[str(d.digit) for d in atlas.digits]),
-        "mistakes/index.md": page("mistakes_index.md.j2", root="../"),
-    }
+    def page(path: str, template: str, **context) -> None:
+        files[path] = env.get_template(template).render(**common, root=root_of(path), **context).encode()
+
+    page(names.home(), "index.md.j2")
+    page(names.neurons_index(), "neurons.md.j2")
+    page(names.digits_index(), "digits.md.j2", confusion_header=[str(d.digit) for d in atlas.digits],
+         confusion_rows=confusion_cells(atlas, names, root_of(names.digits_index())))
+    page(names.mistakes_index(), "mistakes_index.md.j2")
     for n in atlas.neurons:
-        files[names.neuron_page(n.id)] = page("neuron.md.j2", root="../", n=n,
-                                              typical=atlas.digits[n.fires_most_for],
-                                              products=n.top_images[:PRODUCTS])
+        page(names.neuron_page(n.id), "neuron.md.j2", n=n, typical=atlas.digits[n.fires_most_for],
+             products=n.top_images[:PRODUCTS])
     for d in atlas.digits:
-        files[names.digit_page(d.digit)] = page("digit.md.j2", root="../", d=d, evidence=evidence_rows(
-            d, config.analysis.top_k, atlas.model.random_draws))
-        files[names.mistakes_page(d.digit)] = page("mistakes.md.j2", root="../", d=d,
-                                                   groups=mistake_groups(d.mistakes))
+        page(names.digit_page(d.digit), "digit.md.j2", d=d,
+             evidence=evidence_rows(d, config.analysis.top_k, atlas.model.random_draws))
+        page(names.mistakes_page(d.digit), "mistakes.md.j2", d=d, groups=mistake_groups(d.mistakes))
     return files
 
 
-def render(atlas: Atlas, arrays: dict[str, np.ndarray], config: Config) -> dict[str, bytes]:
-    """The whole docs tree in memory: pages, figures and static assets, by relative path."""
+def render(atlas: Atlas, arrays: dict[str, np.ndarray], config: Config, prefix: str = "") -> dict[str, bytes]:
+    """The whole docs tree of one atlas in memory: pages, figures and static assets, by relative path."""
     names = Names(width=max(3, len(str(len(atlas.neurons) - 1))),
-                  image_width=max(5, len(str(atlas.model.n_test - 1))))
+                  image_width=max(5, len(str(atlas.model.n_test - 1))), prefix=prefix,
+                  classes="digits" if atlas.model.noun == "digit" else "classes")
     files = {}
     for part in (page_files(atlas, config, names), figure_files(atlas, arrays, names)):
         clash = files.keys() & part.keys()
