@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,10 +35,27 @@ def thousands(n: int) -> str:
     return f"{n:,}"
 
 
+# The characters Python-Markdown lets a backslash escape, with the tables extension's '|' (mkdocs.yml
+# enables it): each can start emphasis, code, a link, an attribute list, a heading or a table cell.
+# '<' and '>' are not among them here: they become HTML entities instead.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|])")
+
+
+def md_text(value) -> str:
+    """Text from a config (a title, a class name) as Markdown that shows exactly those characters.
+
+    Markdown syntax is backslash-escaped, HTML's & < > become entities, and whitespace runs (newlines
+    included) become one space, so the text stays on its line: inline only, for headings, table cells
+    and link labels; not for attribute values or YAML front matter.
+    """
+    text = " ".join(str(value).split())
+    return html.escape(_MARKDOWN_SPECIAL.sub(r"\\\1", text), quote=False)
+
+
 def environment() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined, trim_blocks=True,
                       lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
-    env.filters.update(signed=signed, fixed=fixed, percent=percent, thousands=thousands)
+    env.filters.update(signed=signed, fixed=fixed, percent=percent, thousands=thousands, md_text=md_text)
     return env
 
 
