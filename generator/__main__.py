@@ -133,7 +133,7 @@ def stage_site(config: Config) -> None:
     say(f"site: built {target}")
 
 
-# Exit codes (README.md, "Exit codes"): 0 success, 1 internal error, 2 config or command line, 3 data,
+# Exit codes (README.md, "Errors and exit codes"): 0 success, 1 internal error, 2 config or command line, 3 data,
 # 4 divergence, 5 build or write failure, 130 interrupted. Codes 2-5 live on the error classes.
 INTERNAL_ERROR = 1
 INTERRUPTED = 130

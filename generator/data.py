@@ -97,6 +97,9 @@ def _read_upto(stream, n: int) -> bytes:
 
 def _magic_problem(found: int, magic: int) -> str:
     kind, ndim = _KIND[magic]
+    if found in _KIND:
+        return (f"IDX magic 0x{found:08x} marks {_KIND[found][0]}, expected 0x{magic:08x} ({kind}); "
+                "are two files swapped?")
     if found >> 16 == 0 and (found >> 8) & 0xFF in _IDX_TYPES:
         dtype, dims = _IDX_TYPES[(found >> 8) & 0xFF], found & 0xFF
         if dtype != "unsigned bytes":

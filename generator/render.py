@@ -39,16 +39,18 @@ def thousands(n: int) -> str:
 # enables it): each can start emphasis, code, a link, an attribute list, a heading or a table cell.
 # '<' and '>' are not among them here: they become HTML entities instead.
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|])")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def md_text(value) -> str:
     """Text from a config (a title, a class name) as Markdown that shows exactly those characters.
 
-    Markdown syntax is backslash-escaped, HTML's & < > become entities, and whitespace runs (newlines
-    included) become one space, so the text stays on its line: inline only, for headings, table cells
-    and link labels; not for attribute values or YAML front matter.
+    Markdown syntax is backslash-escaped, HTML's & < > become entities, and runs of whitespace and
+    control characters (newlines; the STX/ETX Python-Markdown uses internally) become one space, so the
+    text stays on its line. Inline only: for headings, table cells and link labels; not for attribute
+    values or YAML front matter.
     """
-    text = " ".join(str(value).split())
+    text = " ".join(_CONTROL.sub(" ", str(value)).split())
     return html.escape(_MARKDOWN_SPECIAL.sub(r"\\\1", text), quote=False)
 
 
