@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .data import TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS
 from .errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -93,7 +94,7 @@ SECTIONS = {f.name: f.default_factory for f in dataclasses.fields(Config) if f.n
 SCHEDULES = ("constant", "cosine")
 # One page per hidden neuron; beyond this the site is unreadable and the weights alone need gigabytes.
 MAX_HIDDEN = 10_000
-IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+IDX_NAMES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
 
 
 def _suggest(name: str, options) -> str:
