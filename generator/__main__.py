@@ -64,6 +64,10 @@ def stage_analyze(config: Config) -> None:
     except Exception as e:  # a zip, npy or JSON problem: whatever np.load finds, the file is not a model
         raise BuildError(f"{path}: not a readable model file ({type(e).__name__}: {e}); "
                          "rerun 'python -m generator train'") from e
+    hidden, k = model.params["W1"].shape[0], config.analysis.top_k
+    if k > hidden:  # the config's network.hidden was checked; this model may have been trained with another
+        raise ConfigError(f"{config.where('analysis.top_k')}: 'analysis.top_k' must be in 1..{hidden} "
+                          f"(the hidden neurons of {path}), got {k}")
     data = load_data(config)
     if model.params["W1"].shape[1] != data.n_inputs or model.params["W2"].shape[0] != data.n_classes:
         raise DataError(f"{path}: model is {model.params['W1'].shape[1]}-{model.params['W2'].shape[0]} but the data "

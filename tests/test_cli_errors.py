@@ -134,7 +134,8 @@ BAD_DATA = {  # case: (make the bad file in directory d and return its path, wor
                               ["label 1 (item 0) is out of range", "none is 0"]),
     "test label out of range": (lambda d: put(d, data.TEST_LABELS, labels([0, 1, 2, 0, 1, 2, 0, 3] + [0] * 12)),
                                 ["label 3 (item 7) is out of range: expected 0..2"]),
-    "image and label counts disagree": (lambda d: (put(d, data.TEST_LABELS, labels([0] * 19)), d / f"{data.TEST_IMAGES}.gz")[1],
+    "image and label counts disagree": (lambda d: put(d, data.TEST_LABELS, labels([0] * 19)) and
+                                        d / f"{data.TEST_IMAGES}.gz",
                                         ["20 images but t10k-labels-idx1-ubyte.gz has 19 labels"]),
     "corrupt gzip stream": (flip_middle, ["corrupt or truncated gzip stream"]),
     "truncated gzip stream": (cut_end, ["corrupt or truncated gzip stream"]),
@@ -280,7 +281,8 @@ def test_disk_full_while_saving_the_model_keeps_the_previous_one(small, capsys, 
     monkeypatch.setattr(output.os, "fsync", fail_with(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))))
     code, out, err = run(capsys, "train", overrides)
     assert code == BuildError.exit_code == 5
-    assert one_line(err) == f"{root / 'build' / 'model.npz'}: cannot write (No space left on device); free space and rerun"
+    assert one_line(err) == (f"{root / 'build' / 'model.npz'}: cannot write (No space left on device); "
+                             "free space and rerun")
     untouched(root)  # the killed run's temporary file is gone too
     monkeypatch.undo()
     assert cli.main(["train", *sets(overrides)]) == 0  # the next run starts clean
@@ -352,7 +354,8 @@ def test_failed_site_swap_keeps_the_old_site(built_copy, capsys, monkeypatch):
 
     monkeypatch.setattr(output.os, "replace", fail_to_put_the_new_site_in_place)
     code, _, err = run(capsys, "site", overrides)
-    assert code == 5 and one_line(err) == f"{root / 'site'}: cannot replace (No space left on device); free space and rerun"
+    assert code == 5
+    assert one_line(err) == f"{root / 'site'}: cannot replace (No space left on device); free space and rerun"
     assert files(root / "site") == before
     assert sorted(p.name for p in root.iterdir()) == ["build", "site"]  # no .site.new.*, no .site.old
 
@@ -366,6 +369,15 @@ def test_swap_dir_recovers_a_site_left_half_swapped(tmp_path):
     (tmp_path / ".site.new.stale").mkdir()
     output.swap_dir(new, target)
     assert (target / "index.html").read_text() == "new" and not old.exists() and not new.exists()
+
+
+def test_top_k_beyond_the_trained_models_hidden_layer(built_copy, capsys):
+    root, overrides = built_copy
+    before = files(root)
+    code, _, err = run(capsys, "analyze", [*overrides, "network.hidden=100", "analysis.top_k=17"])
+    assert code == 2 and one_line(err) == (f"--set analysis.top_k: 'analysis.top_k' must be in 1..16 (the hidden "
+                                           f"neurons of {root / 'build' / 'model.npz'}), got 17")
+    assert files(root) == before
 
 
 def test_corrupt_model_and_atlas_files_are_named(small, capsys):
@@ -390,7 +402,8 @@ def test_an_unexpected_error_is_one_line_asking_for_a_report(small, capsys, monk
     monkeypatch.setitem(cli.STAGES, "train", fail_with(RuntimeError("boom\nsecond line")))
     code, _, err = run(capsys, "train", overrides)
     assert code == 1
-    assert one_line(err) == "internal error (RuntimeError: boom second line); rerun with --debug for the traceback and report it"
+    assert one_line(err) == ("internal error (RuntimeError: boom second line); rerun with --debug for the "
+                             "traceback and report it")
     with pytest.raises(RuntimeError):
         cli.main(["train", *sets(overrides), "--debug"])
 
