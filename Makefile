@@ -38,7 +38,7 @@ $(BUILD)/.rendered: $(BUILD)/atlas.json $(RENDER_SRC)
 	$(ATLAS) render --config $(CONFIG)
 	touch $@
 
-$(BUILD)/.site: $(BUILD)/.rendered mkdocs.yml
+$(BUILD)/.site: $(BUILD)/.rendered mkdocs.yml generator/mkdocs_hooks.py
 	$(ATLAS) site --config $(CONFIG)
 	touch $@
 

@@ -15,12 +15,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 from . import atlas as atlas_mod
 from .analysis import analyze
-from .config import REPO, Config, load_config
+from .config import REPO, Config, check_against_data, load_config
 from .data import Dataset, load_dataset
-from .errors import AtlasError, BuildError, DataError
-from .output import swap_dir, sync_tree, write_atomic, write_if_changed
+from .errors import AtlasError, BuildError, ConfigError, DataError
+from .output import swap_dir, sync_tree, write_if_changed
 from .render import render
 from .train import Epoch, load_model, save_model, train
 
@@ -39,6 +41,7 @@ def load_data(config: Config) -> Dataset:
 
 def stage_train(config: Config) -> None:
     data = load_data(config)
+    check_against_data(config, len(data.train_labels))
     say(f"train: {len(data.train_labels):,} images, {data.n_inputs}-{config.network.hidden}-{data.n_classes} "
         f"network, {config.train.epochs} epochs (seed {config.train.seed})")
 
@@ -56,7 +59,15 @@ def stage_analyze(config: Config) -> None:
     path = config.build_dir / "model.npz"
     if not path.is_file():
         raise BuildError(f"{path}: no trained model; run 'python -m generator train' (or make site) first")
-    model = load_model(path)
+    try:
+        model = load_model(path)
+    except Exception as e:  # a zip, npy or JSON problem: whatever np.load finds, the file is not a model
+        raise BuildError(f"{path}: not a readable model file ({type(e).__name__}: {e}); "
+                         "rerun 'python -m generator train'") from e
+    hidden, k = model.params["W1"].shape[0], config.analysis.top_k
+    if k > hidden:  # the config's network.hidden was checked; this model may have been trained with another
+        raise ConfigError(f"{config.where('analysis.top_k')}: 'analysis.top_k' must be in 1..{hidden} "
+                          f"(the hidden neurons of {path}), got {k}")
     data = load_data(config)
     if model.params["W1"].shape[1] != data.n_inputs or model.params["W2"].shape[0] != data.n_classes:
         raise DataError(f"{path}: model is {model.params['W1'].shape[1]}-{model.params['W2'].shape[0]} but the data "
@@ -73,17 +84,26 @@ def stage_render(config: Config) -> None:
     path = config.build_dir / "atlas.json"
     if not path.is_file():
         raise BuildError(f"{path}: no atlas; run 'python -m generator analyze' first")
-    arrays = atlas_mod.load_arrays(config.build_dir / "arrays.npz")
-    files = render(atlas_mod.load_atlas(path), arrays, config)  # everything in memory first
+    try:
+        atlas = atlas_mod.load_atlas(path)
+        arrays = atlas_mod.load_arrays(config.build_dir / "arrays.npz")
+    except Exception as e:  # malformed JSON or fields: the files were not written by analyze
+        raise BuildError(f"{path}: not a readable atlas ({type(e).__name__}: {e}); "
+                         "rerun 'python -m generator analyze'") from e
+    files = render(atlas, arrays, config)  # everything in memory first
     changed = sync_tree(config.build_dir / "docs", files)
     say(f"render: {len(files)} files in {config.build_dir / 'docs'}, {changed} changed")
 
 
 def mkdocs_config(config: Config) -> Path:
-    """A mkdocs.yml in the build directory that inherits the repository's and points at this build."""
-    text = (f"INHERIT: {REPO / 'mkdocs.yml'}\n"
-            f"docs_dir: {config.build_dir / 'docs'}\n"
-            f"site_name: {config.site.title!r}\n")
+    """A mkdocs.yml in the build directory that inherits the repository's and points at this build.
+
+    Written by a YAML emitter, so a title or path holding quotes, colons or '#' stays one string;
+    the hook makes the theme show the title as text, never as HTML.
+    """
+    text = yaml.safe_dump({"INHERIT": str(REPO / "mkdocs.yml"), "docs_dir": str(config.build_dir / "docs"),
+                           "site_name": config.site.title, "hooks": [str(REPO / "generator" / "mkdocs_hooks.py")]},
+                          sort_keys=False, allow_unicode=True, width=1 << 16)
     path = config.build_dir / "mkdocs.yml"
     write_if_changed(path, text.encode())
     return path
@@ -91,7 +111,13 @@ def mkdocs_config(config: Config) -> Path:
 
 def stage_site(config: Config) -> None:
     target = config.site_dir
+    if target.exists() and not (target / "sitemap.xml").is_file() and (target.is_file() or any(target.iterdir())):
+        raise ConfigError(f"{config.where('site.site_dir')}: 'site.site_dir' is {target}, which holds files "
+                          "but no site built by mkdocs (no sitemap.xml); it would be replaced: "
+                          "choose an empty or new directory")
     target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{target.name}.new.*"):  # left by a run that was killed
+        shutil.rmtree(stale, ignore_errors=True)
     fresh = Path(tempfile.mkdtemp(prefix=f".{target.name}.new.", dir=target.parent))
     env = dict(os.environ)
     env.setdefault("SOURCE_DATE_EPOCH", DEFAULT_SOURCE_DATE_EPOCH)
@@ -113,6 +139,11 @@ def stage_site(config: Config) -> None:
             shutil.rmtree(fresh)
     say(f"site: built {target}")
 
+
+# Exit codes (README.md, "Errors and exit codes"): 0 success, 1 internal error, 2 config or command line, 3 data,
+# 4 divergence, 5 build or write failure, 130 interrupted. Codes 2-5 live on the error classes.
+INTERNAL_ERROR = 1
+INTERRUPTED = 130
 
 STAGES = {"train": stage_train, "analyze": stage_analyze, "render": stage_render, "site": stage_site}
 
@@ -136,12 +167,31 @@ def main(argv: list[str] | None = None) -> int:
     except AtlasError as e:
         if args.debug:
             raise
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(str(e))}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
+        if args.debug:
+            raise
         print("error: interrupted; finished outputs are intact, unfinished ones were not written", file=sys.stderr)
-        return 130
+        return INTERRUPTED
+    except OSError as e:  # reading or writing outside output.py's safe writes: name the file, no traceback
+        if args.debug:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{one_line(e.strerror or str(e))}; rerun with --debug for the traceback", file=sys.stderr)
+        return BuildError.exit_code
+    except Exception as e:  # a bug, not a bad input: say so, briefly
+        if args.debug:
+            raise
+        print(f"error: internal error ({type(e).__name__}: {one_line(str(e))}); rerun with --debug for the "
+              "traceback and report it", file=sys.stderr)
+        return INTERNAL_ERROR
     return 0
+
+
+def one_line(text: str) -> str:
+    """`text` with its whitespace runs collapsed: every error is one line on stderr."""
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

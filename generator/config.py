@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .data import TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS
 from .errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -66,6 +69,8 @@ class Config:
     site: SiteConfig = field(default_factory=SiteConfig)
     # Directory that relative paths in the file are resolved from (the config file's own).
     root: Path = field(default=REPO, compare=False)
+    # Where each setting that was not a default came from ("--set" or the file), for error messages.
+    origins: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def path(self, value: str) -> Path:
         """A path setting resolved against the config file's directory."""
@@ -81,11 +86,18 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as plain data (no root), in a stable order, for atlas.json and fingerprints."""
-        return {f.name: dataclasses.asdict(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "root"}
+        return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+
+    def where(self, key: str) -> str:
+        """Where setting `key` ('train.epochs') came from: '--set train.epochs', the file, or 'defaults'."""
+        return self.origins.get(key, "defaults")
 
 
-SECTIONS = {f.name: f.default_factory for f in dataclasses.fields(Config) if f.name != "root"}
+SECTIONS = {f.name: f.default_factory for f in dataclasses.fields(Config) if f.name not in ("root", "origins")}
 SCHEDULES = ("constant", "cosine")
+# One page per hidden neuron; beyond this the site is unreadable and the weights alone need gigabytes.
+MAX_HIDDEN = 10_000
+IDX_NAMES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
 
 
 def _suggest(name: str, options) -> str:
@@ -115,28 +127,59 @@ def _coerce(where: str, name: str, value: Any, default: Any) -> Any:
         raise ConfigError(f"{where}: '{name}' must be {kind.__name__}, got {type(value).__name__} {value!r}")
     if kind is list and not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         raise ConfigError(f"{where}: '{name}' must be a list of integers, got {value!r}")
-    if kind is dict and not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        raise ConfigError(f"{where}: '{name}' must map file names to SHA-256 strings")
+    if kind is float and not math.isfinite(value):
+        raise ConfigError(f"{where}: '{name}' must be a finite number, got {value!r}")
+    if kind is dict:
+        for file, digest in value.items():
+            if file not in IDX_NAMES:
+                raise ConfigError(f"{where}: '{name}' names an unknown file '{file}'{_suggest(file, IDX_NAMES)}")
+            if not (isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)):
+                raise ConfigError(f"{where}: '{name}.{file}' must be a SHA-256 of 64 lowercase hex digits, "
+                                  f"got {digest!r}")
     return value
 
 
-def _check_ranges(config: Config, where: str) -> None:
+def _check_ranges(config: Config) -> None:
     def need(ok: bool, key: str, rule: str, value: Any) -> None:
         if not ok:
-            raise ConfigError(f"{where}: '{key}' must be {rule}, got {value!r}")
+            raise ConfigError(f"{config.where(key)}: '{key}' must be {rule}, got {value!r}")
 
-    d, n, t, a = config.data, config.network, config.train, config.analysis
+    d, n, t, a, site = config.data, config.network, config.train, config.analysis, config.site
     need(d.train_limit >= 0, "data.train_limit", ">= 0 (0 = all images)", d.train_limit)
     need(d.test_limit >= 0, "data.test_limit", ">= 0 (0 = all images)", d.test_limit)
-    need(n.hidden >= 1, "network.hidden", ">= 1", n.hidden)
+    need(d.dir.strip() != "", "data.dir", "a directory", d.dir)
+    need(1 <= n.hidden <= MAX_HIDDEN, "network.hidden", f">= 1 and <= {MAX_HIDDEN}", n.hidden)
+    need(t.seed >= 0, "train.seed", ">= 0", t.seed)
     need(t.epochs >= 1, "train.epochs", ">= 1", t.epochs)
-    need(t.batch_size >= 1, "train.batch_size", ">= 1", t.batch_size)
+    need(t.batch_size >= 1, "train.batch_size", ">= 1 (and at most the number of training images)", t.batch_size)
     need(t.learning_rate > 0, "train.learning_rate", "> 0", t.learning_rate)
     need(t.l2 >= 0, "train.l2", ">= 0", t.l2)
     need(0 < t.final_lr_fraction <= 1, "train.final_lr_fraction", "in (0, 1]", t.final_lr_fraction)
     need(t.schedule in SCHEDULES, "train.schedule", " or ".join(repr(s) for s in SCHEDULES), t.schedule)
     need(all(e >= 1 for e in t.snapshot_epochs), "train.snapshot_epochs", "a list of epochs >= 1", t.snapshot_epochs)
-    need(a.top_k >= 1, "analysis.top_k", ">= 1", a.top_k)
+    need(1 <= a.top_k <= n.hidden, "analysis.top_k", f"in 1..{n.hidden} (network.hidden)", a.top_k)
+    need(site.title.strip() != "" and site.title.isprintable(), "site.title", "one line of printable text", site.title)
+    need(site.build_dir.strip() != "", "site.build_dir", "a directory", site.build_dir)
+    need(site.site_dir.strip() != "", "site.site_dir", "a directory", site.site_dir)
+    # site/ is replaced whole on every build, and build/ gets a generated mkdocs.yml and docs/:
+    # neither may be a directory that holds the sources, the config, the data or each other.
+    keep = {"the repository": REPO, "the config file's directory": config.root}
+    for key, target in (("site.build_dir", config.build_dir), ("site.site_dir", config.site_dir)):
+        for what, path in keep.items():
+            need(not path.is_relative_to(target), key, f"a directory that does not contain {what} ({path})",
+                 getattr(site, key.split(".")[1]))
+        keep = {**keep, "the data": config.path(d.dir), "site.build_dir": config.build_dir}
+    docs = config.build_dir / "docs"
+    need(not config.site_dir.is_relative_to(docs), "site.site_dir", f"outside the generated pages ({docs})",
+         site.site_dir)
+
+
+def check_against_data(config: Config, n_train: int) -> None:
+    """The settings only the data can check, right after loading it: a batch must fit in the training images."""
+    b = config.train.batch_size
+    if b > n_train:
+        raise ConfigError(f"{config.where('train.batch_size')}: 'train.batch_size' must be in 1..{n_train} "
+                          f"(the number of training images), got {b}")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
@@ -154,25 +197,37 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(f"{path}: not valid TOML: {e}") from None
         root = path.resolve().parent
+    origins = {f"{section}.{name}": where for section, table in raw.items() if isinstance(table, dict)
+               for name in table}
+    texts = {}
     for text in overrides:
         section, name, value = _parse_override(text)
         raw.setdefault(section, {})
-        if isinstance(raw[section], dict):
-            raw[section][name] = value
+        if not isinstance(raw[section], dict):
+            raise ConfigError(f"{where}: '{section}' must be a table [{section}], so --set {section}.{name} "
+                              "cannot apply")
+        raw[section][name] = value
+        origins[f"{section}.{name}"] = f"--set {section}.{name}"
+        texts[f"{section}.{name}"] = text.partition("=")[2].strip()
     sections = {}
     for section, table in raw.items():
         if section not in SECTIONS:
-            raise ConfigError(f"{where}: unknown section [{section}]{_suggest(section, SECTIONS)}")
+            origin = next((o for k, o in origins.items() if k.startswith(f"{section}.")), where)
+            raise ConfigError(f"{origin}: unknown section [{section}]{_suggest(section, SECTIONS)}")
         if not isinstance(table, dict):
-            raise ConfigError(f"{where}: '{section}' must be a table [{section}]")
+            raise ConfigError(f"{where}: '{section}' must be a table [{section}], got {type(table).__name__} "
+                              f"{table!r}")
         defaults = SECTIONS[section]()
         known = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(defaults)}
         values = {}
         for name, value in table.items():
+            key = f"{section}.{name}"
             if name not in known:
-                raise ConfigError(f"{where}: unknown key '{section}.{name}'{_suggest(name, known)}")
-            values[name] = _coerce(where, f"{section}.{name}", value, known[name])
+                raise ConfigError(f"{origins.get(key, where)}: unknown key '{key}'{_suggest(name, known)}")
+            if isinstance(known[name], str) and not isinstance(value, str) and key in texts:
+                value = texts[key]  # --set site.title=2024 means the text, not the number
+            values[name] = _coerce(origins.get(key, where), key, value, known[name])
         sections[section] = dataclasses.replace(defaults, **values)
-    config = Config(**sections, root=root)
-    _check_ranges(config, where)
+    config = Config(**sections, root=root, origins=origins)
+    _check_ranges(config)
     return config

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
+import math
+import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,48 +46,132 @@ def _find(directory: Path, name: str) -> Path:
     raise DataError(f"{directory / name}(.gz): file not found; put the four MNIST-format IDX files in {directory}")
 
 
-def read_bytes(path: Path) -> bytes:
-    """The file's bytes, decompressed when it is gzip."""
+# One IDX file's data may not claim more than this (MNIST's largest holds 47 MB, EMNIST's 550 MB): a
+# header whose sizes multiply to gigabytes is rejected before anything is allocated or decompressed.
+MAX_IDX_BYTES = 1 << 30
+_CHUNK = 1 << 20
+_GZIP_MAGIC = b"\x1f\x8b"
+_KIND = {IMAGES_MAGIC: ("an image file", 3), LABELS_MAGIC: ("a label file", 1)}
+# IDX data type codes (third byte of the magic); this reader takes unsigned bytes only.
+_IDX_TYPES = {0x08: "unsigned bytes", 0x09: "signed bytes", 0x0B: "16-bit integers", 0x0C: "32-bit integers",
+              0x0D: "32-bit floats", 0x0E: "64-bit floats"}
+
+
+def read_idx(path: Path, magic: int) -> tuple[np.ndarray, str]:
+    """An IDX file (gzip or plain) -> (uint8 array of the shape its header declares, SHA-256 of its bytes).
+
+    The file is read as a stream: the header is checked first, and at most the declared size plus one
+    byte is ever decompressed, so a lying header or a gzip bomb cannot make it allocate more than the
+    file really holds, nor more than MAX_IDX_BYTES. Every problem is a one-line DataError naming the file.
+    """
     try:
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            return gzip.decompress(raw)
-        return raw
+        with open(path, "rb") as f:
+            if f.read(2) == _GZIP_MAGIC:
+                f.seek(0)
+                with gzip.GzipFile(fileobj=f, mode="rb") as stream:
+                    return _read_idx(stream, path, magic, size=None)
+            f.seek(0)
+            return _read_idx(f, path, magic, size=os.fstat(f.fileno()).st_size)
     except (EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise DataError(f"{path}: corrupt or truncated gzip stream ({e}); restore the file") from None
     except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
 
 
 def parse_idx(raw: bytes, path: Path, magic: int) -> np.ndarray:
-    """IDX bytes -> uint8 array of the shape its header declares; `path` only names the file in errors."""
-    ndim = 3 if magic == IMAGES_MAGIC else 1
+    """IDX bytes (not gzip) -> uint8 array of the shape its header declares; `path` only names the file in errors."""
+    return _read_idx(io.BytesIO(raw), path, magic, size=len(raw))[0]
+
+
+def _read_upto(stream, n: int) -> bytes:
+    """Up to `n` bytes from `stream`, fewer only at its end; never asks for more than _CHUNK at once."""
+    parts, got = [], 0
+    while got < n:
+        part = stream.read(min(_CHUNK, n - got))
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts)
+
+
+def _magic_problem(found: int, magic: int) -> str:
+    kind, ndim = _KIND[magic]
+    if found in _KIND:
+        return (f"IDX magic 0x{found:08x} marks {_KIND[found][0]}, expected 0x{magic:08x} ({kind}); "
+                "are two files swapped?")
+    if found >> 16 == 0 and (found >> 8) & 0xFF in _IDX_TYPES:
+        dtype, dims = _IDX_TYPES[(found >> 8) & 0xFF], found & 0xFF
+        if dtype != "unsigned bytes":
+            return f"IDX magic 0x{found:08x} declares {dtype}, expected unsigned bytes (magic 0x{magic:08x}, {kind})"
+        return (f"IDX magic 0x{found:08x} declares {dims} dimension{'s' * (dims != 1)}, expected {ndim} "
+                f"(magic 0x{magic:08x}, {kind}); is this the right file?")
+    return f"bad IDX magic 0x{found:08x}, expected 0x{magic:08x} ({kind}); is this an IDX file?"
+
+
+def _read_idx(stream, path: Path, magic: int, size: int | None) -> tuple[np.ndarray, str]:
+    """The parser behind read_idx; `size` is the file's length when known (plain files), None for gzip."""
+    digest = hashlib.sha256()
+    _, ndim = _KIND[magic]
     header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"{path}: {len(raw)} bytes is too short for an IDX header of {header} bytes; the file is truncated")
-    found = int.from_bytes(raw[:4], "big")
+    head = _read_upto(stream, header)
+    digest.update(head)
+    if len(head) < header:
+        raise DataError(f"{path}: {len(head)} bytes is too short for an IDX header of {header} bytes; "
+                        "the file is truncated")
+    found = int.from_bytes(head[:4], "big")
     if found != magic:
-        raise DataError(f"{path}: bad IDX magic 0x{found:08x}, expected 0x{magic:08x}; is this the right file?")
-    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = int(np.prod(dims, dtype=np.int64))
-    body = len(raw) - header
-    if body != expected:
-        what = "truncated" if body < expected else "has trailing bytes"
-        raise DataError(f"{path}: header declares {'x'.join(map(str, dims))} = {expected} bytes of data, "
-                        f"file holds {body}; the file {what}")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+        raise DataError(f"{path}: {_magic_problem(found, magic)}")
+    dims = tuple(int.from_bytes(head[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    expected = math.prod(dims)  # Python ints: no overflow, whatever the header says
+    declared = f"header declares {'x'.join(map(str, dims))} = {expected} bytes of data"
+    if expected > MAX_IDX_BYTES:
+        raise DataError(f"{path}: {declared}, more than the limit of {MAX_IDX_BYTES} for one IDX file; "
+                        "the header is corrupt or the dataset too large")
+    if size is not None and size - header != expected:  # a plain file: its length is known before reading
+        what = "is truncated" if size - header < expected else "has trailing bytes"
+        raise DataError(f"{path}: {declared}, file holds {size - header}; the file {what}")
+    body = bytearray()
+    while len(body) <= expected:  # one byte past the declared size: enough to see trailing data
+        part = stream.read(min(_CHUNK, expected + 1 - len(body)))
+        if not part:
+            break
+        body += part
+    digest.update(body)
+    if len(body) != expected:
+        found_size = f"{len(body)}" if len(body) < expected else f"more than {expected}"
+        what = "is truncated" if len(body) < expected else "has trailing bytes"
+        raise DataError(f"{path}: {declared}, file holds {found_size}; the file {what}")
+    return np.frombuffer(body, dtype=np.uint8).reshape(dims), digest.hexdigest()
 
 
-def _load(directory: Path, name: str, magic: int, sha256: dict[str, str], seen: dict[str, str]) -> np.ndarray:
-    path = _find(directory, name)
-    raw = read_bytes(path)
-    digest = hashlib.sha256(raw).hexdigest()
+def _load(path: Path, name: str, magic: int, sha256: dict[str, str], seen: dict[str, str]) -> np.ndarray:
+    array, digest = read_idx(path, magic)
     seen[name] = digest
     want = sha256.get(name)
     if want is not None and digest != want:
         raise DataError(f"{path}: SHA-256 of the decompressed bytes is {digest[:16]}..., expected {want[:16]}...; "
                         "the file was altered or replaced: restore it (git checkout -- data/)")
-    return parse_idx(raw, path, magic)
+    return array
+
+
+def _check_labels(path: Path, labels: np.ndarray, n_classes: int | None) -> int:
+    """The number of classes: training labels must run 0..K-1 with every class present; test labels within them."""
+    if n_classes is None:
+        counts = np.bincount(labels, minlength=1)
+        missing = np.flatnonzero(counts == 0)
+        if missing.size == 0:
+            return len(counts)
+        gap = int(missing[0])
+        i = int(np.flatnonzero(labels > gap)[0])
+        raise DataError(f"{path}: label {int(labels[i])} (item {i}) is out of range: labels must run 0..K-1 with "
+                        f"every class present, but none is {gap}; is this the label file of this dataset?")
+    bad = np.flatnonzero(labels >= n_classes)
+    if bad.size:
+        i = int(bad[0])
+        raise DataError(f"{path}: label {int(labels[i])} (item {i}) is out of range: expected 0..{n_classes - 1}, "
+                        "the classes of the training labels")
+    return n_classes
 
 
 def load_dataset(directory: Path, sha256: dict[str, str] | None = None,
@@ -95,26 +182,28 @@ def load_dataset(directory: Path, sha256: dict[str, str] | None = None,
     if unknown:
         raise DataError(f"data.sha256 names unknown file(s) {sorted(unknown)}; use the four standard IDX names")
     seen: dict[str, str] = {}
+    paths = {name: _find(directory, name) for name in (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)}
     parts = {}
     for name, magic in ((TRAIN_IMAGES, IMAGES_MAGIC), (TRAIN_LABELS, LABELS_MAGIC),
                         (TEST_IMAGES, IMAGES_MAGIC), (TEST_LABELS, LABELS_MAGIC)):
-        parts[name] = _load(directory, name, magic, sha256, seen)
+        parts[name] = _load(paths[name], name, magic, sha256, seen)
     train_x, train_y = parts[TRAIN_IMAGES], parts[TRAIN_LABELS]
     test_x, test_y = parts[TEST_IMAGES], parts[TEST_LABELS]
     for images, labels, iname, lname in ((train_x, train_y, TRAIN_IMAGES, TRAIN_LABELS),
                                          (test_x, test_y, TEST_IMAGES, TEST_LABELS)):
         if len(images) != len(labels):
-            raise DataError(f"{directory / iname}: {len(images)} images but {lname} has {len(labels)} labels; "
+            raise DataError(f"{paths[iname]}: {len(images)} images but {paths[lname].name} has {len(labels)} labels; "
                             "the two files must come from the same dataset")
         if len(images) == 0:
-            raise DataError(f"{directory / iname}: holds no images")
+            raise DataError(f"{paths[iname]}: holds no images")
+    if 0 in train_x.shape[1:]:
+        raise DataError(f"{paths[TRAIN_IMAGES]}: images are {train_x.shape[1]}x{train_x.shape[2]} pixels, "
+                        "expected at least 1x1")
     if train_x.shape[1:] != test_x.shape[1:]:
-        raise DataError(f"{directory / TEST_IMAGES}: images are {test_x.shape[1]}x{test_x.shape[2]}, "
-                        f"training images are {train_x.shape[1]}x{train_x.shape[2]}")
-    n_classes = int(train_y.max()) + 1
-    if test_y.max() >= n_classes:
-        raise DataError(f"{directory / TEST_LABELS}: label {int(test_y.max())} does not occur in the training labels "
-                        f"(classes 0..{n_classes - 1})")
+        raise DataError(f"{paths[TEST_IMAGES]}: images are {test_x.shape[1]}x{test_x.shape[2]}, "
+                        f"expected {train_x.shape[1]}x{train_x.shape[2]} like the training images")
+    n_classes = _check_labels(paths[TRAIN_LABELS], train_y, None)
+    _check_labels(paths[TEST_LABELS], test_y, n_classes)
     if train_limit:
         train_x, train_y = train_x[:train_limit], train_y[:train_limit]
     if test_limit:

@@ -1,7 +1,12 @@
-"""Writing files safely: atomic replacement, and skipping writes that would not change a byte."""
+"""Writing files safely: atomic replacement, and skipping writes that would not change a byte.
+
+A write that fails (a full disk, a read-only directory) leaves the previous file as it was, removes its
+temporary file and raises a one-line BuildError naming the path; so does a failed directory swap.
+"""
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import shutil
@@ -11,16 +16,38 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import BuildError
 
-def write_atomic(path: Path, data: bytes, durable: bool = True) -> None:
+_HINTS = {errno.ENOSPC: "free space and rerun", errno.EDQUOT: "free space and rerun",
+          errno.EACCES: "check the directory's permissions", errno.EPERM: "check the directory's permissions",
+          errno.EROFS: "the file system is read-only; choose another site.build_dir or site.site_dir"}
+
+
+def write_error(path: Path, e: OSError, verb: str = "write") -> BuildError:
+    """A one-line error for an OSError while writing `path`: what failed, why, and what to do."""
+    hint = _HINTS.get(e.errno, "the previous output is intact; fix the cause and rerun")
+    return BuildError(f"{path}: cannot {verb} ({e.strerror or e}); {hint}")
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Temporary files of `path` left by a run that was killed (SIGKILL, power loss) before it could clean up."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
+
+
+def write_atomic(path: Path, data: bytes, clean_stale: bool = True, durable: bool = True) -> None:
     """Write `data` to `path` through a temporary file in the same directory and os.replace it into place.
 
-    durable fsyncs before the rename, so even a power cut leaves the old or the new file; pages and
+    `clean_stale` first removes temporary files of `path` that a killed run left (sync_tree sweeps its own).
+    `durable` fsyncs before the rename, so even a power cut leaves the old or the new file; pages and
     figures, rebuilt from atlas.json at will, skip it (thousands of fsyncs cost tens of seconds).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if clean_stale:
+            _remove_stale_temps(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             if durable:
@@ -28,28 +55,33 @@ def write_atomic(path: Path, data: bytes, durable: bool = True) -> None:
                 os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise write_error(path, e) from e
         raise
 
 
-def write_if_changed(path: Path, data: bytes, durable: bool = True) -> bool:
+def write_if_changed(path: Path, data: bytes, clean_stale: bool = True, durable: bool = True) -> bool:
     """Write atomically unless the file already holds exactly `data`; True when it wrote."""
     try:
         if path.read_bytes() == data:
             return False
     except OSError:
         pass
-    write_atomic(path, data, durable)
+    write_atomic(path, data, clean_stale, durable)
     return True
 
 
 def sync_tree(root: Path, files: dict[str, bytes]) -> int:
     """Make directory `root` hold exactly `files` (relative path -> bytes); returns how many files changed.
 
-    Unchanged files keep their timestamps; files not in `files` are removed, then empty directories.
+    Unchanged files keep their timestamps; files not in `files` are removed (stale temporary files among
+    them), then empty directories.
     """
-    changed = sum(write_if_changed(root / rel, data, durable=False) for rel, data in sorted(files.items()))
+    changed = sum(write_if_changed(root / rel, data, clean_stale=False, durable=False)
+                  for rel, data in sorted(files.items()))
     keep = {(root / rel).resolve() for rel in files}
     for path in sorted(root.rglob("*"), reverse=True):
         if path.is_file() and path.resolve() not in keep:
@@ -61,15 +93,30 @@ def sync_tree(root: Path, files: dict[str, bytes]) -> int:
 
 
 def swap_dir(new: Path, target: Path) -> None:
-    """Put directory `new` in place of `target` with two renames; the old tree is removed afterwards."""
+    """Put directory `new` in place of `target` with two renames; the old tree is removed afterwards.
+
+    If the second rename fails the old tree is put back; if a run was killed between the two renames,
+    the next one finds `target` missing and its old tree beside it, and restores it first.
+    """
     old = target.with_name(f".{target.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if target.exists():
-        os.replace(target, old)
-    os.replace(new, target)
-    if old.exists():
-        shutil.rmtree(old)
+    try:
+        if old.exists():
+            if target.exists():
+                shutil.rmtree(old)
+            else:
+                os.replace(old, target)
+        if target.exists():
+            os.replace(target, old)
+        try:
+            os.replace(new, target)
+        except BaseException:
+            if old.exists() and not target.exists():
+                os.replace(old, target)
+            raise
+        if old.exists():
+            shutil.rmtree(old)
+    except OSError as e:
+        raise write_error(target, e, "replace") from e
 
 
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,30 +40,30 @@ def points(share: float, digits: int = 2) -> str:
     return f"{signed(100 * share, digits)} pts"
 
 
-MARKDOWN_SPECIAL = set("\\`*_{}[]()#+-.!|<>&")
+# The characters Python-Markdown lets a backslash escape, with the tables extension's '|' (mkdocs.yml
+# enables it): each can start emphasis, code, a link, an attribute list, a heading or a table cell.
+# '<' and '>' are not among them here: they become HTML entities instead.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|])")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-def md_text(text: str) -> str:
-    """Text from a config or dataset shown literally: Markdown and HTML special characters escaped."""
-    out = []
-    for ch in str(text):
-        if ch == "<":
-            out.append("&lt;")
-        elif ch == ">":
-            out.append("&gt;")
-        elif ch == "&":
-            out.append("&amp;")
-        elif ch in MARKDOWN_SPECIAL:
-            out.append("\\" + ch)
-        else:
-            out.append(ch)
-    return "".join(out)
+def md_text(value) -> str:
+    """Text from a config (a title, a class name) as Markdown that shows exactly those characters.
+
+    Markdown syntax is backslash-escaped, HTML's & < > become entities, and runs of whitespace and
+    control characters (newlines; the STX/ETX Python-Markdown uses internally) become one space, so the
+    text stays on its line. Inline only: for headings, table cells and link labels; not for attribute
+    values or YAML front matter.
+    """
+    text = " ".join(_CONTROL.sub(" ", str(value)).split())
+    return html.escape(_MARKDOWN_SPECIAL.sub(r"\\\1", text), quote=False)
 
 
 def environment() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined, trim_blocks=True,
                       lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
-    env.filters.update(signed=signed, fixed=fixed, percent=percent, thousands=thousands, points=points)
+    env.filters.update(signed=signed, fixed=fixed, percent=percent, thousands=thousands, points=points,
+                       md_text=md_text)
     return env
 
 

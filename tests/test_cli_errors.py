@@ -1,0 +1,457 @@
+"""Bad input, faults and limits fed through the CLI: the exit code, one line on stderr, and the earlier
+outputs left exactly as they were."""
+
+import errno
+import gzip
+import html
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+
+import markdown
+import numpy as np
+import pytest
+import yaml
+from hypothesis import given, settings, strategies as st
+
+from generator import __main__ as cli
+from generator import data, output
+from generator.config import REPO
+from generator.errors import BuildError, ConfigError, DataError, TrainingError
+from generator.render import md_text
+
+from .conftest import idx_bytes, tiny_overrides, write_dataset
+
+PREVIOUS = b"the previous model.npz, which must survive"
+INTERRUPTED = "error: interrupted; finished outputs are intact, unfinished ones were not written\n"
+
+
+def sets(overrides) -> list[str]:
+    return [a for o in overrides for a in ("--set", o)]
+
+
+def run(capsys, stage: str, overrides, *extra) -> tuple[int, str, str]:
+    code = cli.main([stage, *sets(overrides), *extra])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line(err: str) -> str:
+    """The message of an error that took exactly one line of stderr, without a traceback."""
+    assert err.startswith("error: ") and err.endswith("\n") and err.count("\n") == 1, err
+    return err[len("error: "):-1]
+
+
+def files(directory) -> dict[str, bytes]:
+    """Every file under `directory` (hidden temporaries included), by relative path."""
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def header(magic: int, dims) -> bytes:
+    return magic.to_bytes(4, "big") + b"".join(int(n).to_bytes(4, "big") for n in dims)
+
+
+@pytest.fixture
+def small(tmp_path):
+    """A small synthetic dataset (60 + 20 images of 6x5, 3 classes) and a build directory that already
+    holds a model.npz; returns (root, overrides)."""
+    write_dataset(tmp_path / "data")
+    (tmp_path / "build").mkdir()
+    (tmp_path / "build" / "model.npz").write_bytes(PREVIOUS)
+    return tmp_path, [f"data.dir='{tmp_path / 'data'}'", "data.sha256={}", f"site.build_dir='{tmp_path / 'build'}'",
+                      f"site.site_dir='{tmp_path / 'site'}'", "network.hidden=4", "analysis.top_k=2",
+                      "train.epochs=2"]
+
+
+def untouched(root) -> None:
+    assert files(root / "build") == {"model.npz": PREVIOUS}
+    assert not (root / "site").exists()
+
+
+# ---- data ------------------------------------------------------------------------------------------
+
+def put(d, name, raw: bytes, gz=True):
+    """Replace IDX file `name` in directory `d` with `raw` (gzipped unless gz=False); returns its path."""
+    for old in d.glob(f"{name}*"):
+        old.unlink()
+    path = d / (f"{name}.gz" if gz else name)
+    path.write_bytes(gzip.compress(raw, mtime=0) if gz else raw)
+    return path
+
+
+def labels(values) -> bytes:
+    return idx_bytes(np.array(values, np.uint8))
+
+
+def gzip_bomb(d):
+    path = d / f"{data.TRAIN_LABELS}.gz"
+    with gzip.open(path, "wb") as f:  # 60 good labels, then 64 MiB of zeros in about 64 KiB
+        f.write(labels(np.arange(60) % 3))
+        for _ in range(64):
+            f.write(bytes(1 << 20))
+    return path
+
+
+def flip_middle(d):
+    path = d / f"{data.TRAIN_IMAGES}.gz"
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def cut_end(d):
+    path = d / f"{data.TRAIN_IMAGES}.gz"
+    path.write_bytes(path.read_bytes()[:-40])
+    return path
+
+
+I, L = data.IMAGES_MAGIC, data.LABELS_MAGIC
+BAD_DATA = {  # case: (make the bad file in directory d and return its path, words the message must hold)
+    "sizes multiply to gigabytes": (lambda d: put(d, data.TRAIN_IMAGES, header(I, [100000, 100000, 100000])),
+                                    ["100000x100000x100000 = 1000000000000000 bytes", "more than the limit"]),
+    "header claims more images than the file holds": (
+        lambda d: put(d, data.TRAIN_IMAGES, header(I, [60000, 6, 5]) + bytes(1800)),
+        ["60000x6x5 = 1800000 bytes of data, file holds 1800; the file is truncated"]),
+    "gzip bomb": (gzip_bomb, ["60 = 60 bytes of data, file holds more than 60; the file has trailing bytes"]),
+    "not an IDX file": (lambda d: put(d, data.TRAIN_IMAGES, b"\x89PNG\r\n\x1a\n" + bytes(64), gz=False),
+                        ["bad IDX magic 0x89504e47, expected 0x00000803 (an image file)"]),
+    "wrong dimension count": (lambda d: put(d, data.TRAIN_IMAGES, header(0x0802, [60, 30]) + bytes(1800)),
+                              ["IDX magic 0x00000802 declares 2 dimensions, expected 3"]),
+    "labels where images belong": (lambda d: put(d, data.TEST_IMAGES, labels(np.arange(20) % 3)),
+                                   ["IDX magic 0x00000801 marks a label file, expected 0x00000803 (an image file)"]),
+    "wrong data type": (lambda d: put(d, data.TRAIN_IMAGES, header(0x0D03, [60, 6, 5]) + bytes(7200)),
+                        ["declares 32-bit floats, expected unsigned bytes"]),
+    "truncated header": (lambda d: put(d, data.TRAIN_IMAGES, header(I, [60])[:6], gz=False),
+                         ["6 bytes is too short for an IDX header of 16 bytes"]),
+    "training label out of range": (lambda d: put(d, data.TRAIN_LABELS, labels([0, 1, 2, 0, 1, 200] + [2] * 54)),
+                                    ["label 200 (item 5) is out of range", "none is 3"]),
+    "labels counted from 1": (lambda d: put(d, data.TRAIN_LABELS, labels(np.arange(60) % 3 + 1)),
+                              ["label 1 (item 0) is out of range", "none is 0"]),
+    "test label out of range": (lambda d: put(d, data.TEST_LABELS, labels([0, 1, 2, 0, 1, 2, 0, 3] + [0] * 12)),
+                                ["label 3 (item 7) is out of range: expected 0..2"]),
+    "image and label counts disagree": (lambda d: put(d, data.TEST_LABELS, labels([0] * 19)) and
+                                        d / f"{data.TEST_IMAGES}.gz",
+                                        ["20 images but t10k-labels-idx1-ubyte.gz has 19 labels"]),
+    "corrupt gzip stream": (flip_middle, ["corrupt or truncated gzip stream"]),
+    "truncated gzip stream": (cut_end, ["corrupt or truncated gzip stream"]),
+}
+
+
+@pytest.mark.parametrize("case", BAD_DATA)
+def test_bad_data_is_named_in_one_line_and_nothing_is_written(small, capsys, case):
+    root, overrides = small
+    make, words = BAD_DATA[case]
+    path = make(root / "data")
+    code, out, err = run(capsys, "train", overrides)
+    message = one_line(err)
+    assert code == DataError.exit_code == 3 and out == ""
+    assert message.startswith(f"{path}: ")
+    for w in words:
+        assert w in message
+    untouched(root)
+
+
+def test_a_gzip_bomb_costs_no_more_memory_than_its_header_allows(small, capsys):
+    import tracemalloc
+
+    root, overrides = small
+    gzip_bomb(root / "data")
+    tracemalloc.start()
+    try:
+        assert cli.main(["train", *sets(overrides)]) == 3
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20  # the bomb holds 64 MiB
+    assert "trailing bytes" in capsys.readouterr().err
+
+
+# ---- config ----------------------------------------------------------------------------------------
+
+BAD_CONFIG = {  # override: words the message must hold (the small fixture has 4 hidden neurons, 60 images)
+    "train.epoch=3": ["--set train.epoch: unknown key 'train.epoch' (did you mean 'epochs'?)"],
+    "trian.epochs=3": ["--set trian.epochs: unknown section [trian] (did you mean 'train'?)"],
+    "train=5": ["expected SECTION.KEY=VALUE"],
+    "train.epochs='many'": ["--set train.epochs: 'train.epochs' must be int, got str 'many'"],
+    "train.epochs=2.5": ["'train.epochs' must be int, got float 2.5"],
+    "train.epochs=0": ["'train.epochs' must be >= 1, got 0"],
+    "network.hidden=0": ["'network.hidden' must be >= 1 and <= 10000, got 0"],
+    "network.hidden=-3": ["'network.hidden' must be >= 1"],
+    "network.hidden=100000000": ["'network.hidden' must be >= 1 and <= 10000, got 100000000"],
+    "train.learning_rate=0": ["'train.learning_rate' must be > 0, got 0.0"],
+    "train.learning_rate=-0.5": ["'train.learning_rate' must be > 0, got -0.5"],
+    "train.learning_rate=nan": ["'train.learning_rate' must be a finite number, got nan"],
+    "train.l2=inf": ["'train.l2' must be a finite number, got inf"],
+    "train.seed=-1": ["'train.seed' must be >= 0, got -1"],
+    "train.batch_size=0": ["'train.batch_size' must be >= 1"],
+    "train.final_lr_fraction=0": ["'train.final_lr_fraction' must be in (0, 1], got 0.0"],
+    "analysis.top_k=5": ["--set analysis.top_k: 'analysis.top_k' must be in 1..4 (network.hidden), got 5"],
+    "analysis.top_k=0": ["'analysis.top_k' must be in 1..4"],
+    "data.train_limit=-1": ["'data.train_limit' must be >= 0"],
+    "train.batch_size=61": ["--set train.batch_size: 'train.batch_size' must be in 1..60 "
+                            "(the number of training images), got 61"],
+    "data.sha256={ train-images = 'ab' }": ["'data.sha256' names an unknown file 'train-images' "
+                                            "(did you mean 'train-images-idx3-ubyte'?)"],
+    "site.title=''": ["'site.title' must be one line of printable text, got ''"],
+    'site.title="a\\nb"': ["'site.title' must be one line of printable text, got 'a\\nb'"],
+    "site.site_dir='/'": ["'site.site_dir' must be a directory that does not contain the repository"],
+    "site.build_dir='.'": ["--set site.build_dir: 'site.build_dir' must be a directory that does not contain "
+                           f"the repository ({REPO})"],
+}
+
+
+@pytest.mark.parametrize("override", BAD_CONFIG)
+def test_bad_settings_stop_before_any_work(small, capsys, override):
+    root, overrides = small
+    code, out, err = run(capsys, "build", [*overrides, override])
+    message = one_line(err)
+    assert code == ConfigError.exit_code == 2 and out == ""
+    for w in BAD_CONFIG[override]:
+        assert w in message
+    untouched(root)
+
+
+def test_batch_larger_than_the_limited_data_is_named(small, capsys):
+    root, overrides = small
+    code, out, err = run(capsys, "train", [*overrides, "data.train_limit=10", "train.batch_size=11"])
+    assert code == 2 and "'train.batch_size' must be in 1..10 (the number of training images), got 11" in one_line(err)
+    untouched(root)
+
+
+@pytest.mark.parametrize("site_dir, what", [("build", "site.build_dir"), ("data", "the data"), (".", "the data"),
+                                            ("build/docs/site", "outside the generated pages")])
+def test_a_site_dir_that_would_swallow_other_files_is_refused(small, capsys, site_dir, what):
+    root, overrides = small
+    code, _, err = run(capsys, "build", [*overrides, f"site.site_dir='{root / site_dir}'"])
+    message = one_line(err)
+    assert code == 2 and message.startswith("--set site.site_dir: 'site.site_dir' must be ") and what in message
+    untouched(root)
+
+
+def test_a_config_file_section_that_is_not_a_table(small, capsys):
+    root, overrides = small
+    config = root / "atlas.toml"
+    config.write_text("train = 5\n")
+    code, _, err = run(capsys, "train", overrides, "--config", str(config))
+    assert code == 2 and one_line(err) == (f"{config}: 'train' must be a table [train], so --set train.epochs "
+                                           "cannot apply")
+    untouched(root)
+
+
+def test_site_dir_holding_other_files_is_not_replaced(small, capsys):
+    root, overrides = small
+    mine = root / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    code, _, err = run(capsys, "site", [*overrides, f"site.site_dir='{mine}'"])
+    assert code == 2 and "holds files but no site built by mkdocs" in one_line(err)
+    assert files(mine) == {"notes.txt": b"keep me"}
+
+
+# ---- divergence ------------------------------------------------------------------------------------
+
+def test_divergence_names_the_epoch_and_keeps_the_previous_model(tmp_path, capsys):
+    (tmp_path / "build").mkdir()
+    (tmp_path / "build" / "model.npz").write_bytes(PREVIOUS)
+    code, out, err = run(capsys, "build", [*tiny_overrides(tmp_path), "train.learning_rate=1000"])
+    message = one_line(err)
+    assert code == TrainingError.exit_code == 4
+    assert message.startswith("training diverged in epoch 1 ")
+    assert message.endswith("try a smaller one, e.g. --set train.learning_rate=100")
+    assert "wrote" not in out
+    untouched(tmp_path)
+
+
+# ---- faults: a full disk, an interrupt -------------------------------------------------------------
+
+def fail_with(error):
+    def fail(*args, **kwargs):
+        raise error
+    return fail
+
+
+def test_disk_full_while_saving_the_model_keeps_the_previous_one(small, capsys, monkeypatch):
+    root, overrides = small
+    (root / "build" / ".model.npz.k1ll3d.tmp").write_bytes(b"half a model from a run that was killed")
+    monkeypatch.setattr(output.os, "fsync", fail_with(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))))
+    code, out, err = run(capsys, "train", overrides)
+    assert code == BuildError.exit_code == 5
+    assert one_line(err) == (f"{root / 'build' / 'model.npz'}: cannot write (No space left on device); "
+                             "free space and rerun")
+    untouched(root)  # the killed run's temporary file is gone too
+    monkeypatch.undo()
+    assert cli.main(["train", *sets(overrides)]) == 0  # the next run starts clean
+    assert set(files(root / "build")) == {"model.npz"} and files(root / "build")["model.npz"] != PREVIOUS
+
+
+def test_interrupt_while_saving_the_model_keeps_the_previous_one(small, capsys, monkeypatch):
+    root, overrides = small
+    monkeypatch.setattr(output.os, "fsync", fail_with(KeyboardInterrupt()))
+    code, _, err = run(capsys, "train", overrides)
+    assert code == 130 and err == INTERRUPTED
+    untouched(root)
+
+
+def test_sigint_during_training_leaves_no_model(small):
+    root, overrides = small
+    cmd = [sys.executable, "-m", "generator", "train", *sets([*overrides, "train.epochs=1000000"])]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:  # wait until training runs, then press Ctrl-C
+            if line.startswith("  epoch "):
+                proc.send_signal(signal.SIGINT)
+                break
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert (proc.returncode, err) == (130, INTERRUPTED)
+    untouched(root)
+
+
+@pytest.fixture
+def built_copy(tiny_build, tmp_path):
+    """A copy of the tiny build (model, atlas, docs, site) that a test may break; returns (root, overrides)."""
+    shutil.copytree(tiny_build / "build", tmp_path / "build")
+    shutil.copytree(tiny_build / "site", tmp_path / "site")
+    return tmp_path, tiny_overrides(tmp_path)
+
+
+def test_disk_full_while_writing_atlas_json_keeps_the_previous_one(built_copy, capsys, monkeypatch):
+    root, overrides = built_copy
+    (root / "build" / "atlas.json").write_bytes(b"the previous atlas")
+    before = files(root)
+    monkeypatch.setattr(output.os, "fsync", fail_with(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))))
+    code, _, err = run(capsys, "analyze", overrides)
+    assert code == 5 and one_line(err).startswith(f"{root / 'build' / 'atlas.json'}: cannot write (No space left")
+    assert files(root) == before
+
+
+def test_disk_full_while_rendering_keeps_the_site(built_copy, capsys, monkeypatch):
+    root, overrides = built_copy
+    before = files(root / "site"), files(root / "build")["atlas.json"]
+    (root / "build" / "docs" / "index.md").write_text("an older page")  # so render must write
+    monkeypatch.setattr(output.os, "replace", fail_with(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))))  # pages skip fsync
+    code, _, err = run(capsys, "render", overrides)
+    assert code == 5 and "cannot write (No space left on device); free space and rerun" in one_line(err)
+    assert (files(root / "site"), files(root / "build")["atlas.json"]) == before
+
+
+def test_failed_site_swap_keeps_the_old_site(built_copy, capsys, monkeypatch):
+    root, overrides = built_copy
+    before = files(root / "site")
+    replace = os.replace
+
+    def fail_to_put_the_new_site_in_place(src, dst):
+        if ".site.new." in str(src):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        replace(src, dst)
+
+    monkeypatch.setattr(output.os, "replace", fail_to_put_the_new_site_in_place)
+    code, _, err = run(capsys, "site", overrides)
+    assert code == 5
+    assert one_line(err) == f"{root / 'site'}: cannot replace (No space left on device); free space and rerun"
+    assert files(root / "site") == before
+    assert sorted(p.name for p in root.iterdir()) == ["build", "site"]  # no .site.new.*, no .site.old
+
+
+def test_swap_dir_recovers_a_site_left_half_swapped(tmp_path):
+    old, target, new = tmp_path / ".site.old", tmp_path / "site", tmp_path / ".site.new.x"
+    old.mkdir()
+    (old / "index.html").write_text("old")  # killed after the first rename: site/ is missing
+    new.mkdir()
+    (new / "index.html").write_text("new")
+    (tmp_path / ".site.new.stale").mkdir()
+    output.swap_dir(new, target)
+    assert (target / "index.html").read_text() == "new" and not old.exists() and not new.exists()
+
+
+def test_top_k_beyond_the_trained_models_hidden_layer(built_copy, capsys):
+    root, overrides = built_copy
+    before = files(root)
+    code, _, err = run(capsys, "analyze", [*overrides, "network.hidden=100", "analysis.top_k=17"])
+    assert code == 2 and one_line(err) == (f"--set analysis.top_k: 'analysis.top_k' must be in 1..16 (the hidden "
+                                           f"neurons of {root / 'build' / 'model.npz'}), got 17")
+    assert files(root) == before
+
+
+def test_corrupt_model_and_atlas_files_are_named(small, capsys):
+    root, overrides = small
+    code, _, err = run(capsys, "analyze", overrides)
+    assert code == 5 and one_line(err).startswith(f"{root / 'build' / 'model.npz'}: not a readable model file")
+    (root / "build" / "atlas.json").write_text('{"format": 1, "mod')
+    code, _, err = run(capsys, "render", overrides)
+    assert code == 5 and one_line(err).startswith(f"{root / 'build' / 'atlas.json'}: not a readable atlas")
+
+
+# ---- exit codes and --debug ------------------------------------------------------------------------
+
+def test_debug_shows_the_traceback(small):
+    _, overrides = small
+    with pytest.raises(ConfigError, match="did you mean 'epochs'"):
+        cli.main(["train", *sets([*overrides, "train.epoch=3"]), "--debug"])
+
+
+def test_an_unexpected_error_is_one_line_asking_for_a_report(small, capsys, monkeypatch):
+    _, overrides = small
+    monkeypatch.setitem(cli.STAGES, "train", fail_with(RuntimeError("boom\nsecond line")))
+    code, _, err = run(capsys, "train", overrides)
+    assert code == 1
+    assert one_line(err) == ("internal error (RuntimeError: boom second line); rerun with --debug for the "
+                             "traceback and report it")
+    with pytest.raises(RuntimeError):
+        cli.main(["train", *sets(overrides), "--debug"])
+
+
+def test_readme_documents_every_exit_code():
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Errors and exit codes"):]
+    section = section[:section.index("\n## ", 3)]
+    documented = {int(code) for code in re.findall(r"^\| `?(\d+)`? \|", section, re.M)}
+    codes = {0, 1, ConfigError.exit_code, DataError.exit_code, TrainingError.exit_code, BuildError.exit_code, 130}
+    assert documented == codes and len(codes) == 7
+
+
+# ---- escaping --------------------------------------------------------------------------------------
+
+TITLE = '<script>alert(1)</script> *bold* _it_ `code` [link](x) "q": it\'s # {: #id } & &amp; \\ end'
+
+
+def test_a_title_from_the_config_shows_literally_in_the_built_html(tiny_build, tmp_path, capsys):
+    (tmp_path / "build").mkdir()
+    for name in ("atlas.json", "arrays.npz"):
+        shutil.copy(tiny_build / "build" / name, tmp_path / "build")
+    overrides = [*tiny_overrides(tmp_path), f"site.title={json.dumps(TITLE)}"]
+    assert cli.main(["render", *sets(overrides)]) == 0 and cli.main(["site", *sets(overrides)]) == 0
+    assert yaml.safe_load((tmp_path / "build" / "mkdocs.yml").read_text())["site_name"] == TITLE
+    pages = {p: p.read_text() for p in (tmp_path / "site").rglob("*.html")}
+    for page in pages.values():
+        assert "<script>alert" not in page and "<em>bold" not in page and "<em>it" not in page
+        assert "<code>code" not in page
+        assert 'href="x"' not in page
+    index = pages[tmp_path / "site" / "index.html"]
+    h1 = re.search(r'<h1 id="[^"]*">(.*?)<a class="headerlink"', index).group(1)
+    assert html.unescape(h1) == TITLE
+    assert html.unescape(re.search(r"<title>(.*?)</title>", index).group(1)) == f"Home - {TITLE}"
+    topic = re.search(r'<span class="md-ellipsis">\s*(.*?)\s*</span>', index).group(1)
+    assert html.unescape(topic) == TITLE
+
+
+SITE_MARKDOWN = ["attr_list", "md_in_html", "tables", "toc"]  # as in mkdocs.yml
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.one_of(st.sampled_from("\\`*_{}[]()<>#+-.!|&;:\"'=~ \n\t\x02\x03"), st.characters()),
+               min_size=1, max_size=40))
+def test_md_text_shows_any_text_literally(text):
+    shown = " ".join(re.sub(r"[\x00-\x1f\x7f-\x9f]", " ", text).split())
+    out = markdown.markdown(f"# {md_text(text)}", extensions=SITE_MARKDOWN)
+    inner = re.fullmatch(r'<h1(?: id="[^"]*")?>(.*)</h1>', out, re.S).group(1)
+    assert "<" not in inner and html.unescape(inner) == shown
+    cell = markdown.markdown(f"| a |\n|---|\n| {md_text(text)} |", extensions=SITE_MARKDOWN)
+    assert html.unescape(re.search(r"<td>(.*?)</td>", cell, re.S).group(1)) == shown
