@@ -11,9 +11,8 @@ ATLAS := $(PY) -m generator
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1)
 
 DATA := $(wildcard data/mnist/*)
-MODEL_SRC := generator/__main__.py generator/config.py generator/data.py generator/errors.py \
-             generator/kernels.py generator/output.py generator/train.py
-ANALYSIS_SRC := generator/analysis.py generator/atlas.py
+MODEL_SRC := generator/config.py generator/data.py generator/kernels.py generator/train.py generator/weights.py
+ANALYSIS_SRC := generator/analysis.py generator/atlas.py generator/attribution.py
 RENDER_SRC := generator/render.py generator/figures.py $(wildcard templates/*.j2 templates/static/*)
 
 .DEFAULT_GOAL := help
@@ -34,7 +33,15 @@ $(BUILD)/model.npz: $(STAMP) $(CONFIG) $(DATA) $(MODEL_SRC)
 $(BUILD)/atlas.json: $(BUILD)/model.npz $(ANALYSIS_SRC)
 	$(ATLAS) analyze --config $(CONFIG)
 
-$(BUILD)/.rendered: $(BUILD)/atlas.json $(RENDER_SRC)
+# The 784-1-2 network of the question, published as the tiny/ section (atlas.toml's site.sections).
+TINY := configs/zero-vs-one.toml
+$(BUILD)/tiny/model.npz: $(STAMP) $(TINY) $(DATA) $(MODEL_SRC)
+	$(ATLAS) train --config $(TINY)
+
+$(BUILD)/tiny/atlas.json: $(BUILD)/tiny/model.npz $(ANALYSIS_SRC)
+	$(ATLAS) analyze --config $(TINY)
+
+$(BUILD)/.rendered: $(BUILD)/atlas.json $(BUILD)/tiny/atlas.json $(RENDER_SRC)
 	$(ATLAS) render --config $(CONFIG)
 	touch $@
 

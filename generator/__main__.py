@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import re
 import shutil
@@ -20,11 +22,12 @@ import yaml
 from . import atlas as atlas_mod
 from .analysis import analyze
 from .config import REPO, Config, check_against_data, load_config
-from .data import Dataset, load_dataset
+from .data import Dataset, load_dataset, select_classes
 from .errors import AtlasError, BuildError, ConfigError, DataError
 from .output import swap_dir, sync_tree, write_if_changed
-from .render import render
-from .train import Epoch, load_model, save_model, train
+from .render import render, site_nav
+from .train import Epoch, fingerprint, load_model, save_model, train
+from .weights import check_shapes, import_network
 
 # A fixed build date unless the caller sets one: the site's bytes depend on its inputs only.
 DEFAULT_SOURCE_DATE_EPOCH = "315532800"  # 1980-01-01
@@ -35,12 +38,54 @@ def say(message: str) -> None:
 
 
 def load_data(config: Config) -> Dataset:
-    return load_dataset(config.path(config.data.dir), config.data.sha256,
-                        config.data.train_limit, config.data.test_limit)
+    """The configured dataset: its class subset, its class names, checked against the settings."""
+    d = config.data
+    data = load_dataset(config.path(d.dir), d.sha256, d.train_limit, d.test_limit)
+    if d.classes:
+        missing = [c for c in d.classes if c >= data.n_classes]
+        if missing:
+            raise ConfigError(f"{config.where('data.classes')}: 'data.classes' names label(s) {missing} that "
+                              f"{d.dir} does not have (labels 0..{data.n_classes - 1})")
+        data = select_classes(data, d.classes)
+    if d.class_names:
+        if len(d.class_names) != data.n_classes:
+            raise ConfigError(f"{config.where('data.class_names')}: 'data.class_names' has {len(d.class_names)} "
+                              f"names, the data has {data.n_classes} classes; give one name per class")
+        data = dataclasses.replace(data, class_names=tuple(d.class_names))
+    return data
+
+
+def stage_import(config: Config, data: Dataset) -> None:
+    """The train stage for a network trained elsewhere: check it against the data and store it as model.npz."""
+    path = config.path(config.network.weights)
+    imported = import_network(path)
+    check_shapes(imported, path, data.n_inputs, data.n_classes)
+    H = imported.params["W1"].shape[0]
+    say(f"train: imported a {data.n_inputs}-{H}-{data.n_classes} network ({imported.source}); no training")
+    meta = {"config": config.to_dict(), "data_sha256": dict(sorted(data.sha256.items())),
+            "source": imported.source, "weights_sha256": imported.sha256,
+            "fingerprint": fingerprint(config, data.sha256)}
+    save_model(config.build_dir / "model.npz", imported.params, [], {}, meta)
+    say(f"train: wrote {config.build_dir / 'model.npz'}")
+
+
+def up_to_date(config: Config, fp: str) -> bool:
+    """True when build/model.npz was made from exactly these inputs (its fingerprint matches)."""
+    path = config.build_dir / "model.npz"
+    try:
+        return load_model(path).meta.get("fingerprint") == fp
+    except Exception:  # missing or unreadable: train
+        return False
 
 
 def stage_train(config: Config) -> None:
     data = load_data(config)
+    fp = fingerprint(config, data.sha256)
+    if up_to_date(config, fp):
+        say(f"train: {config.build_dir / 'model.npz'} is up to date (same data, settings and code); not retrained")
+        return
+    if config.network.weights:
+        return stage_import(config, data)
     check_against_data(config, len(data.train_labels))
     say(f"train: {len(data.train_labels):,} images, {data.n_inputs}-{config.network.hidden}-{data.n_classes} "
         f"network, {config.train.epochs} epochs (seed {config.train.seed})")
@@ -50,7 +95,8 @@ def stage_train(config: Config) -> None:
             f"test loss {e.test_loss:.4f}  test accuracy {100 * e.test_accuracy:.2f}%  {e.seconds:.2f} s")
 
     params, history, snapshots = train(config, data, report)
-    meta = {"config": config.to_dict(), "data_sha256": dict(sorted(data.sha256.items()))}
+    meta = {"config": config.to_dict(), "data_sha256": dict(sorted(data.sha256.items())),
+            "source": "trained by this atlas", "fingerprint": fp}
     save_model(config.build_dir / "model.npz", params, history, snapshots, meta)
     say(f"train: wrote {config.build_dir / 'model.npz'}")
 
@@ -80,17 +126,45 @@ def stage_analyze(config: Config) -> None:
     say(f"analyze: test accuracy {100 * result.model.test_accuracy:.2f}%; wrote {out}")
 
 
-def stage_render(config: Config) -> None:
+def load_analysis(config: Config, config_arg: str = "") -> tuple[atlas_mod.Atlas, dict]:
+    """atlas.json and arrays.npz of the analyze stage, or a one-line error saying what to run."""
     path = config.build_dir / "atlas.json"
     if not path.is_file():
-        raise BuildError(f"{path}: no atlas; run 'python -m generator analyze' first")
+        raise BuildError(f"{path}: no atlas; run 'python -m generator analyze{config_arg}' first")
     try:
-        atlas = atlas_mod.load_atlas(path)
-        arrays = atlas_mod.load_arrays(config.build_dir / "arrays.npz")
+        return atlas_mod.load_atlas(path), atlas_mod.load_arrays(config.build_dir / "arrays.npz")
     except Exception as e:  # malformed JSON or fields: the files were not written by analyze
         raise BuildError(f"{path}: not a readable atlas ({type(e).__name__}: {e}); "
-                         "rerun 'python -m generator analyze'") from e
-    files = render(atlas, arrays, config)  # everything in memory first
+                         f"rerun 'python -m generator analyze{config_arg}'") from e
+
+
+def section_configs(config: Config) -> list[Config]:
+    """The configs of the atlases published as sections of this one (site.sections)."""
+    sections = []
+    for rel in config.site.sections:
+        section = load_config(config.path(rel))
+        if not section.site.section:
+            raise ConfigError(f"{config.path(rel)}: 'site.section' must name the section's directory (e.g. "
+                              f"'tiny'), since {config.where('site.sections')} publishes it as a section")
+        sections.append(section)
+    return sections
+
+
+def stage_render(config: Config) -> None:
+    atlas, arrays = load_analysis(config)
+    parts, links = [], []
+    for rel, section in zip(config.site.sections, section_configs(config)):
+        sub_atlas, sub_arrays = load_analysis(section, f" --config {rel}")
+        parts.append((rel, section, render(sub_atlas, sub_arrays, section, prefix=f"{section.site.section}/")))
+        m = sub_atlas.model
+        links.append((section.site.title, f"{section.site.section}/index.md",
+                      f"a {'→'.join(map(str, m.sizes))} network, {100 * m.test_accuracy:.2f}% test accuracy"))
+    files = render(atlas, arrays, config, sections=links)  # everything in memory first
+    for rel, section, part in parts:
+        clash = sorted(k for k in files.keys() & part.keys() if not k.startswith("assets/"))
+        if clash:
+            raise BuildError(f"{rel}: section '{section.site.section}' would overwrite {clash[0]}; rename it")
+        files.update(part)
     changed = sync_tree(config.build_dir / "docs", files)
     say(f"render: {len(files)} files in {config.build_dir / 'docs'}, {changed} changed")
 
@@ -101,8 +175,11 @@ def mkdocs_config(config: Config) -> Path:
     Written by a YAML emitter, so a title or path holding quotes, colons or '#' stays one string;
     the hook makes the theme show the title as text, never as HTML.
     """
-    text = yaml.safe_dump({"INHERIT": str(REPO / "mkdocs.yml"), "docs_dir": str(config.build_dir / "docs"),
-                           "site_name": config.site.title, "hooks": [str(REPO / "generator" / "mkdocs_hooks.py")]},
+    docs = config.build_dir / "docs"
+    nav = site_nav(docs, {s.site.section: s.site.title for s in section_configs(config)})
+    text = yaml.safe_dump({"INHERIT": str(REPO / "mkdocs.yml"), "docs_dir": str(docs),
+                           "site_name": config.site.title, "hooks": [str(REPO / "generator" / "mkdocs_hooks.py")],
+                           "nav": nav},
                           sort_keys=False, allow_unicode=True, width=1 << 16)
     path = config.build_dir / "mkdocs.yml"
     write_if_changed(path, text.encode())
@@ -155,12 +232,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default=str(REPO / "atlas.toml"), help="TOML config file (default: atlas.toml)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override one setting, e.g. --set train.epochs=5 (repeatable)")
+    parser.add_argument("--weights", metavar="FILE", help="explain this trained network instead of training one "
+                        "(Nielsen network2 JSON, .npz of weights_0, biases_0, ..., or a model.npz); "
+                        "same as --set network.weights=FILE")
+    parser.add_argument("--data", metavar="DIR", help="a directory with the four MNIST-format IDX files; "
+                        "same as --set data.dir=DIR (and no checksums)")
     parser.add_argument("--debug", action="store_true", help="show a traceback on errors")
     args = parser.parse_args(argv)
     try:
-        config = load_config(args.config, args.set)
+        overrides = list(args.set)
+        if args.weights:
+            overrides.append(f"network.weights={json.dumps(str(Path(args.weights).resolve()))}")
+        if args.data:
+            overrides += [f"data.dir={json.dumps(str(Path(args.data).resolve()))}", "data.sha256={}"]
+        config = load_config(args.config, overrides)
         stages = list(STAGES) if args.stage == "build" else [args.stage]
         for name in stages:
+            if name == "render" and args.stage == "build":  # the render stage reads the sections' analyses
+                for section in section_configs(config):
+                    for step in ("train", "analyze"):
+                        STAGES[step](section)
             started = time.perf_counter()
             STAGES[name](config)
             say(f"{name}: {time.perf_counter() - started:.1f} s")

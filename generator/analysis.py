@@ -126,16 +126,18 @@ def patterns(activations: np.ndarray, images: np.ndarray, top: np.ndarray) -> np
     return images[top].astype(np.float64).mean(axis=1) - images.astype(np.float64).mean(axis=0)
 
 
-def join_digits(ds: list[int]) -> str:
-    names = [str(d) for d in ds]
+def join_digits(ds: list[int], class_names=None) -> str:
+    names = [class_names[d] if class_names else str(d) for d in ds]
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def summarize(mean_activation, output_weights, ablation, flag: str) -> str:
+def summarize(mean_activation, output_weights, ablation, flag: str, class_names=None) -> str:
     """One generated sentence: what fires the neuron, what it is silent for, what it pushes, what it costs.
 
-    mean_activation, output_weights and ablation (accuracy change when ablated, as a share) are per class.
+    mean_activation, output_weights and ablation (accuracy change when ablated, as a share) are per class;
+    class_names name the classes (default: their indices).
     """
+    name = (lambda d: class_names[d]) if class_names else str
     mean_activation, output_weights, ablation = map(np.asarray, (mean_activation, output_weights, ablation))
     parts = []
     fires = [int(d) for d in np.argsort(-mean_activation, kind="stable") if mean_activation[d] >= 0.5][:3]
@@ -146,25 +148,25 @@ def summarize(mean_activation, output_weights, ablation, flag: str) -> str:
         if flag:
             parts.append(flag[0].upper() + flag[1:])
         if fires:
-            parts.append(f"fires for {join_digits(fires)}")
+            parts.append(f"fires for {join_digits(fires, class_names)}")
         else:
             best = int(np.argmax(mean_activation))
-            parts.append(f"fires weakly, most for {best} (mean {mean_activation[best]:.2f})")
+            parts.append(f"fires weakly, most for {name(best)} (mean {mean_activation[best]:.2f})")
         if silent:
-            parts.append(f"silent for {join_digits(silent)}")
+            parts.append(f"silent for {join_digits(silent, class_names)}")
     promotes = [int(d) for d in np.argsort(-output_weights, kind="stable") if output_weights[d] > 0][:2]
     suppresses = [int(d) for d in np.argsort(output_weights, kind="stable") if output_weights[d] < 0][:2]
     effect = []
     if promotes:
-        effect.append(f"promotes {join_digits(promotes)}")
+        effect.append(f"promotes {join_digits(promotes, class_names)}")
     if suppresses:
-        effect.append(f"suppresses {join_digits(suppresses)}")
+        effect.append(f"suppresses {join_digits(suppresses, class_names)}")
     worst = int(np.argmin(ablation))
     cost = -100 * ablation[worst]
     if cost >= 0.05:
-        effect.append(f"removing it costs {cost:.1f} points on {worst}")
+        effect.append(f"removing it costs {cost:.1f} points on {name(worst)}")
     else:
-        effect.append("removing it changes no digit's accuracy by 0.05 points or more")
+        effect.append("removing it changes no class's accuracy by 0.05 points or more")
     first = "; ".join(parts)
     sentence = first[0].upper() + first[1:] + "; " + ", ".join(effect) + "."
     return sentence
@@ -301,7 +303,7 @@ def analyze(config: Config, model: Model, data: Dataset) -> tuple[Atlas, Arrays]
             ablation_cost=rounded(max(0.0, -ablation[j].min())), ablation_cost_digit=int(np.argmin(ablation[j])),
             similar_by_weights=[Similar(i, rounded(r)) for i, r in similar_w[j]],
             similar_by_activation=[Similar(i, rounded(r)) for i, r in similar_a[j]],
-            summary=summarize(means[j], w_out, ablation[j], flag),
+            summary=summarize(means[j], w_out, ablation[j], flag, list(data.class_names)),
         ))
     confusion = confusion_matrix(y, f.predicted, K)
     fill = f.A1.mean(axis=0)
@@ -310,6 +312,7 @@ def analyze(config: Config, model: Model, data: Dataset) -> tuple[Atlas, Arrays]
     eye = np.eye(K)
     sp = attribution.sigma_prime(p64, X.astype(np.float64))  # (N, H)
     mean_image = X.astype(np.float64).mean(axis=0)
+    preferred_all = attribution.preferred_inputs(p64, mean_image, shape)  # (K, D)
     maps = {name: [] for name in ("templates", "contrasts", "preferred", "gradient_x_input", "integrated_gradients")}
     digits = []
     for d in range(K):
@@ -323,7 +326,7 @@ def analyze(config: Config, model: Model, data: Dataset) -> tuple[Atlas, Arrays]
         pair = (y == d) | (y == r)
         separation = (p["W2"][d].astype(np.float64) - p["W2"][r]) * f.A1[pair].mean(axis=0)  # (H,)
         x = X[e].astype(np.float64)
-        preferred = attribution.preferred_input(p64, d, mean_image, shape)
+        preferred = preferred_all[d]
         ig = attribution.integrated_gradients(p64, x, d)
         maps["templates"].append(attribution.linearised_map(p64, eye[d], sp.mean(axis=0)))
         maps["contrasts"].append(attribution.linearised_map(p64, eye[d] - eye[r], sp[pair].mean(axis=0)))
@@ -358,13 +361,14 @@ def analyze(config: Config, model: Model, data: Dataset) -> tuple[Atlas, Arrays]
                for h in model.history]
     info = ModelInfo(
         sizes=[data.n_inputs, H, K], image_shape=list(shape),
-        test_accuracy=rounded((f.predicted == y).mean()), test_loss=rounded(model.history[-1].test_loss),
+        test_accuracy=rounded((f.predicted == y).mean()), test_loss=rounded(kernels.cross_entropy(f.Z2, y).mean()),
         seed=config.train.seed, epochs=len(model.history),
         training_seconds=round(sum(h.seconds for h in model.history), 1),
         n_train=len(data.train_labels), n_test=len(y), data_sha256=dict(sorted(data.sha256.items())),
         config=config.to_dict(), histogram_bins=HIST_BINS, pattern_images=n_pattern,
         snapshot_epochs=sorted(model.snapshots), random_draws=RANDOM_DRAWS,
-        class_names=[str(c) for c in range(K)], noun="digit")
+        class_names=list(data.class_names), noun=config.data.noun,
+        source=model.meta.get("source", "trained by this atlas"))
     shown = sorted({r.index for n in neurons for r in n.top_images + n.bottom_images} | set(examples)
                    | {m.index for dg in digits for m in dg.mistakes})
     raw = np.round(X[shown] * 255).astype(np.uint8).reshape(len(shown), *shape)
@@ -372,7 +376,7 @@ def analyze(config: Config, model: Model, data: Dataset) -> tuple[Atlas, Arrays]
     arrays = Arrays(
         image_indices=np.array(shown, np.int64), images=raw,
         snapshot_epochs=np.array(epochs, np.int64),
-        snapshots=np.stack([model.snapshots[e] for e in epochs]).reshape(len(epochs), H, *shape),
+        snapshots=np.array([model.snapshots[e] for e in epochs], np.float32).reshape(len(epochs), H, *shape),
         patterns=pattern.astype(np.float32).reshape(H, *shape),
         **{name: np.array(v, np.float32).reshape(K, *shape) for name, v in maps.items()})
     return Atlas(FORMAT, info, history, neurons, digits, confusion.tolist()), arrays

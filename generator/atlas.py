@@ -165,6 +165,7 @@ class ModelInfo:
     random_draws: int  # random neuron sets averaged for each digit's ablate_random
     class_names: list[str]  # display name of each class index ("0".."9" for MNIST)
     noun: str  # what a class is called on the pages: "digit", or "class"
+    source: str  # where the weights came from: "trained by this atlas", or the imported file
 
 
 @dataclass(frozen=True)

@@ -53,30 +53,32 @@ def integrated_gradients(p: dict[str, np.ndarray], x: np.ndarray, d: int, steps:
 
 
 def laplacian(x: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """(D,) graph Laplacian of an image on its 4-neighbour grid: the gradient of
-    1/2 * sum over neighbouring pixel pairs of (x_i - x_j)^2."""
-    img = x.reshape(shape)
+    """(..., D) graph Laplacian of images on their 4-neighbour grid: the gradient of
+    1/2 * sum over neighbouring pixel pairs of (x_i - x_j)^2, for each image."""
+    img = x.reshape(*x.shape[:-1], *shape)
     out = np.zeros_like(img)
-    dv = img[1:] - img[:-1]  # vertical neighbour differences
-    dh = img[:, 1:] - img[:, :-1]
-    out[1:] += dv
-    out[:-1] -= dv
-    out[:, 1:] += dh
-    out[:, :-1] -= dh
-    return out.ravel()
+    dv = img[..., 1:, :] - img[..., :-1, :]  # vertical neighbour differences
+    dh = img[..., :, 1:] - img[..., :, :-1]
+    out[..., 1:, :] += dv
+    out[..., :-1, :] -= dv
+    out[..., :, 1:] += dh
+    out[..., :, :-1] -= dh
+    return out.reshape(x.shape)
 
 
-def preferred_input(p: dict[str, np.ndarray], d: int, start: np.ndarray, shape: tuple[int, int],
-                    penalty: float = 0.5, smooth: float = 2.0, steps: int = 400, rate: float = 0.05) -> np.ndarray:
-    """(D,) input in [0, 1] that maximises `objective` by projected gradient ascent from `start`.
+def preferred_inputs(p: dict[str, np.ndarray], start: np.ndarray, shape: tuple[int, int],
+                     penalty: float = 0.5, smooth: float = 2.0, steps: int = 400, rate: float = 0.05) -> np.ndarray:
+    """(K, D) for each output d, the input in [0, 1] that maximises `objective`, by projected gradient
+    ascent from `start`; all outputs at once, so each step reads the weights once.
 
     The pull towards the mean image and the smoothness term keep the result image-like; the box
     [0, 1] keeps it a valid image. Deterministic: no randomness anywhere.
     """
-    direction = np.eye(p["W2"].shape[0])[d]
-    x = start.astype(np.float64).copy()
+    K = p["W2"].shape[0]
+    x = np.tile(start.astype(np.float64), (K, 1))  # (K, D) one image per output
     for _ in range(steps):
-        grad = input_gradient(p, x[None, :], direction)[0] - penalty * (x - start) - smooth * laplacian(x, shape)
+        sp = sigma_prime(p, x)  # (K, H)
+        grad = (sp * p["W2"]) @ p["W1"] - penalty * (x - start) - smooth * laplacian(x, shape)  # row d: d z2[d]/dx
         x = np.clip(x + rate * grad, 0.0, 1.0)
     return x
 

@@ -25,11 +25,20 @@ class DataConfig:
     # Use only the first N images (0 = all): for quick experiments and tests, never the published atlas.
     train_limit: int = 0
     test_limit: int = 0
+    # Keep only these class labels (empty = all); they become classes 0, 1, ... in this order.
+    classes: list[int] = field(default_factory=list)
+    # Display names of the (kept) classes, e.g. "T-shirt/top"; empty = the labels themselves.
+    class_names: list[str] = field(default_factory=list)
+    # What a class is called on the pages: "digit" for MNIST, "class" elsewhere.
+    noun: str = "digit"
 
 
 @dataclass(frozen=True)
 class NetworkConfig:
     hidden: int = 100
+    # A network trained elsewhere to explain instead of training one: Nielsen's network2 JSON,
+    # an .npz of weights_0, biases_0, ... or an atlas model.npz ("" = train). The CLI's --weights sets it.
+    weights: str = ""
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,10 @@ class SiteConfig:
     title: str = "MNIST Neuron Atlas"
     build_dir: str = "build"
     site_dir: str = "site"
+    # Other atlases (their config files) published as sections of this site, e.g. the 0-vs-1 network.
+    sections: list[str] = field(default_factory=list)
+    # Where this atlas appears when another config lists it as a section: site/<section>/.
+    section: str = ""
 
 
 @dataclass(frozen=True)
@@ -95,6 +108,7 @@ class Config:
 
 SECTIONS = {f.name: f.default_factory for f in dataclasses.fields(Config) if f.name not in ("root", "origins")}
 SCHEDULES = ("constant", "cosine")
+LIST_ITEMS = {"data.class_names": str, "site.sections": str}  # other list settings hold integers
 # One page per hidden neuron; beyond this the site is unreadable and the weights alone need gigabytes.
 MAX_HIDDEN = 10_000
 IDX_NAMES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
@@ -125,8 +139,10 @@ def _coerce(where: str, name: str, value: Any, default: Any) -> Any:
         return float(value)
     if isinstance(value, bool) != (kind is bool) or not isinstance(value, kind):
         raise ConfigError(f"{where}: '{name}' must be {kind.__name__}, got {type(value).__name__} {value!r}")
-    if kind is list and not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        raise ConfigError(f"{where}: '{name}' must be a list of integers, got {value!r}")
+    item = LIST_ITEMS.get(name, int)
+    if kind is list and not all(isinstance(v, item) and not isinstance(v, bool) for v in value):
+        raise ConfigError(f"{where}: '{name}' must be a list of {'integers' if item is int else 'strings'}, "
+                          f"got {value!r}")
     if kind is float and not math.isfinite(value):
         raise ConfigError(f"{where}: '{name}' must be a finite number, got {value!r}")
     if kind is dict:
@@ -157,6 +173,16 @@ def _check_ranges(config: Config) -> None:
     need(0 < t.final_lr_fraction <= 1, "train.final_lr_fraction", "in (0, 1]", t.final_lr_fraction)
     need(t.schedule in SCHEDULES, "train.schedule", " or ".join(repr(s) for s in SCHEDULES), t.schedule)
     need(all(e >= 1 for e in t.snapshot_epochs), "train.snapshot_epochs", "a list of epochs >= 1", t.snapshot_epochs)
+    need(all(c >= 0 for c in d.classes) and len(set(d.classes)) == len(d.classes), "data.classes",
+         "distinct labels >= 0 (empty = all)", d.classes)
+    need(len(d.classes) != 1, "data.classes", "at least two labels (empty = all)", d.classes)
+    need(not d.class_names or not d.classes or len(d.class_names) == len(d.classes), "data.class_names",
+         f"one name per kept class ({len(d.classes)} in data.classes)", d.class_names)
+    need(all(name.strip() and name.isprintable() for name in d.class_names), "data.class_names",
+         "non-empty one-line names", d.class_names)
+    need(d.noun.strip() != "" and d.noun.isprintable(), "data.noun", "one printable word, e.g. 'class'", d.noun)
+    need(re.fullmatch(r"([a-z0-9][a-z0-9-]*)?", site.section) is not None, "site.section",
+         "a lower-case URL path segment such as 'tiny' (or empty)", site.section)
     need(1 <= a.top_k <= n.hidden, "analysis.top_k", f"in 1..{n.hidden} (network.hidden)", a.top_k)
     need(site.title.strip() != "" and site.title.isprintable(), "site.title", "one line of printable text", site.title)
     need(site.build_dir.strip() != "", "site.build_dir", "a directory", site.build_dir)

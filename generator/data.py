@@ -33,6 +33,11 @@ class Dataset:
     image_shape: tuple[int, int]  # (rows, cols)
     n_classes: int
     sha256: dict[str, str]  # decompressed SHA-256 of each file, by standard name
+    class_names: tuple[str, ...] = ()  # display name of each class; the label itself unless renamed
+
+    def __post_init__(self):
+        if not self.class_names:
+            object.__setattr__(self, "class_names", tuple(str(k) for k in range(self.n_classes)))
 
     @property
     def n_inputs(self) -> int:
@@ -218,3 +223,21 @@ def load_dataset(directory: Path, sha256: dict[str, str] | None = None,
 def to_float(images: np.ndarray) -> np.ndarray:
     """(N, rows, cols) uint8 -> (N, rows*cols) float32 in [0, 1], C-contiguous."""
     return np.ascontiguousarray(images.reshape(len(images), -1), dtype=np.float32) / np.float32(255.0)
+
+
+def select_classes(data: Dataset, classes: list[int]) -> Dataset:
+    """Keep only the images labelled with `classes`, relabelled 0, 1, ... in that order.
+
+    Their names stay the original labels ("3", "8"); the caller checked that every label occurs.
+    """
+    relabel = np.full(data.n_classes, -1, np.int64)
+    relabel[classes] = np.arange(len(classes))
+
+    def keep(images, labels):
+        mask = relabel[labels] >= 0
+        return images[mask], relabel[labels[mask]]
+
+    train_x, train_y = keep(data.train_images, data.train_labels)
+    test_x, test_y = keep(data.test_images, data.test_labels)
+    return Dataset(train_x, train_y, test_x, test_y, data.image_shape, len(classes), data.sha256,
+                   tuple(data.class_names[c] for c in classes))

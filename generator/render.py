@@ -198,13 +198,13 @@ def evidence_rows(d, top_k: int, draws: int) -> list[dict]:
             for i, (what, acc) in enumerate(rows)]
 
 
-def page_files(atlas: Atlas, config: Config, names: Names) -> dict[str, bytes]:
+def page_files(atlas: Atlas, config: Config, names: Names, sections: list[tuple[str, str, str]]) -> dict[str, bytes]:
     """Every Markdown page of the site, by path."""
     env = environment()
     grid_rows, grid_cols = figures.grid_shape(len(atlas.neurons))
     noun = atlas.model.noun
     nouns = noun + ("es" if noun.endswith(("s", "sh", "ch", "x")) else "s")
-    common = dict(atlas=atlas, model=atlas.model, train=config.train, title=config.site.title,
+    common = dict(atlas=atlas, model=atlas.model, train=atlas.model.config["train"], title=config.site.title,
                   names=names, grid_rows=grid_rows, grid_cols=grid_cols, digit_colours=figures.DIGIT_HEX,
                   cls=[md_text(c) for c in atlas.model.class_names], noun=noun, Noun=noun.capitalize(),
                   nouns=nouns, Nouns=nouns.capitalize())
@@ -214,7 +214,7 @@ def page_files(atlas: Atlas, config: Config, names: Names) -> dict[str, bytes]:
     def page(path: str, template: str, **context) -> None:
         files[path] = env.get_template(template).render(**common, root=root_of(path), **context).encode()
 
-    page(names.home(), "index.md.j2")
+    page(names.home(), "index.md.j2", sections=sections)
     page(names.neurons_index(), "neurons.md.j2")
     page(names.digits_index(), "digits.md.j2", confusion_header=[str(d.digit) for d in atlas.digits],
          confusion_rows=confusion_cells(atlas, names, root_of(names.digits_index())))
@@ -229,13 +229,17 @@ def page_files(atlas: Atlas, config: Config, names: Names) -> dict[str, bytes]:
     return files
 
 
-def render(atlas: Atlas, arrays: dict[str, np.ndarray], config: Config, prefix: str = "") -> dict[str, bytes]:
-    """The whole docs tree of one atlas in memory: pages, figures and static assets, by relative path."""
+def render(atlas: Atlas, arrays: dict[str, np.ndarray], config: Config, prefix: str = "",
+           sections: list[tuple[str, str, str]] = ()) -> dict[str, bytes]:
+    """The whole docs tree of one atlas in memory: pages, figures and static assets, by relative path.
+
+    sections lists (title, home page path, description) of other atlases published in the same site.
+    """
     names = Names(width=max(3, len(str(len(atlas.neurons) - 1))),
                   image_width=max(5, len(str(atlas.model.n_test - 1))), prefix=prefix,
                   classes="digits" if atlas.model.noun == "digit" else "classes")
     files = {}
-    for part in (page_files(atlas, config, names), figure_files(atlas, arrays, names)):
+    for part in (page_files(atlas, config, names, list(sections)), figure_files(atlas, arrays, names)):
         clash = files.keys() & part.keys()
         if clash:
             raise BuildError(f"two outputs target the same path {sorted(clash)[0]}; rename one of them")
@@ -243,3 +247,27 @@ def render(atlas: Atlas, arrays: dict[str, np.ndarray], config: Config, prefix: 
     for static in sorted((TEMPLATES / "static").iterdir()):
         files[f"assets/{static.name}"] = static.read_bytes()
     return files
+
+
+def site_nav(docs: Path, section_titles: dict[str, str]) -> list:
+    """The navigation: each atlas's home, overview pages and class pages, but not its hundreds of neuron
+    pages (the neuron table lists them; a sidebar of a thousand links would make every page's HTML,
+    and the build, grow with the square of the network). Derived from the files render wrote."""
+    def atlas_nav(base: Path, rel: str) -> list:
+        items = [{"Home": f"{rel}index.md"}]
+        for folder, label in (("neurons", "Neurons"), ("digits", "Digits"), ("classes", "Classes"),
+                              ("mistakes", "Mistakes")):
+            if not (base / folder / "index.md").is_file():
+                continue
+            if folder in ("digits", "classes"):
+                pages = sorted((p for p in (base / folder).glob("*.md") if p.stem.isdigit()), key=lambda p: int(p.stem))
+                items.append({label: [f"{rel}{folder}/index.md"] + [f"{rel}{folder}/{p.name}" for p in pages]})
+            else:
+                items.append({label: f"{rel}{folder}/index.md"})
+        items += sorted(f"{rel}{p.name}" for p in base.glob("*.md") if p.name != "index.md")
+        return items
+
+    nav = atlas_nav(docs, "")
+    for name, title in section_titles.items():
+        nav.append({title: atlas_nav(docs / name, f"{name}/")})
+    return nav

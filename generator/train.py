@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import math
 import time
@@ -109,9 +111,27 @@ def model_bytes(params: dict[str, np.ndarray], history: list[Epoch], snapshots: 
     for name in ("learning_rate", "train_loss", "test_loss", "test_accuracy", "seconds"):
         arrays[f"history_{name}"] = np.array([getattr(h, name) for h in history], np.float64)
     arrays["snapshot_epochs"] = np.array(sorted(snapshots), np.int64)  # (S,)
-    arrays["snapshot_W1"] = np.stack([snapshots[e] for e in sorted(snapshots)])  # (S, H, D)
+    arrays["snapshot_W1"] = np.array([snapshots[e] for e in sorted(snapshots)], np.float32).reshape(
+        len(snapshots), *params["W1"].shape)  # (S, H, D); S = 0 for an imported network
     arrays["meta_json"] = np.array(json.dumps(meta, sort_keys=True))
     return npz_bytes(arrays)
+
+
+TRAINING_CODE = ("data.py", "kernels.py", "train.py", "weights.py")  # code whose change changes the weights
+
+
+def fingerprint(config: Config, data_sha256: dict[str, str]) -> str:
+    """A hash of everything the weights depend on: data, network and training settings, the data files,
+    the imported weights file if any, and the training code. Equal fingerprints, equal model.npz."""
+    data = {k: v for k, v in dataclasses.asdict(config.data).items() if k not in ("class_names", "noun")}
+    parts = {"data": data, "network": dataclasses.asdict(config.network), "train": dataclasses.asdict(config.train),
+             "data_sha256": dict(sorted(data_sha256.items())),
+             "code": {name: hashlib.sha256((Path(__file__).parent / name).read_bytes()).hexdigest()
+                      for name in TRAINING_CODE}}
+    if config.network.weights:
+        weights = config.path(config.network.weights)
+        parts["weights_sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else ""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
 def save_model(path: Path, params, history, snapshots, meta) -> None:

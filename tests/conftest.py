@@ -46,7 +46,7 @@ TINY = [  # a real-MNIST atlas small enough for tests: 16 hidden neurons, 2 epoc
 
 
 def tiny_overrides(root: Path) -> list[str]:
-    return [*TINY, f"site.build_dir='{root / 'build'}'", f"site.site_dir='{root / 'site'}'"]
+    return [*TINY, f"site.build_dir='{root / 'build'}'", f"site.site_dir='{root / 'site'}'", "site.sections=[]"]
 
 
 @pytest.fixture(scope="session")

@@ -151,4 +151,4 @@ def test_summary_of_a_hand_worked_neuron():
         "Fires for 0 and 6; silent for 1; promotes 0 and 6, suppresses 7 and 1, "
         "removing it costs 0.8 points on 6.")
     assert analysis.summarize(mean * 0, w_out, ablation * 0, "dead").startswith("Dead: below 0.01 on every test image;")
-    assert "removing it changes no digit's accuracy" in analysis.summarize(mean, w_out, ablation * 0, "")
+    assert "removing it changes no class's accuracy" in analysis.summarize(mean, w_out, ablation * 0, "")

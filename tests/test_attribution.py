@@ -66,8 +66,10 @@ def test_preferred_input_climbs_and_stays_an_image(net):
     p, X = net
     start = X.mean(axis=0)
     shape = (3, 4)
+    preferred = attribution.preferred_inputs(p, start, shape)
+    assert preferred.shape == (4, 12)
     for d in range(4):
-        x = attribution.preferred_input(p, d, start, shape)
+        x = preferred[d]
         assert x.min() >= 0 and x.max() <= 1
         assert attribution.objective(p, d, x, start, shape) > attribution.objective(p, d, start, start, shape) + 1e-3
         # a local maximum of the box-constrained objective: no coordinate can still climb inside the box

@@ -62,7 +62,8 @@ def small(tmp_path):
     write_dataset(tmp_path / "data")
     (tmp_path / "build").mkdir()
     (tmp_path / "build" / "model.npz").write_bytes(PREVIOUS)
-    return tmp_path, [f"data.dir='{tmp_path / 'data'}'", "data.sha256={}", f"site.build_dir='{tmp_path / 'build'}'",
+    return tmp_path, [f"data.dir='{tmp_path / 'data'}'", "data.sha256={}", "site.sections=[]",
+                      f"site.build_dir='{tmp_path / 'build'}'",
                       f"site.site_dir='{tmp_path / 'site'}'", "network.hidden=4", "analysis.top_k=2",
                       "train.epochs=2"]
 
