@@ -329,3 +329,23 @@ def test_digit_and_mistake_pages_show_the_json_numbers(built):
         for c, cell in enumerate(row[1:]):
             n = atlas.confusion[d][c]
             assert cell == (f"**{n:,}**" if c == d else f"[{n}](../mistakes/{d}.md#predicted-{c})" if n else "·")
+
+
+def test_overview_tables_show_the_json_numbers(built):
+    root, atlas, model, _ = built
+    docs = root / "build" / "docs"
+    rows = table_after((docs / "neurons" / "index.md").read_text(), "| neuron | weights | summary")
+    assert len(rows) == len(atlas.neurons)
+    for n, row in zip(atlas.neurons, rows):
+        assert row[0] == f"[neuron {n.id:03d}](../neurons/{n.id:03d}.md)" and row[2] == n.summary
+        assert row[4:] == [f"{100 * n.ablation_cost:.2f} on {n.ablation_cost_digit}", percent(n.share_above, 1),
+                           percent(n.share_below, 1)]
+    rows = table_after((docs / "digits" / "index.md").read_text(), "| digit | mean image")
+    assert [(r[2], r[3]) for r in rows] == [(f"{d.count:,}", percent(d.accuracy)) for d in atlas.digits]
+    rows = table_after((docs / "mistakes" / "index.md").read_text(), "| digit | misclassified")
+    assert [r[1] for r in rows] == [f"{len(d.mistakes)} of {d.count:,}" for d in atlas.digits]
+    home = (docs / "index.md").read_text()
+    card = dict(r[:2] for r in table_after(home, "| property | value |"))
+    assert card["Training time"] == f"{sum(h.seconds for h in model.history):.1f} s"
+    assert card["Seed"] == "1" and card["Test accuracy"] == f"**{percent(atlas.model.test_accuracy)}**"
+    assert card["Training"].startswith(f"{len(model.history)} epochs of mini-batch SGD, batch 10")
