@@ -45,8 +45,10 @@ def browser_missing(reason: str):
 
 
 @pytest.fixture(scope="module")
-def site(tiny_build) -> Path:
-    return Path(os.environ["ATLAS_SITE"]).resolve() if os.environ.get("ATLAS_SITE") else tiny_build / "site"
+def site(request) -> Path:
+    if os.environ.get("ATLAS_SITE"):
+        return Path(os.environ["ATLAS_SITE"]).resolve()
+    return request.getfixturevalue("tiny_build") / "site"
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -54,10 +56,15 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+class Server(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        pass  # a browser that leaves a page cancels its pending requests: not the site's fault
+
+
 @pytest.fixture(scope="module")
 def served(site):
     """The site over HTTP on 127.0.0.1, on a free port, for this module; yields its base URL."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(site)))
+    server = Server(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(site)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
