@@ -58,7 +58,7 @@ serve: $(BUILD)/.site ## serve the built site on http://127.0.0.1:8000
 # pushes it to the gh-pages branch of origin. Set SITE_URL to the published address for canonical links.
 deploy: $(BUILD)/.site ## publish to the gh-pages branch of origin (GitHub Pages: "Deploy from a branch")
 	SOURCE_DATE_EPOCH=$${SOURCE_DATE_EPOCH:-315532800} NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs gh-deploy --strict \
-	  --config-file $(BUILD)/mkdocs.yml --site-dir $(BUILD)/gh-deploy --force --no-history \
+	  --config-file $(BUILD)/mkdocs.yml --site-dir $(abspath $(BUILD))/gh-deploy --force --no-history \
 	  --message "Deploy run $$($(PY) -c 'import json; print(json.load(open("$(BUILD)/atlas.json"))["model"]["run_id"])')"
 
 model-inputs: ## list the files the trained model depends on (the Pages workflow caches it on them)
