@@ -12,14 +12,15 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1
 
 DATA := $(wildcard data/mnist/*)
 MODEL_SRC := generator/config.py generator/data.py generator/kernels.py generator/train.py generator/weights.py
-ANALYSIS_SRC := generator/analysis.py generator/atlas.py generator/attribution.py
+ANALYSIS_SRC := generator/analysis.py generator/atlas.py generator/attribution.py generator/provenance.py
 RENDER_SRC := generator/render.py generator/figures.py $(wildcard templates/*.j2 templates/static/*)
+SITE_SRC := mkdocs.yml generator/mkdocs_hooks.py $(shell find templates/overrides -type f)
 
 .DEFAULT_GOAL := help
-.PHONY: help site test serve clean train analyze render lock bench-scale
+.PHONY: help site test serve deploy model-inputs clean train analyze render lock bench-scale
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(STAMP): requirements.txt
 	rm -rf $(VENV)
@@ -45,7 +46,7 @@ $(BUILD)/.rendered: $(BUILD)/atlas.json $(BUILD)/tiny/atlas.json $(RENDER_SRC)
 	$(ATLAS) render --config $(CONFIG)
 	touch $@
 
-$(BUILD)/.site: $(BUILD)/.rendered mkdocs.yml generator/mkdocs_hooks.py
+$(BUILD)/.site: $(BUILD)/.rendered $(SITE_SRC)
 	$(ATLAS) site --config $(CONFIG)
 	touch $@
 
@@ -62,6 +63,16 @@ bench-scale: $(STAMP) ## time each stage at 100, 300 and 1,000 hidden neurons (a
 
 serve: $(BUILD)/.site ## serve the built site on http://127.0.0.1:8000
 	$(PY) -m http.server --bind 127.0.0.1 --directory site 8000
+
+# mkdocs gh-deploy rebuilds from the generated config into its own directory (site/ stays as it is) and
+# pushes it to the gh-pages branch of origin. Set SITE_URL to the published address for canonical links.
+deploy: $(BUILD)/.site ## publish to the gh-pages branch of origin (GitHub Pages: "Deploy from a branch")
+	SOURCE_DATE_EPOCH=$${SOURCE_DATE_EPOCH:-315532800} NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs gh-deploy --strict \
+	  --config-file $(BUILD)/mkdocs.yml --site-dir $(abspath $(BUILD))/gh-deploy --force --no-history \
+	  --message "Deploy run $$($(PY) -c 'import json; print(json.load(open("$(BUILD)/atlas.json"))["model"]["run_id"])')"
+
+model-inputs: ## list the files the trained model depends on (the Pages workflow caches it on them)
+	@echo $(CONFIG) $(TINY) $(DATA) $(MODEL_SRC) requirements.txt
 
 lock: ## re-pin requirements.txt from requirements.in in a clean environment
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock

@@ -25,7 +25,7 @@ from .config import REPO, Config, check_against_data, load_config
 from .data import Dataset, load_dataset, select_classes
 from .errors import AtlasError, BuildError, ConfigError, DataError
 from .output import swap_dir, sync_tree, write_if_changed
-from .render import render, site_nav
+from .render import TEMPLATES, render, run_facts, site_nav
 from .train import Epoch, fingerprint, load_model, save_model, train
 from .weights import check_shapes, import_network
 
@@ -173,12 +173,21 @@ def mkdocs_config(config: Config) -> Path:
     """A mkdocs.yml in the build directory that inherits the repository's and points at this build.
 
     Written by a YAML emitter, so a title or path holding quotes, colons or '#' stays one string;
-    the hook makes the theme show the title as text, never as HTML.
+    the hook makes the theme show the title as text, never as HTML. It also carries the run's facts for
+    every page's footer (extra.atlas, shown by templates/overrides) and the override's absolute path:
+    mkdocs resolves a relative custom_dir against this file, not against the inherited one.
     """
+    atlas = config.build_dir / "atlas.json"
+    try:
+        facts = run_facts(atlas_mod.load_atlas(atlas))
+    except Exception as e:  # missing or malformed: the site cannot say which run it shows
+        raise BuildError(f"{atlas}: not a readable atlas ({type(e).__name__}: {e}); "
+                         "rerun 'python -m generator analyze'") from e
     docs = config.build_dir / "docs"
     nav = site_nav(docs, {s.site.section: s.site.title for s in section_configs(config)})
     text = yaml.safe_dump({"INHERIT": str(REPO / "mkdocs.yml"), "docs_dir": str(docs),
                            "site_name": config.site.title, "hooks": [str(REPO / "generator" / "mkdocs_hooks.py")],
+                           "theme": {"custom_dir": str(TEMPLATES / "overrides")}, "extra": {"atlas": facts},
                            "nav": nav},
                           sort_keys=False, allow_unicode=True, width=1 << 16)
     path = config.build_dir / "mkdocs.yml"

@@ -11,6 +11,7 @@ from .atlas import (FORMAT, Atlas, Contribution, Count, Digit, Example, HistoryR
                     Neuron, Push, Role, Score, Similar, floats)
 from .config import Config
 from .data import Dataset
+from .provenance import run_id
 from .train import Model
 
 STAT_DIGITS = 6  # decimals kept for statistics (activations, contributions, accuracies)
@@ -360,6 +361,7 @@ def analyze(config: Config, model: Model, data: Dataset) -> tuple[Atlas, Arrays]
     history = [HistoryRow(h.epoch, h.learning_rate, h.train_loss, h.test_loss, h.test_accuracy, h.seconds)
                for h in model.history]
     info = ModelInfo(
+        run_id=run_id(data.sha256, config.to_dict(), p),
         sizes=[data.n_inputs, H, K], image_shape=list(shape),
         test_accuracy=rounded((f.predicted == y).mean()), test_loss=rounded(kernels.cross_entropy(f.Z2, y).mean()),
         seed=config.train.seed, epochs=len(model.history),

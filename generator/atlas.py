@@ -148,6 +148,7 @@ class HistoryRow:
 
 @dataclass(frozen=True)
 class ModelInfo:
+    run_id: str  # provenance.run_id: names this network (data, settings, trained weights) in links and citations
     sizes: list[int]  # [inputs, hidden, outputs]
     image_shape: list[int]  # [rows, cols]
     test_accuracy: float

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
+import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from . import atlas as atlas_mod
 from . import figures
 from .atlas import Atlas
 from .config import REPO, Config
 from .errors import BuildError
+from .provenance import RUN_ID_HEX
 
 TEMPLATES = REPO / "templates"
 
@@ -120,6 +124,24 @@ class Names:
     def mistake_anchor(self, index: int) -> str:
         return f"test-{index:0{self.image_width}d}"
 
+    def neuron_json(self, j: int) -> str:
+        return f"{self.prefix}neurons/{self.nid(j)}.json"
+
+    def digit_json(self, d: int) -> str:
+        return f"{self.prefix}{self.classes}/{d}.json"
+
+    def atlas_json(self) -> str:
+        return f"{self.prefix}atlas.json"
+
+    def api_page(self) -> str:
+        return f"{self.prefix}api.md"
+
+    @staticmethod
+    def url(page: str) -> str:
+        """The URL of a page, relative to the site root: neurons/042.md -> neurons/042/, index.md -> ''."""
+        stem = page.removesuffix(".md")
+        return "" if stem == "index" else stem.removesuffix("/index") + "/"
+
 
 def root_of(path: str) -> str:
     """The relative path from the page at `path` back to the docs root: '' or '../' or '../../'."""
@@ -198,7 +220,8 @@ def evidence_rows(d, top_k: int, draws: int) -> list[dict]:
             for i, (what, acc) in enumerate(rows)]
 
 
-def page_files(atlas: Atlas, config: Config, names: Names, sections: list[tuple[str, str, str]]) -> dict[str, bytes]:
+def page_files(atlas: Atlas, config: Config, names: Names, json_sizes: dict[str, str],
+               sections: list[tuple[str, str, str]]) -> dict[str, bytes]:
     """Every Markdown page of the site, by path."""
     env = environment()
     grid_rows, grid_cols = figures.grid_shape(len(atlas.neurons))
@@ -219,9 +242,12 @@ def page_files(atlas: Atlas, config: Config, names: Names, sections: list[tuple[
     page(names.digits_index(), "digits.md.j2", confusion_header=[str(d.digit) for d in atlas.digits],
          confusion_rows=confusion_cells(atlas, names, root_of(names.digits_index())))
     page(names.mistakes_index(), "mistakes_index.md.j2")
+    page(names.api_page(), "api.md.j2", sizes=json_sizes, run_id_hex=RUN_ID_HEX,
+         example_neuron=min(42, len(atlas.neurons) - 1), example_digit=min(3, len(atlas.digits) - 1))
     for n in atlas.neurons:
         page(names.neuron_page(n.id), "neuron.md.j2", n=n, typical=atlas.digits[n.fires_most_for],
-             products=n.top_images[:PRODUCTS])
+             products=n.top_images[:PRODUCTS],
+             citation=citation(atlas, config.site.title, f"Neuron {names.nid(n.id)}"))
     for d in atlas.digits:
         page(names.digit_page(d.digit), "digit.md.j2", d=d,
              evidence=evidence_rows(d, config.analysis.top_k, atlas.model.random_draws))
@@ -229,9 +255,66 @@ def page_files(atlas: Atlas, config: Config, names: Names, sections: list[tuple[
     return files
 
 
+def citation(atlas: Atlas, title: str, what: str) -> str:
+    """A ready-to-paste line naming a unit of this run's network; the page appends its permalink."""
+    m = atlas.model
+    return (f"{what}, {title}, run {m.run_id} ({'-'.join(map(str, m.sizes))} sigmoid network, seed {m.seed}, "
+            f"test accuracy {percent(m.test_accuracy)})")
+
+
+def run_facts(atlas: Atlas) -> dict[str, str]:
+    """What every page's footer says about the network (templates/overrides/partials/copyright.html)."""
+    m, t = atlas.model, atlas.model.config["train"]
+    return {"run_id": m.run_id,
+            "network": f"{'-'.join(map(str, m.sizes))} sigmoid network",
+            "training": f"{m.epochs} epochs, batch {t['batch_size']}, learning rate {t['learning_rate']} "
+                        f"({t['schedule']}), L2 λ = {t['l2']}",
+            "seed": str(m.seed), "accuracy": percent(m.test_accuracy)}
+
+
+def json_bytes(value) -> bytes:
+    """JSON as atlas.json writes it: keys in field order, shortest round-trip floats, one trailing newline."""
+    return (json.dumps(value, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+
+
+DIGIT_PICTURES = ("mean_image",)  # pixel arrays left out of digits/D.json: they are served as PNGs
+
+
+def data_files(atlas: Atlas, names: Names, figure_paths) -> dict[str, bytes]:
+    """atlas.json and one small JSON per neuron and per digit beside its page, for scripts (the API page)."""
+    def frame(page: str, kind: str, entry: dict, **links: str) -> bytes:
+        folder = names.url(page)  # figures sit in the page's folder
+        figs = {PurePosixPath(p).stem: p for p in sorted(figure_paths)
+                if p.startswith(folder) and "/" not in p[len(folder):]}
+        return json_bytes({"format": atlas.format, "run_id": atlas.model.run_id, "page": folder, **links,
+                           "atlas": names.atlas_json(), "figures": figs, kind: entry})
+
+    files = {names.atlas_json(): atlas_mod.to_json(atlas)}
+    for n in atlas.neurons:
+        files[names.neuron_json(n.id)] = frame(names.neuron_page(n.id), "neuron", dataclasses.asdict(n))
+    for d in atlas.digits:
+        entry = dataclasses.asdict(d)
+        for key in DIGIT_PICTURES:
+            del entry[key]
+        del entry["example"]["image"]
+        files[names.digit_json(d.digit)] = frame(names.digit_page(d.digit), "digit", entry,
+                                                 mistakes_page=names.url(names.mistakes_page(d.digit)))
+    return files
+
+
+def json_sizes(atlas: Atlas, names: Names, data: dict[str, bytes]) -> dict[str, str]:
+    """The API page's size column: atlas.json, and the mean size of a neuron's and a digit's JSON."""
+    def size(paths: list[str]) -> str:
+        n = sum(len(data[p]) for p in paths) / len(paths)
+        return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} KB"
+
+    return {"atlas": size([names.atlas_json()]), "neuron": size([names.neuron_json(n.id) for n in atlas.neurons]),
+            "digit": size([names.digit_json(d.digit) for d in atlas.digits])}
+
+
 def render(atlas: Atlas, arrays: dict[str, np.ndarray], config: Config, prefix: str = "",
            sections: list[tuple[str, str, str]] = ()) -> dict[str, bytes]:
-    """The whole docs tree of one atlas in memory: pages, figures and static assets, by relative path.
+    """The whole docs tree of one atlas in memory: pages, figures, JSON and static assets, by relative path.
 
     sections lists (title, home page path, description) of other atlases published in the same site.
     """
@@ -239,7 +322,9 @@ def render(atlas: Atlas, arrays: dict[str, np.ndarray], config: Config, prefix: 
                   image_width=max(5, len(str(atlas.model.n_test - 1))), prefix=prefix,
                   classes="digits" if atlas.model.noun == "digit" else "classes")
     files = {}
-    for part in (page_files(atlas, config, names, list(sections)), figure_files(atlas, arrays, names)):
+    figs = figure_files(atlas, arrays, names)
+    data = data_files(atlas, names, figs)
+    for part in (page_files(atlas, config, names, json_sizes(atlas, names, data), list(sections)), figs, data):
         clash = files.keys() & part.keys()
         if clash:
             raise BuildError(f"two outputs target the same path {sorted(clash)[0]}; rename one of them")

@@ -21,7 +21,7 @@ from hypothesis import given, settings, strategies as st
 from generator import __main__ as cli
 from generator import data, output
 from generator.config import REPO
-from generator.errors import BuildError, ConfigError, DataError, TrainingError
+from generator.errors import BuildError, ConfigError, DataError, TrainingError, WeightsError
 from generator.render import md_text
 
 from .conftest import idx_bytes, tiny_overrides, write_dataset
@@ -414,8 +414,9 @@ def test_readme_documents_every_exit_code():
     section = readme[readme.index("## Errors and exit codes"):]
     section = section[:section.index("\n## ", 3)]
     documented = {int(code) for code in re.findall(r"^\| `?(\d+)`? \|", section, re.M)}
-    codes = {0, 1, ConfigError.exit_code, DataError.exit_code, TrainingError.exit_code, BuildError.exit_code, 130}
-    assert documented == codes and len(codes) == 7
+    codes = {0, 1, ConfigError.exit_code, DataError.exit_code, TrainingError.exit_code, BuildError.exit_code,
+             WeightsError.exit_code, 130}
+    assert documented == codes and len(codes) == 8
 
 
 # ---- escaping --------------------------------------------------------------------------------------

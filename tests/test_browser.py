@@ -1,0 +1,229 @@
+"""The site in a real browser: Debian's Chromium driven by playwright, the site served on 127.0.0.1.
+
+Every page loads with no HTTP error, no console error, no broken image and no request to another host;
+search finds a neuron by its number; the lightbox zooms a figure; screenshots go to test-artifacts/.
+Set ATLAS_SITE=path/to/site to run these against another build (the full site) instead of the tiny one.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import threading
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from generator.config import REPO
+
+CHROMIUM = os.environ.get("ATLAS_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = REPO / "test-artifacts"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        # No name resolves but 127.0.0.1's: a request to another host fails at once, and is recorded below.
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"]
+# Wait for every image, lazy ones included, to load or fail; then report those that show nothing.
+LOAD_IMAGES = """async () => {
+  const images = [...document.images];
+  images.forEach(img => { img.loading = "eager"; });
+  await Promise.all(images.map(img => img.complete ? null : new Promise(done => {
+    img.addEventListener("load", done); img.addEventListener("error", done);
+  })));
+  return images.filter(img => img.naturalWidth === 0).map(img => img.getAttribute("src"));
+}"""
+
+
+def browser_missing(reason: str):
+    """Locally, skip loudly; under CI (CI=true) a browser that cannot run is a failure, not a skip."""
+    message = (f"BROWSER TEST NOT RUN: {reason}. Install Debian's Chromium (apt-get install chromium; .ci/run does) "
+               f"or point ATLAS_CHROMIUM at a Chromium binary.")
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def site(request) -> Path:
+    if os.environ.get("ATLAS_SITE"):
+        return Path(os.environ["ATLAS_SITE"]).resolve()
+    return request.getfixturevalue("tiny_build") / "site"
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+class Server(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        pass  # a browser that leaves a page cancels its pending requests: not the site's fault
+
+
+@pytest.fixture(scope="module")
+def served(site):
+    """The site over HTTP on 127.0.0.1, on a free port, for this module; yields its base URL."""
+    server = Server(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(site)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """A headless Chromium with a fresh profile that can reach nothing but 127.0.0.1."""
+    if not Path(CHROMIUM).is_file():
+        browser_missing(f"no Chromium at {CHROMIUM}")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as e:
+        browser_missing(f"playwright cannot be imported ({e})")
+    with sync_playwright() as p:
+        try:
+            context = p.chromium.launch_persistent_context(
+                str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM, headless=True,
+                args=ARGS, viewport={"width": 1280, "height": 900}, service_workers="block")
+        except Exception as e:  # a binary that does not start is the same as none
+            browser_missing(f"Chromium at {CHROMIUM} did not start ({type(e).__name__}: {str(e).splitlines()[0]})")
+        context.set_default_timeout(30_000)
+        yield Recorder(context)
+        context.close()
+
+
+class Recorder:
+    """The browser context; every request of its pages to another host is recorded in `elsewhere` (the
+    resolver rules make it fail), every HTTP error, failed request, console error and uncaught exception
+    in `problems`."""
+
+    def __init__(self, context):
+        self.context = context
+        self.problems: list[str] = []
+        self.elsewhere: list[str] = []
+
+    def page(self):
+        page = self.context.new_page()
+        page.on("request", lambda r: urlsplit(r.url).hostname not in ("127.0.0.1", None) and
+                self.elsewhere.append(r.url))
+        page.on("console", lambda m: m.type == "error" and self.problems.append(f"console error on {page.url}: {m.text}"))
+        page.on("pageerror", lambda e: self.problems.append(f"uncaught exception on {page.url}: {e}"))
+        page.on("response", lambda r: r.status >= 400 and self.problems.append(f"HTTP {r.status} for {r.url}"))
+        # A request cancelled by leaving the page (ERR_ABORTED) is no fault of the site; errors show as HTTP codes.
+        page.on("requestfailed", lambda r: urlsplit(r.url).hostname == "127.0.0.1" and r.failure != "net::ERR_ABORTED"
+                and self.problems.append(f"request failed: {r.url} ({r.failure})"))
+        return page
+
+
+def pages_of(site: Path) -> list[str]:
+    """Every page of the site as a URL path relative to the root ('' for the home page)."""
+    paths = []
+    for index in sorted(site.rglob("index.html")):
+        rel = index.parent.relative_to(site).as_posix()
+        paths.append("" if rel == "." else rel + "/")
+    return paths
+
+
+def screenshot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_every_page_loads_cleanly(browser, served, site):
+    paths = pages_of(site)
+    assert "" in paths and "neurons/000/" in paths and "digits/0/" in paths and "api/" in paths
+    run_id = None
+    page = browser.page()
+    for path in paths:
+        response = page.goto(served + path, wait_until="load")
+        assert response is not None and response.status == 200, path
+        broken = page.evaluate(LOAD_IMAGES)
+        assert broken == [], f"{path}: images that show nothing: {broken}"
+        footer = page.locator(".md-copyright .atlas-run").inner_text()
+        run_id = run_id or footer.split()[1]
+        assert footer.startswith(f"Run {run_id} ·") and "seed" in footer and "test accuracy" in footer, path
+    page.close()
+    assert browser.problems == []
+    assert browser.elsewhere == []
+
+
+def test_screenshots_of_the_home_page_a_neuron_and_a_digit(browser, served):
+    page = browser.page()
+    for path, name in [("", "home"), ("neurons/003/", "neuron-003"), ("digits/3/", "digit-3")]:
+        page.goto(served + path, wait_until="load")
+        page.evaluate(LOAD_IMAGES)
+        screenshot(page, name)
+    page.close()
+    dark = browser.context.new_page()
+    dark.add_init_script("localStorage.clear()")  # forget the palette the pages above stored
+    dark.emulate_media(color_scheme="dark")  # the second palette follows the system's
+    dark.goto(served + "neurons/003/", wait_until="load")
+    assert dark.locator("body").get_attribute("data-md-color-scheme") == "slate"
+    dark.evaluate(LOAD_IMAGES)
+    screenshot(dark, "neuron-003-dark")
+    dark.close()
+    for name in ("home", "neuron-003", "digit-3", "neuron-003-dark"):
+        assert (ARTIFACTS / f"{name}.png").stat().st_size > 10_000
+    assert browser.problems == [] and browser.elsewhere == []
+
+
+def test_search_finds_a_neuron_by_its_number(browser, served):
+    page = browser.page()
+    page.goto(served, wait_until="load")
+    page.locator(".md-search__input").click()
+    # The index loads in a web worker; a query typed before it is ready is not rerun, as a person would retype.
+    page.locator(".md-search-result__meta").filter(has_text="Type to start searching").wait_for()
+    page.locator(".md-search__input").press_sequentially("007", delay=50)  # typed, as a person would
+    hit = page.locator('.md-search-result__link[href$="neurons/007/"]').first
+    hit.wait_for(state="visible")
+    hit.click()
+    page.wait_for_url("**/neurons/007/")
+    assert page.locator("h1").first.inner_text().startswith("Neuron 007")
+    page.close()
+    assert browser.problems == [] and browser.elsewhere == []
+
+
+def test_citation_permalink_is_absolute_and_figures_zoom_but_linked_thumbnails_navigate(browser, served):
+    page = browser.page()
+    page.goto(served + "neurons/003/", wait_until="load")
+    assert page.locator("a.atlas-permalink").inner_text() == served + "neurons/003/"
+    citation = page.locator(".atlas-citation code").inner_text()
+    assert citation.startswith("Neuron 003, ") and citation.endswith(", " + served + "neurons/003/")
+    page.goto(served + "neurons/003/#fig-pattern", wait_until="load")
+    assert page.evaluate("document.querySelector(':target').id") == "fig-pattern"
+    # Click the weight map: the lightbox opens it, from this site, with its pixels kept square.
+    page.locator("#fig-weights a.glightbox").click()
+    slide = page.locator(".glightbox-container .gslide.current.loaded img")
+    slide.wait_for(state="visible")
+    page.wait_for_timeout(600)  # the fade-in
+    assert slide.evaluate("img => img.naturalWidth") > 0
+    assert slide.bounding_box()["height"] >= 0.7 * 900  # the 28-pixel map fills the screen
+    assert slide.evaluate("img => getComputedStyle(img).imageRendering") == "pixelated"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "lightbox.png"))
+    page.keyboard.press("Escape")
+    page.locator(".glightbox-container").wait_for(state="detached")
+    # A thumbnail inside a link is not lightboxed: it leads to its page.
+    page.goto(served, wait_until="load")
+    assert page.locator(".atlas-grid a.glightbox").count() == 0
+    page.locator('.atlas-grid a[href="neurons/001/"]').click()
+    page.wait_for_url("**/neurons/001/")
+    page.close()
+    assert browser.problems == [] and browser.elsewhere == []
+
+
+def test_json_is_served_beside_the_pages(browser, served):
+    """A script on any page (or anywhere) can fetch the atlas's JSON: same origin, JSON content type."""
+    page = browser.page()
+    page.goto(served + "neurons/003/", wait_until="load")
+    for path, key in [("../../atlas.json", "neurons"), ("../003.json", "neuron"), ("../../digits/3.json", "digit")]:
+        status, kind, keys = page.evaluate("""async path => {
+          const response = await fetch(path);
+          return [response.status, response.headers.get("content-type"), Object.keys(await response.json())];
+        }""", path)
+        assert status == 200 and kind.startswith("application/json") and key in keys, path
+    page.close()
+    assert browser.problems == [] and browser.elsewhere == []
