@@ -1,6 +1,8 @@
 # MNIST Neuron Atlas. `make site` builds everything from a fresh clone; `make test` runs the tests.
 # Each pipeline stage is one target whose prerequisites are the code, data and templates it reads,
-# so editing a template re-renders without retraining.
+# so editing a template re-renders without retraining. A stage whose output would not change leaves
+# the file as it is (train checks a fingerprint, analyze compares bytes); `touch` then tells Make
+# the target is current.
 
 PYTHON ?= python3
 VENV := .venv
@@ -30,17 +32,21 @@ $(STAMP): requirements.txt
 
 $(BUILD)/model.npz: $(STAMP) $(CONFIG) $(DATA) $(MODEL_SRC)
 	$(ATLAS) train --config $(CONFIG)
+	touch $@
 
 $(BUILD)/atlas.json: $(BUILD)/model.npz $(ANALYSIS_SRC)
 	$(ATLAS) analyze --config $(CONFIG)
+	touch $@
 
 # The 784-1-2 network of the question, published as the tiny/ section (atlas.toml's site.sections).
 TINY := configs/zero-vs-one.toml
 $(BUILD)/tiny/model.npz: $(STAMP) $(TINY) $(DATA) $(MODEL_SRC)
 	$(ATLAS) train --config $(TINY)
+	touch $@
 
 $(BUILD)/tiny/atlas.json: $(BUILD)/tiny/model.npz $(ANALYSIS_SRC)
 	$(ATLAS) analyze --config $(TINY)
+	touch $@
 
 $(BUILD)/.rendered: $(BUILD)/atlas.json $(BUILD)/tiny/atlas.json $(RENDER_SRC)
 	$(ATLAS) render --config $(CONFIG)
