@@ -19,7 +19,7 @@ RENDER_SRC := generator/render.py generator/figures.py $(wildcard templates/*.j2
 SITE_SRC := mkdocs.yml generator/mkdocs_hooks.py $(shell find templates/overrides -type f)
 
 .DEFAULT_GOAL := help
-.PHONY: help site test serve deploy model-inputs clean train analyze render lock bench-scale
+.PHONY: help site test serve deploy model-inputs clean train analyze render lock bench bench-scale
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -63,6 +63,10 @@ site: $(BUILD)/.site ## set up .venv, train, analyse, render and build site/ (al
 
 test: $(STAMP) ## run the tests
 	$(PY) -m pytest -q tests
+
+bench: $(STAMP) ## time training: numba vs the NumPy reference vs PyTorch (TORCH=1 installs it), ratios at the end
+	$(if $(TORCH),$(PY) -m pip install --disable-pip-version-check --quiet torch==2.13.0)
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) bench/train_bench.py
 
 bench-scale: $(STAMP) ## time each stage at 100, 300 and 1,000 hidden neurons (a few minutes)
 	$(PY) bench/scale.py
