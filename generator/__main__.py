@@ -37,8 +37,18 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
+TIMES: dict[str, float] = {}  # seconds of each stage of this run, and of reading the data
+
+
 def load_data(config: Config) -> Dataset:
     """The configured dataset: its class subset, its class names, checked against the settings."""
+    started = time.perf_counter()
+    data = _load_data(config)
+    TIMES["data"] = TIMES.get("data", 0.0) + time.perf_counter() - started
+    return data
+
+
+def _load_data(config: Config) -> Dataset:
     d = config.data
     data = load_dataset(config.path(d.dir), d.sha256, d.train_limit, d.test_limit)
     if d.classes:
@@ -231,6 +241,22 @@ def stage_site(config: Config) -> None:
 INTERNAL_ERROR = 1
 INTERRUPTED = 130
 
+def record_times(config: Config, stage: str) -> None:
+    """Add this run's stage times to build/timings.json (each stage keeps its latest time; make site runs
+    the stages as separate commands). 'train' includes reading the data, shown apart as 'data'."""
+    path = config.build_dir / "timings.json"
+    try:
+        times = json.loads(path.read_text())
+    except (OSError, ValueError):
+        times = {}
+    times[stage] = round(TIMES[stage], 2)
+    if stage in ("train", "analyze") and "data" in TIMES:
+        times[f"data ({stage})"] = round(TIMES.pop("data"), 2)
+    order = ["data (train)", "train", "data (analyze)", "analyze", "render", "site"]
+    times = {k: times[k] for k in order if k in times}
+    write_if_changed(path, (json.dumps(times, indent=1) + "\n").encode())
+
+
 STAGES = {"train": stage_train, "analyze": stage_analyze, "render": stage_render, "site": stage_site}
 
 
@@ -263,7 +289,9 @@ def main(argv: list[str] | None = None) -> int:
                         STAGES[step](section)
             started = time.perf_counter()
             STAGES[name](config)
-            say(f"{name}: {time.perf_counter() - started:.1f} s")
+            TIMES[name] = time.perf_counter() - started
+            say(f"{name}: {TIMES[name]:.1f} s")
+            record_times(config, name)
     except AtlasError as e:
         if args.debug:
             raise

@@ -349,3 +349,11 @@ def test_overview_tables_show_the_json_numbers(built):
     assert card["Training time"] == f"{sum(h.seconds for h in model.history):.1f} s"
     assert card["Seed"] == "1" and card["Test accuracy"] == f"**{percent(atlas.model.test_accuracy)}**"
     assert card["Training"].startswith(f"{len(model.history)} epochs of mini-batch SGD, batch 10")
+
+
+def test_stage_times_are_recorded(built):
+    root, atlas, model, _ = built
+    times = json.loads((root / "build" / "timings.json").read_text())
+    assert list(times) == ["data (train)", "train", "data (analyze)", "analyze", "render", "site"]
+    assert all(t >= 0 for t in times.values()) and times["train"] >= times["data (train)"]
+    assert times["train"] >= sum(h.seconds for h in model.history)  # the stage includes its epochs
