@@ -17,7 +17,7 @@ ANALYSIS_SRC := generator/analysis.py generator/atlas.py
 RENDER_SRC := generator/render.py generator/figures.py $(wildcard templates/*.j2 templates/static/*)
 
 .DEFAULT_GOAL := help
-.PHONY: help site test serve clean train analyze render lock
+.PHONY: help site test bench serve clean train analyze render lock
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -49,6 +49,14 @@ site: $(BUILD)/.site ## set up .venv, train, analyse, render and build site/ (al
 
 test: $(STAMP) ## run the tests
 	$(PY) -m pytest -q tests
+
+# OpenBLAS runs an older, slower kernel when OPENBLAS_CORETYPE is set (some machines set it for old
+# OpenBLAS builds); the benchmark unsets it, for its own command only, so NumPy is timed at its best.
+bench: $(STAMP) ## time an epoch: numba vs NumPy (and PyTorch CPU with TORCH=1) vs the FLOP limit
+ifeq ($(TORCH),1)
+	$(PY) -m pip install --disable-pip-version-check --quiet torch==2.13.0
+endif
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) bench/train_bench.py
 
 serve: $(BUILD)/.site ## serve the built site on http://127.0.0.1:8000
 	$(PY) -m http.server --bind 127.0.0.1 --directory site 8000
