@@ -8,10 +8,16 @@ Every loop has a fixed order, so the same inputs give the same bits on every run
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
-from numba import njit, prange
+from numba import get_num_threads, njit, prange, set_num_threads
 
 FAST = {"reassoc", "contract"}
+# Only explicit prange loops run in parallel (numba would otherwise turn every array expression into a
+# parallel loop of its own, each compiled separately, for no gain at these sizes).
+PRANGE_ONLY = {"prange": True, "comprehension": False, "setitem": False, "reduction": False,
+               "numpy": False, "stencil": False, "fusion": False}
 ONE = np.float32(1)  # a float32 constant keeps float32 arithmetic in float32 and float64 in float64
 
 
@@ -30,90 +36,333 @@ def softplus(z):
     return max(z, 0.0) + np.log1p(np.exp(-abs(z)))
 
 
+# Mini-batch SGD, one parallel region per step. Each thread owns a contiguous run of pairs of hidden
+# units. In region t it applies step t-1 to its units (their rows of W1, columns of W2 and biases), then
+# computes their activations for step t and their share of the output pre-activations, while their rows
+# of W1 are still in cache. Only the output layer's last sum, its deltas and b2 run serially in between.
+# Every number is computed by the same code, in the same order, whichever thread owns it: any thread
+# count gives the same bits.
+#
+# The working copies are padded so inner loops run over whole vectors and whole register blocks: hidden
+# units to pairs (Hp), images to blocks of BLOCK (Bp) and to vectors (Bv), inputs (Dp) and outputs (Kv)
+# to vectors. Padding entries are zero and stay zero (a padding hidden unit has activation 0).
+
+ROWS = 2  # hidden units per parallel work item; each image load of the forward pass serves both
+COLS = 5  # images per register block of the forward pass; each load of W1 serves 5 images
+BLOCK = 10  # images per register block of the update; each load and store of W1 serves 10 images
+LANES = 8  # float32 lanes of an AVX2 register
+GROUP_BYTES = 1 << 17  # rows of W1 handled together: they stay in L2 while a block of images passes
+
+
 @njit(cache=True, fastmath=FAST)
-def hidden_forward(W1, b1, Xb, m, A1):
-    """A1[b, j] = sigmoid(b1[j] + W1[j] . Xb[b]) for b < m.  W1 (H, D), Xb (B, D), A1 (B, H)."""
-    H, D = W1.shape
+def dot2x5(w0, w1, x0, x1, x2, x3, x4):
+    """The ten dot products of rows w0, w1 with rows x0..x4 (all of one length): s[5 r + c] = w_r . x_c."""
+    zero = w0.dtype.type(0)
+    s00 = s01 = s02 = s03 = s04 = s10 = s11 = s12 = s13 = s14 = zero
+    for i in range(w0.shape[0]):
+        a0, a1, a2, a3, a4 = x0[i], x1[i], x2[i], x3[i], x4[i]
+        u, v = w0[i], w1[i]
+        s00 += u * a0
+        s01 += u * a1
+        s02 += u * a2
+        s03 += u * a3
+        s04 += u * a4
+        s10 += v * a0
+        s11 += v * a1
+        s12 += v * a2
+        s13 += v * a3
+        s14 += v * a4
+    return s00, s01, s02, s03, s04, s10, s11, s12, s13, s14
+
+
+@njit(cache=True, fastmath=FAST)
+def axpy10(w, scale, c, X, b):
+    """In place: w = scale * w - sum_q c[q] X[b + q] for q < 10.  w (Dp,), c a 10-tuple, X (Bp, Dp)."""
+    c0, c1, c2, c3, c4, c5, c6, c7, c8, c9 = c
+    for i in range(w.shape[0]):
+        w[i] = scale * w[i] - (c0 * X[b, i] + c1 * X[b + 1, i] + c2 * X[b + 2, i] + c3 * X[b + 3, i]
+                               + c4 * X[b + 4, i] + c5 * X[b + 5, i] + c6 * X[b + 6, i] + c7 * X[b + 7, i]
+                               + c8 * X[b + 8, i] + c9 * X[b + 9, i])
+
+
+@njit(cache=True, fastmath=FAST)
+def update_row(w, d, Xp, b, step, decay):
+    """Row w of W1 (Dp,) with images [b, b + BLOCK) of the previous step: w -= step * d[b:b+10] @ Xp[b:b+10].
+
+    d (Bv,) the unit's deltas; the block of image 0 also applies the weight decay."""
+    c = (step * d[b], step * d[b + 1], step * d[b + 2], step * d[b + 3], step * d[b + 4],
+         step * d[b + 5], step * d[b + 6], step * d[b + 7], step * d[b + 8], step * d[b + 9])
+    axpy10(w, decay if b == 0 else decay - decay + 1, c, Xp, b)
+
+
+@njit(cache=True, fastmath=FAST)
+def forward_pair(w0, w1, a0, a1, Xc, b):
+    """a_r[b:b+5] = w_r . Xc[b:b+5] (pre-activations, bias not added) for rows w0, w1 of W1 (Dp,)."""
+    s00, s01, s02, s03, s04, s10, s11, s12, s13, s14 = dot2x5(w0, w1, Xc[b], Xc[b + 1], Xc[b + 2], Xc[b + 3],
+                                                              Xc[b + 4])
+    a0[b], a0[b + 1], a0[b + 2], a0[b + 3], a0[b + 4] = s00, s01, s02, s03, s04
+    a1[b], a1[b + 1], a1[b + 2], a1[b + 3], a1[b + 4] = s10, s11, s12, s13, s14
+
+
+@njit(cache=True, fastmath=FAST)
+def unit_update(w2, a, d, g2, D2, D2T, m, step, decay):
+    """Hidden unit j's share of the output layer's step: returns the step of b1[j].
+
+    In place: d = (D2 @ w2) * a * (1 - a) (its deltas, with W2 before the update), then
+    w2 = decay * w2 - step * D2.T @ a.  w2 (Kv,) = W2[:, j]; a, d (Bv,); g2 (Kv,) scratch;
+    D2 (Bv, Kv) and D2T (Kv, Bv) the output deltas, zero past the m images and the K outputs.
+    """
+    Bv = a.shape[0]
+    Kv = w2.shape[0]
+    for b in range(Bv):
+        d[b] = 0
+    for k in range(Kv):
+        wk = w2[k]
+        for b in range(Bv):
+            d[b] += D2T[k, b] * wk
+    g = d[0] * 0
+    for b in range(Bv):
+        d[b] = d[b] * a[b] * (1 - a[b])
+        g += d[b]
+    for k in range(Kv):
+        g2[k] = 0
     for b in range(m):
-        for j in range(H):
-            s = b1[j]
+        ab = a[b]
+        for k in range(Kv):
+            g2[k] += D2[b, k] * ab
+    for k in range(Kv):
+        w2[k] = decay * w2[k] - step * g2[k]
+    return step * g
+
+
+@njit(cache=True, fastmath=FAST)
+def region(p0, p1, W, bias, W2T, A, Dh, G2, P, H, Xp, mp, Xc, mc, D2, D2T, step, decay):
+    """One thread's share of a region: pairs of hidden units p0 <= p < p1 (units 2p and 2p + 1).
+
+    Applies the previous step (mp images Xp (Bp, Dp), output deltas D2 (Bv, Kv) and D2T (Kv, Bv); none
+    at the first step), then runs the current one (mc images Xc; none after the last step).
+    W (Hp, Dp) W1; bias (Hp,) b1; W2T (Hp, Kv) W2.T; A, Dh (Hp, Bv) activations and deltas; G2 (Hp, Kv)
+    scratch; P (Hp/2, Bv, Kv) each pair's share of A.T @ W2.T.
+    """
+    Kv = W2T.shape[1]
+    group = max(1, GROUP_BYTES // (ROWS * W.shape[1] * W.itemsize))  # pairs whose rows stay in L2
+    for g0 in range(p0, p1, group):
+        j0, j1 = ROWS * g0, ROWS * min(p1, g0 + group)
+        if mp > 0:
+            for j in range(j0, j1):
+                bias[j] -= unit_update(W2T[j], A[j], Dh[j], G2[j], D2, D2T, mp, step, decay)
+            for b in range(0, mp, BLOCK):
+                for j in range(j0, j1):
+                    update_row(W[j], Dh[j], Xp, b, step, decay)
+        if mc > 0:
+            for b in range(0, mc, COLS):
+                for j in range(j0, j1, ROWS):
+                    forward_pair(W[j], W[j + 1], A[j], A[j + 1], Xc, b)
+            for j in range(j0, j1):
+                for b in range(mc):
+                    A[j, b] = sigmoid(A[j, b] + bias[j]) if j < H else 0
+            for j in range(j0, j1, ROWS):
+                p = j // ROWS
+                for b in range(mc):
+                    a0, a1 = A[j, b], A[j + 1, b]
+                    for k in range(Kv):
+                        P[p, b, k] = W2T[j, k] * a0 + W2T[j + 1, k] * a1
+
+
+@njit(cache=True, fastmath=FAST)
+def gather(Xg, X, rows, first, stride):
+    """Xg[b, :D] = X[rows[b]] for b = first, first + stride, ...; rows of Xg past len(rows) are zeroed."""
+    D = X.shape[1]
+    for b in range(first, Xg.shape[0], stride):
+        if b < rows.shape[0]:
+            x = X[rows[b]]
             for i in range(D):
-                s += W1[j, i] * Xb[b, i]
-            A1[b, j] = sigmoid(s)
+                Xg[b, i] = x[i]
+        else:
+            for i in range(D):
+                Xg[b, i] = 0
 
 
 @njit(cache=True, fastmath=FAST)
-def output_backward(W2, b2, A1, yb, m, D2, D1):
-    """Output layer forward and both layers' deltas for cross-entropy on sigmoid outputs.
-
-    D2[b, k] = a2 - onehot(yb[b]);  D1[b, j] = (W2[:, j] . D2[b]) * a1 (1 - a1).
-    W2 (K, H), A1 (B, H), yb (B,) int labels, D2 (B, K), D1 (B, H).  Returns the summed cross-entropy.
-    """
-    K, H = W2.shape
-    loss = 0.0
+def output_step(P, b2, yb, Z, D2, D2T, step):
+    """The serial part of a step of m = len(yb) images: Z = b2 + sum_p P[p] (m, Kv),
+    D2 = sigmoid(Z) - onehot(yb) (zero past m and K; D2T its transpose), and b2 -= step * D2.sum(0)."""
+    m = yb.shape[0]
+    K = b2.shape[0]
+    Bv, Kv = D2.shape
     for b in range(m):
-        for k in range(K):
-            z = b2[k]
-            for j in range(H):
-                z += W2[k, j] * A1[b, j]
-            t = 1.0 if yb[b] == k else 0.0
-            loss += softplus(np.float64(z)) - t * z
-            D2[b, k] = sigmoid(z) - t
-        for j in range(H):
-            s = D2[b, 0] * W2[0, j]
-            for k in range(1, K):
-                s += D2[b, k] * W2[k, j]
-            D1[b, j] = s * A1[b, j] * (1 - A1[b, j])
-    return loss
-
-
-@njit(cache=True, fastmath=FAST)
-def sgd_update(W, bias, Delta, Inp, m, step, decay):
-    """In place: W = decay * W - step * Delta[:m].T @ Inp[:m];  bias -= step * Delta[:m].sum(0).
-
-    W (R, C), bias (R,), Delta (B, R), Inp (B, C); step = eta / m, decay = 1 - eta * l2 / n.
-    """
-    R, C = W.shape
-    for r in range(R):
-        for c in range(C):
-            W[r, c] *= decay
-        g = Delta[0, r] * 0
+        for k in range(Kv):
+            Z[b, k] = b2[k] if k < K else 0
+    for p in range(P.shape[0]):
         for b in range(m):
-            d = step * Delta[b, r]
-            g += Delta[b, r]
-            for c in range(C):
-                W[r, c] -= d * Inp[b, c]
-        bias[r] -= step * g
+            for k in range(Kv):
+                Z[b, k] += P[p, b, k]
+    for b in range(Bv):
+        for k in range(Kv):
+            D2[b, k] = sigmoid(Z[b, k]) - (1 if yb[b] == k else 0) if b < m and k < K else 0
+            D2T[k, b] = D2[b, k]
+    for k in range(K):
+        g = D2[0, k]
+        for b in range(1, m):
+            g += D2[b, k]
+        b2[k] -= step * g
+
+
+@njit(cache=True, parallel=PRANGE_ONLY, fastmath=FAST)
+def sgd_regions(t0, t1, threads, W, bias, W2T, b2, H, X, y, order, B, eta, decay,
+                Xg, A, Dh, G2, P, Z, D2, D2T, Zall):
+    """Regions t0 <= t < t1 of an epoch on `threads` threads (region t: step t-1's update, step t's forward pass).
+
+    Works on the copies made by `epoch_state`; region t = steps = ceil(N / B) applies the last step.
+    """
+    N = order.shape[0]
+    K = Zall.shape[1]
+    n_pairs = P.shape[0]
+    n_chunks = min(n_pairs, threads)
+    if t0 == 0:
+        gather(Xg[0], X, order[:B], 0, 1)
+    for t in range(t0, t1):
+        lo, hi = min(N, t * B), min(N, t * B + B)  # this step's images: order[lo:hi] (none after the last)
+        plo = max(0, t * B - B)  # the previous step's: order[plo:lo]
+        nhi = min(N, hi + B)  # the next step's: order[hi:nhi]
+        mp, mc = lo - plo, hi - lo
+        step = eta / max(mp, 1)
+        Xp, Xc, Xn = Xg[(t + 2) % 3], Xg[t % 3], Xg[(t + 1) % 3]
+        for c in prange(n_chunks):
+            region(c * n_pairs // n_chunks, (c + 1) * n_pairs // n_chunks, W, bias, W2T, A, Dh, G2, P, H,
+                   Xp, mp, Xc, mc, D2, D2T, step, decay)
+            if nhi > hi:
+                gather(Xn, X, order[hi:nhi], c, n_chunks)
+        if mc > 0:
+            output_step(P, b2, y[order[lo:hi]], Z, D2, D2T, eta / mc)
+            for b in range(mc):
+                for k in range(K):
+                    Zall[lo + b, k] = Z[b, k]
 
 
 @njit(cache=True)
+def epoch_state(W1, b1, W2, batch_size, N):
+    """The padded working copies of W1, b1 and W2.T and the buffers of an epoch (see `sgd_regions`)."""
+    H, D = W1.shape
+    K = W2.shape[0]
+    dtype = W1.dtype
+    B = min(batch_size, N)
+    Hp = (H + ROWS - 1) // ROWS * ROWS
+    Bp = (B + BLOCK - 1) // BLOCK * BLOCK
+    Bv = (Bp + LANES - 1) // LANES * LANES
+    Dp = (D + LANES - 1) // LANES * LANES
+    Kv = (K + LANES - 1) // LANES * LANES
+    W = np.zeros((Hp, Dp), dtype)  # (Hp, Dp) W1
+    W2T = np.zeros((Hp, Kv), dtype)  # (Hp, Kv) W2.T: row j belongs to whoever owns hidden unit j
+    bias = np.zeros(Hp, dtype)  # (Hp,) b1
+    for j in range(H):
+        for i in range(D):
+            W[j, i] = W1[j, i]
+        for k in range(K):
+            W2T[j, k] = W2[k, j]
+        bias[j] = b1[j]
+    Xg = np.zeros((3, Bp, Dp), dtype)  # the previous, current and next mini-batch, gathered
+    A = np.zeros((Hp, Bv), dtype)  # (Hp, Bv) hidden activations
+    Dh = np.zeros((Hp, Bv), dtype)  # (Hp, Bv) hidden deltas
+    G2 = np.zeros((Hp, Kv), dtype)  # (Hp, Kv) scratch for the gradient of W2
+    P = np.zeros((Hp // ROWS, Bv, Kv), dtype)  # each pair's share of the output pre-activations
+    Z = np.zeros((Bv, Kv), dtype)  # (Bv, Kv) output pre-activations
+    D2 = np.zeros((Bv, Kv), dtype)  # (Bv, Kv) output deltas
+    D2T = np.zeros((Kv, Bv), dtype)
+    Zall = np.empty((N, K), dtype)  # (N, K) every image's output pre-activations, for the loss
+    return W, bias, W2T, Xg, A, Dh, G2, P, Z, D2, D2T, Zall
+
+
+@njit(cache=True)
+def epoch_result(W1, b1, W2, W, bias, W2T):
+    """Copy the working copies back into W1, b1 and W2."""
+    H, D = W1.shape
+    K = W2.shape[0]
+    for j in range(H):
+        for i in range(D):
+            W1[j, i] = W[j, i]
+        for k in range(K):
+            W2[k, j] = W2T[j, k]
+        b1[j] = bias[j]
+
+
+CHUNK_SECONDS = 0.005  # regions are run in chunks of about this long, each with the thread count that is faster
+PROBE_EVERY = 16  # chunks between two short trials of the other thread count
+
+
 def sgd_epoch(W1, b1, W2, b2, X, y, order, batch_size, eta, decay):
     """One epoch of mini-batch SGD over X[order], in place on W1, b1, W2, b2.
 
     X (N, D) float, y (N,) int labels, order (N,) a permutation; eta and decay in the weights' dtype.
     The last mini-batch may be smaller. Returns the summed cross-entropy of each example, measured
     just before the step that uses it.
+
+    Runs on up to numba.get_num_threads() threads. The result does not depend on the thread count, so
+    the epoch switches to one thread while two are slower (another process holds a core: every step
+    would wait for it) and back when two are faster again.
     """
-    H, D = W1.shape
-    K = W2.shape[0]
     N = order.shape[0]
-    B = batch_size
-    Xb = np.empty((B, D), W1.dtype)  # (B, D) this mini-batch's images
-    yb = np.empty(B, np.int64)
-    A1 = np.empty((B, H), W1.dtype)  # (B, H) hidden activations
-    D1 = np.empty((B, H), W1.dtype)  # (B, H) hidden deltas
-    D2 = np.empty((B, K), W1.dtype)  # (B, K) output deltas
+    B = min(batch_size, N)
+    steps = (N + B - 1) // B
+    state = epoch_state(W1, b1, W2, B, N)
+    W, bias, W2T, Xg, A, Dh, G2, P, Z, D2, D2T, Zall = state
+    H = W1.shape[0]
+
+    def run(t0, t1, threads):
+        set_num_threads(threads)
+        sgd_regions(t0, t1, threads, W, bias, W2T, b2, H, X, y, order, B, eta, decay,
+                    Xg, A, Dh, G2, P, Z, D2, D2T, Zall)
+
+    configured = get_num_threads()
+    most = min(configured, P.shape[0])
+    try:
+        if most == 1:
+            run(0, steps + 1, 1)
+        else:
+            schedule(run, steps + 1, most)
+    finally:
+        set_num_threads(configured)
+    epoch_result(W1, b1, W2, W, bias, W2T)
+    return cross_entropy_sum(Zall, y, order)
+
+
+def schedule(run, regions, most):
+    """Call run(t0, t1, threads) over 0 <= t < regions in chunks of about CHUNK_SECONDS, each on 1 or `most`
+    threads, whichever took less time per region when last measured; every PROBE_EVERY chunks, a chunk a
+    quarter as long measures the other count again."""
+    cost = {most: None, 1: None}  # seconds per region (a running mean of the last measurements)
+    threads, t, chunk = most, 0, 0
+    while t < regions:
+        other = 1 if threads == most else most
+        probe = chunk > 0 and (cost[other] is None or chunk % PROBE_EVERY == 0)
+        n = other if probe else threads
+        guess = cost[n] if cost[n] is not None else cost[threads]
+        seconds = CHUNK_SECONDS / 4 if probe else CHUNK_SECONDS
+        length = 4 if guess is None else max(1, int(seconds / max(guess, 1e-9)))
+        t1 = min(regions, t + length)
+        started = time.perf_counter()
+        run(t, t1, n)
+        per_region = (time.perf_counter() - started) / (t1 - t)
+        cost[n] = per_region if cost[n] is None else (cost[n] + per_region) / 2
+        if cost[other] is not None and cost[other] < cost[threads]:
+            threads = other
+        t, chunk = t1, chunk + 1
+
+
+@njit(cache=True, parallel=PRANGE_ONLY)
+def cross_entropy_sum(Z, y, order):
+    """sum_n cross-entropy(Z[n], y[order[n]]), each term in float64, summed in a fixed order."""
+    N, K = Z.shape
+    terms = np.empty(N)
+    for n in prange(N):
+        s = 0.0
+        for k in range(K):
+            z = np.float64(Z[n, k])
+            s += softplus(z) - (z if y[order[n]] == k else 0.0)
+        terms[n] = s
     loss = 0.0
-    for start in range(0, N, B):
-        m = min(B, N - start)
-        for b in range(m):
-            Xb[b] = X[order[start + b]]
-            yb[b] = y[order[start + b]]
-        hidden_forward(W1, b1, Xb, m, A1)
-        loss += output_backward(W2, b2, A1, yb, m, D2, D1)
-        step = eta / m
-        sgd_update(W2, b2, D2, A1, m, step, decay)
-        sgd_update(W1, b1, D1, Xb, m, step, decay)
+    for n in range(N):
+        loss += terms[n]
     return loss
 
 

@@ -1,5 +1,8 @@
 """The numba kernels against the NumPy reference, finite differences and themselves."""
 
+import time
+
+import numba
 import numpy as np
 import pytest
 
@@ -99,3 +102,58 @@ def test_nan_propagates():
     params["W1"][0, 0] = np.nan
     p, loss = run(kernels.sgd_epoch, params, X, y, order, 5, 0.5, 1.0)
     assert np.isnan(loss) and np.isnan(p["W2"]).any()
+
+
+@pytest.mark.parametrize("h", [100, 7])  # 7: an odd number of hidden units leaves a padding unit
+def test_same_bits_on_one_thread_and_on_two(h):
+    params, X, y, order = problem(np.float32, n=120, d=50, h=h, k=10, seed=4)
+    configured = numba.get_num_threads()
+    results = []
+    try:
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            results.append(run(kernels.sgd_epoch, params, X, y, order, 10, 0.5, 0.99))
+    finally:
+        numba.set_num_threads(configured)
+    (a, la), (b, lb) = results
+    assert la == lb
+    for name in params:
+        assert a[name].tobytes() == b[name].tobytes()
+
+
+def test_same_bits_whatever_thread_count_each_chunk_of_steps_runs_on():
+    params, X, y, order = problem(np.float32, n=300, d=40, h=12, k=10, seed=5)
+    want, want_loss = run(kernels.sgd_epoch, params, X, y, order, 3, 0.5, 0.99)
+    most = min(2, numba.config.NUMBA_NUM_THREADS)
+    p = {k: v.copy() for k, v in params.items()}
+    f = np.float32
+    N, B = len(order), 3
+    W, bias, W2T, Xg, A, Dh, G2, P, Z, D2, D2T, Zall = kernels.epoch_state(p["W1"], p["b1"], p["W2"], B, N)
+    steps = (N + B - 1) // B
+    configured = numba.get_num_threads()
+    try:
+        for i, t0 in enumerate(range(0, steps + 1, 7)):  # chunks of 7 regions, alternating 1 and 2 threads
+            threads = 1 if i % 2 else most
+            numba.set_num_threads(threads)
+            kernels.sgd_regions(t0, min(steps + 1, t0 + 7), threads, W, bias, W2T, p["b2"], p["W1"].shape[0], X, y,
+                                order, B, f(0.5), f(0.99), Xg, A, Dh, G2, P, Z, D2, D2T, Zall)
+    finally:
+        numba.set_num_threads(configured)
+    kernels.epoch_result(p["W1"], p["b1"], p["W2"], W, bias, W2T)
+    assert kernels.cross_entropy_sum(Zall, y, order) == want_loss
+    for name in params:
+        assert p[name].tobytes() == want[name].tobytes()
+
+
+def test_schedule_covers_every_region_once_and_switches_to_the_faster_count():
+    calls = []
+    slow = {2: 1e-3, 1: 1e-5}  # two threads much slower, as when another process holds a core
+
+    def run(t0, t1, threads):
+        calls.append((t0, t1, threads))
+        time.sleep(slow[threads] * (t1 - t0))
+
+    kernels.schedule(run, 2000, 2)
+    assert [c[0] for c in calls] == [0] + [c[1] for c in calls[:-1]] and calls[-1][1] == 2000
+    ones = sum(t1 - t0 for t0, t1, n in calls if n == 1)
+    assert ones > 1500  # most regions ran on the faster count
