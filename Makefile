@@ -85,7 +85,7 @@ deploy: $(BUILD)/.site ## publish to the gh-pages branch of origin (GitHub Pages
 	  --config-file $(BUILD)/mkdocs.yml --site-dir $(abspath $(BUILD))/gh-deploy --force --no-history \
 	  --message "Deploy run $$($(PY) -c 'import json; print(json.load(open("$(BUILD)/atlas.json"))["model"]["run_id"])')"
 
-model-inputs: ## list the files the trained model depends on (the Pages workflow caches it on them)
+model-inputs: ## list the files the trained models depend on (the Pages workflow caches them on these)
 	@echo $(CONFIG) $(TINY) $(DATA) $(MODEL_SRC) requirements.txt
 
 lock: ## re-pin requirements.txt from requirements.in in a clean environment

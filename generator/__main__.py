@@ -179,6 +179,16 @@ def stage_render(config: Config) -> None:
     say(f"render: {len(files)} files in {config.build_dir / 'docs'}, {changed} changed")
 
 
+def atlas_facts(config: Config) -> dict[str, str]:
+    """What the footer says about the run of the atlas that `config` builds (render.run_facts)."""
+    path = config.build_dir / "atlas.json"
+    try:
+        return run_facts(atlas_mod.load_atlas(path))
+    except Exception as e:  # missing or malformed: the site cannot say which run it shows
+        raise BuildError(f"{path}: not a readable atlas ({type(e).__name__}: {e}); "
+                         "rerun 'python -m generator analyze'") from e
+
+
 def mkdocs_config(config: Config) -> Path:
     """A mkdocs.yml in the build directory that inherits the repository's and points at this build.
 
@@ -187,14 +197,11 @@ def mkdocs_config(config: Config) -> Path:
     every page's footer (extra.atlas, shown by templates/overrides) and the override's absolute path:
     mkdocs resolves a relative custom_dir against this file, not against the inherited one.
     """
-    atlas = config.build_dir / "atlas.json"
-    try:
-        facts = run_facts(atlas_mod.load_atlas(atlas))
-    except Exception as e:  # missing or malformed: the site cannot say which run it shows
-        raise BuildError(f"{atlas}: not a readable atlas ({type(e).__name__}: {e}); "
-                         "rerun 'python -m generator analyze'") from e
     docs = config.build_dir / "docs"
-    nav = site_nav(docs, {s.site.section: s.site.title for s in section_configs(config)})
+    sections = section_configs(config)
+    nav = site_nav(docs, {s.site.section: s.site.title for s in sections})
+    # The footer names the run of the page's own atlas: the main one, or a section's under its prefix.
+    facts = {**atlas_facts(config), "sections": [{"prefix": f"{s.site.section}/", **atlas_facts(s)} for s in sections]}
     text = yaml.safe_dump({"INHERIT": str(REPO / "mkdocs.yml"), "docs_dir": str(docs),
                            "site_name": config.site.title, "hooks": [str(REPO / "generator" / "mkdocs_hooks.py")],
                            "theme": {"custom_dir": str(TEMPLATES / "overrides")}, "extra": {"atlas": facts},

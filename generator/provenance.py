@@ -10,8 +10,9 @@ import numpy as np
 RUN_ID_HEX = 12  # 48 bits: collisions need ~16 million runs; short enough to read out and paste
 PARAMS = ("W1", "b1", "W2", "b2")
 # Settings that say where files live or what the site is called, not which network was trained: leaving them
-# out keeps the id of a network the same wherever it is built (a test config may hold absolute paths).
-NOT_THE_RUN = {"data": ("dir",), "site": None}
+# out keeps the id of a network the same wherever it is built (a test config may hold absolute paths). An
+# imported network's file path goes too: its weights themselves are hashed.
+NOT_THE_RUN = {"data": ("dir",), "network": ("weights",), "site": None}
 
 
 def run_config(config: dict) -> dict:

@@ -265,10 +265,9 @@ def citation(atlas: Atlas, title: str, what: str) -> str:
 def run_facts(atlas: Atlas) -> dict[str, str]:
     """What every page's footer says about the network (templates/overrides/partials/copyright.html)."""
     m, t = atlas.model, atlas.model.config["train"]
-    return {"run_id": m.run_id,
-            "network": f"{'-'.join(map(str, m.sizes))} sigmoid network",
-            "training": f"{m.epochs} epochs, batch {t['batch_size']}, learning rate {t['learning_rate']} "
-                        f"({t['schedule']}), L2 λ = {t['l2']}",
+    training = (f"{m.epochs} epochs, batch {t['batch_size']}, learning rate {t['learning_rate']} ({t['schedule']}), "
+                f"L2 λ = {t['l2']}" if m.epochs else f"imported weights ({m.source})")
+    return {"run_id": m.run_id, "network": f"{'-'.join(map(str, m.sizes))} sigmoid network", "training": training,
             "seed": str(m.seed), "accuracy": percent(m.test_accuracy)}
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import os
 import threading
 from pathlib import Path
@@ -132,10 +133,19 @@ def screenshot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
+def run_ids(site: Path) -> dict[str, str]:
+    """The run id of each atlas in the site, by the URL prefix of its pages ('' or 'tiny/')."""
+    ids = {}
+    for path in site.rglob("atlas.json"):
+        rel = path.parent.relative_to(site).as_posix()
+        ids["" if rel == "." else rel + "/"] = json.loads(path.read_bytes())["model"]["run_id"]
+    return ids
+
+
 def test_every_page_loads_cleanly(browser, served, site):
     paths = pages_of(site)
     assert "" in paths and "neurons/000/" in paths and "digits/0/" in paths and "api/" in paths
-    run_id = None
+    ids = run_ids(site)
     page = browser.page()
     for path in paths:
         response = page.goto(served + path, wait_until="load")
@@ -143,7 +153,7 @@ def test_every_page_loads_cleanly(browser, served, site):
         broken = page.evaluate(LOAD_IMAGES)
         assert broken == [], f"{path}: images that show nothing: {broken}"
         footer = page.locator(".md-copyright .atlas-run").inner_text()
-        run_id = run_id or footer.split()[1]
+        run_id = ids[max((p for p in ids if path.startswith(p)), key=len)]  # the page's own atlas's run
         assert footer.startswith(f"Run {run_id} ·") and "seed" in footer and "test accuracy" in footer, path
     page.close()
     assert browser.problems == []

@@ -301,7 +301,9 @@ def test_interrupt_while_saving_the_model_keeps_the_previous_one(small, capsys, 
 def test_sigint_during_training_leaves_no_model(small):
     root, overrides = small
     cmd = [sys.executable, "-m", "generator", "train", *sets([*overrides, "train.epochs=1000000"])]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A job started in the background (nohup, some CI runners) inherits SIGINT ignored: give the child Ctrl-C back.
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         for line in proc.stdout:  # wait until training runs, then press Ctrl-C
             if line.startswith("  epoch "):

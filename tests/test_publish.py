@@ -67,6 +67,7 @@ def test_run_id_changes_with_data_settings_and_any_weight_bit_but_not_with_paths
              "site": {"title": "Another title", "build_dir": "/tmp/b", "site_dir": "/tmp/s"}}
     assert run_id(sha, moved, params) == base  # where it was built and what the site is called: same run
     assert run_config(moved) == {"data": {"train_limit": 0}, "train": {"epochs": 30, "seed": 1}}
+    assert run_config({"network": {"hidden": 3, "weights": "/some/file.npz"}}) == {"network": {"hidden": 3}}
     flipped = {k: v.copy() for k, v in params.items()}
     flipped["W1"].view(np.uint32)[1, 2] ^= 1  # one bit of one weight
     others = [run_id(sha, config, flipped), run_id({**sha, "t10k-images": "ce" * 32}, config, params),
@@ -173,6 +174,34 @@ def test_nothing_is_loaded_from_another_host(built):
     assert list(site.glob("assets/javascripts/glightbox.min.js")) and list(site.glob("assets/javascripts/workers/search.*.js"))
     config = yaml.safe_load((root / "build" / "mkdocs.yml").read_text())
     assert config["theme"]["custom_dir"] == str(REPO / "templates" / "overrides")
+
+
+# ---- the published site itself (after `make site`; .ci/run builds it) ----------------------------------
+
+PUBLISHED = REPO / "site"
+published = pytest.mark.skipif(not (REPO / "build" / "atlas.json").is_file() and os.environ.get("CI") != "true",
+                               reason="run `make site` first: these tests check the published site")
+
+
+@published
+def test_published_site_links_resolve_and_nothing_loads_from_elsewhere():
+    assert broken_links(PUBLISHED) == []
+    assert external_loads(PUBLISHED) == []
+
+
+@published
+def test_published_pages_name_the_run_of_their_own_atlas():
+    """The main atlas's pages show its run; a section's pages (tiny/) show the section's."""
+    runs = {}
+    for path in PUBLISHED.rglob("atlas.json"):
+        rel = path.parent.relative_to(PUBLISHED).as_posix()
+        runs["" if rel == "." else rel + "/"] = json.loads(path.read_bytes())["model"]["run_id"]
+    assert "" in runs and len(set(runs.values())) == len(runs)
+    for page in PUBLISHED.rglob("*.html"):
+        rel = page.relative_to(PUBLISHED).as_posix()
+        own = runs[max((p for p in runs if rel.startswith(p)), key=len)]
+        html = page.read_text()
+        assert f"Run <code>{own}</code>" in html[html.index('<div class="md-copyright">'):], rel
 
 
 # ---- reproducible ----------------------------------------------------------------------------------
