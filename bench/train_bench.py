@@ -5,12 +5,17 @@ same maths (mini-batch SGD, L2 decay on the weights, cross-entropy on sigmoid ou
 initial weights on the same shuffled images; the slower baselines run on a prefix of the shuffle, and
 every figure is scaled to seconds per epoch of 60,000 images. The machine may be shared: each figure is
 the median of several runs, and the FLOP limit is measured in the same run so that both see the same machine.
+
+Each implementation runs in a process of its own (`--worker`), so that the thread pools of numba, OpenBLAS
+and PyTorch, which keep spinning for a while after each parallel call, never compete with each other.
 """
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import datetime
+import json
 import math
 import os
 import platform
@@ -147,6 +152,41 @@ def default_training_peak_rss() -> tuple[float, float]:
     return max(peak, before) / 1024, seconds
 
 
+def mnist():
+    """The training images and labels, and the one shuffle every implementation uses."""
+    config = load_config()
+    data = load_dataset(config.path(config.data.dir), config.data.sha256)
+    return data.train_images, data.train_labels, np.random.default_rng(0).permutation(len(data.train_labels))
+
+
+def worker(what: str, batch: int, hidden: int):
+    """Run `what` in a fresh process (see run_worker) and return what it printed, as JSON."""
+    out = subprocess.run([sys.executable, __file__, "--worker", what, str(batch), str(hidden)], check=True,
+                         capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def run_worker(what: str, batch: int, hidden: int):
+    """Seconds per epoch of `what` (numba, numpy, torch) over REPEATS runs; or, for "compile", numba's first call."""
+    X, y, order = mnist()
+    if what == "compile":
+        started = time.perf_counter()
+        tiny = init_params(X.shape[1], hidden, 10, np.random.default_rng(0))
+        kernels.sgd_epoch(tiny["W1"], tiny["b1"], tiny["W2"], tiny["b2"], X, y, order[:40], batch,
+                          np.float32(ETA), np.float32(0.99))
+        hits = sum(len(f.stats.cache_hits) for f in (kernels.sgd_regions, kernels.epoch_state))
+        return [time.perf_counter() - started, bool(hits)]
+    if what == "numba":  # whole epochs, after a first call that compiles or loads the kernels
+        seconds_per_epoch(kernels.sgd_epoch, X, y, order, batch, hidden, 10 * batch, 1)
+        return seconds_per_epoch(kernels.sgd_epoch, X, y, order, batch, hidden, len(order), REPEATS)
+    if what == "torch":
+        import torch
+        fn = torch_epoch(torch)
+    else:
+        fn = kernels.sgd_epoch_numpy
+    return seconds_per_epoch(fn, X, y, order, batch, hidden, subset_for(fn, X, y, order, batch, hidden), REPEATS)
+
+
 def fmt(x: float | None, digits: int = 3) -> str:
     return "n/a" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
 
@@ -159,33 +199,24 @@ def main() -> int:
     for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "NUMBA_NUM_THREADS"):
         if var in os.environ:
             print(f"env         {var}={os.environ[var]}")
-    try:
-        import torch
-        torch_fn = torch_epoch(torch)
-        print(f"torch       {torch.__version__} ({torch.get_num_threads()} threads)")
-    except ImportError:
-        torch, torch_fn = None, None
+    probe = subprocess.run([sys.executable, "-c", "import torch; print(torch.__version__, torch.get_num_threads())"],
+                           capture_output=True, text=True)
+    has_torch = probe.returncode == 0
+    if has_torch:
+        version, threads = probe.stdout.split()
+        print(f"torch       {version} ({threads} threads)")
+    else:
         print("torch       torch not installed, skipped (make bench TORCH=1 installs torch==2.13.0 into .venv)")
 
-    config = load_config()
-    data = load_dataset(config.path(config.data.dir), config.data.sha256)
-    X, y = data.train_images, data.train_labels
-    order = np.random.default_rng(0).permutation(len(y))
+    X, y, order = mnist()
     n, d = X.shape
-
-    # Compile (or load from numba's cache) on a tiny problem, outside every timed epoch.
-    started = time.perf_counter()
-    tiny = init_params(d, 4, 10, np.random.default_rng(0))
-    kernels.sgd_epoch(tiny["W1"], tiny["b1"], tiny["W2"], tiny["b2"], X, y, order[:40], 10,
-                      np.float32(ETA), np.float32(0.99))
-    compile_s = time.perf_counter() - started
-    hits = sum(len(f.stats.cache_hits) for f in (kernels.sgd_regions, kernels.epoch_state))
-    print(f"numba       first call {compile_s:.2f} s ({'loaded from numba cache' if hits else 'compiled'}), "
-          "not counted in any epoch")
 
     best, median = matmul_gflops()
     print(f"FLOP limit  NumPy float32 2048x2048 matmul: {best:.0f} GFLOP/s best, {median:.0f} median; "
           f"limit = epoch FLOPs / best")
+    compile_s, cached = worker("compile", 10, 4)
+    print(f"numba       first call {compile_s:.2f} s ({'loaded from numba cache' if cached else 'compiled'}), "
+          "not counted in any epoch")
     print()
     header = (f"{'batch':>5} {'hidden':>6} {'GFLOP':>6} {'limit s':>8} {'numba s':>8} {'numpy s':>8} {'torch s':>8}"
               f"  {'numba/numpy':>11} {'numba/torch':>11} {'numba/limit':>11}  numba GFLOP/s")
@@ -194,13 +225,9 @@ def main() -> int:
     for batch, hidden in CONFIGS:
         gflop = flops_per_epoch(n, d, hidden, 10) / 1e9
         limit = gflop / best
-        runs = [(kernels.sgd_epoch, n), (kernels.sgd_epoch_numpy, None)] + ([(torch_fn, None)] if torch_fn else [])
-        runs = [(fn, images or subset_for(fn, X, y, order, batch, hidden)) for fn, images in runs]
-        times = [[] for _ in runs]
-        for _ in range(REPEATS):  # interleaved, so that each sees the same share of a busy machine
-            for (fn, images), ts in zip(runs, times):
-                ts += seconds_per_epoch(fn, X, y, order, batch, hidden, images, 1)
-        numba_t, numpy_t, torch_t = [statistics.median(ts) for ts in times] + [None] * (3 - len(times))
+        numba_t = statistics.median(worker("numba", batch, hidden))
+        numpy_t = statistics.median(worker("numpy", batch, hidden))
+        torch_t = statistics.median(worker("torch", batch, hidden)) if has_torch else None
         rows[batch, hidden] = (numba_t, numpy_t, torch_t, limit)
         print(f"{batch:>5} {hidden:>6} {gflop:>6.1f} {limit:>8.3f} {numba_t:>8.3f} {numpy_t:>8.3f} {fmt(torch_t):>8}"
               f"  {numba_t / numpy_t:>11.2f} {fmt(torch_t and numba_t / torch_t, 2):>11} {numba_t / limit:>11.2f}"
@@ -220,5 +247,12 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--worker", nargs=3, metavar=("WHAT", "BATCH", "HIDDEN"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
     with np.errstate(over="ignore"):  # saturated sigmoids at 1000 hidden units overflow exp() to inf, harmlessly
+        if args.worker:
+            what, batch, hidden = args.worker
+            print(json.dumps(run_worker(what, int(batch), int(hidden))))
+            sys.exit(0)
         sys.exit(main())
