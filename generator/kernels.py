@@ -3,7 +3,9 @@
 Notation: N examples, D inputs (784), H hidden units, K outputs (10), B mini-batch size.
 Kernels are pure functions of their arguments (in-place updates say so); no I/O, no classes.
 `fastmath` is limited to {'reassoc', 'contract'}: dot products vectorise, NaN and Inf still propagate.
-Every loop has a fixed order, so the same inputs give the same bits on every run.
+Every loop has a fixed order, so the same inputs give the same bits on every run and on any number of
+threads. `sgd_epoch` is plain Python around the kernels: it times chunks of steps to choose between one
+and two threads, which changes how long an epoch takes, never its result.
 """
 
 from __future__ import annotations
