@@ -287,6 +287,7 @@ def test_disk_full_while_saving_the_model_keeps_the_previous_one(small, capsys, 
     untouched(root)  # the killed run's temporary file is gone too
     monkeypatch.undo()
     assert cli.main(["train", *sets(overrides)]) == 0  # the next run starts clean
+    # timings.json: each stage records its time since f248b7b
     assert set(files(root / "build")) == {"model.npz", "timings.json"} and files(root / "build")["model.npz"] != PREVIOUS
 
 
