@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import math
 import os
 import zlib
@@ -81,11 +80,6 @@ def read_idx(path: Path, magic: int) -> tuple[np.ndarray, str]:
         raise DataError(f"{path}: corrupt or truncated gzip stream ({e}); restore the file") from None
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
-
-
-def parse_idx(raw: bytes, path: Path, magic: int) -> np.ndarray:
-    """IDX bytes (not gzip) -> uint8 array of the shape its header declares; `path` only names the file in errors."""
-    return _read_idx(io.BytesIO(raw), path, magic, size=len(raw))[0]
 
 
 def _read_upto(stream, n: int) -> bytes:

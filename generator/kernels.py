@@ -376,13 +376,6 @@ def sigmoid_numpy(z: np.ndarray) -> np.ndarray:
     return one / (one + np.exp(-z))
 
 
-def forward(W1, b1, W2, b2, X):
-    """Hidden and output activations of every row of X: (N, H), (N, K)."""
-    A1 = sigmoid_numpy(X @ W1.T + b1)
-    A2 = sigmoid_numpy(A1 @ W2.T + b2)
-    return A1, A2
-
-
 def cross_entropy(Z2: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Per-example cross-entropy of sigmoid outputs with pre-activations Z2 (N, K), labels y (N,)."""
     T = np.eye(Z2.shape[1], dtype=Z2.dtype)[y]
