@@ -305,10 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {one_line(str(e))}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        if args.debug:
-            raise
-        print("error: interrupted; finished outputs are intact, unfinished ones were not written", file=sys.stderr)
-        return INTERRUPTED
+        return interrupted(args.debug)
     except OSError as e:  # reading or writing outside output.py's safe writes: name the file, no traceback
         if args.debug:
             raise
@@ -316,12 +313,34 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {where}{one_line(e.strerror or str(e))}; rerun with --debug for the traceback", file=sys.stderr)
         return BuildError.exit_code
     except Exception as e:  # a bug, not a bad input: say so, briefly
+        if caused_by_interrupt(e):  # Ctrl-C inside a numba kernel surfaces as a SystemError around it
+            return interrupted(args.debug)
         if args.debug:
             raise
         print(f"error: internal error ({type(e).__name__}: {one_line(str(e))}); rerun with --debug for the "
               "traceback and report it", file=sys.stderr)
         return INTERNAL_ERROR
     return 0
+
+
+def interrupted(debug: bool) -> int:
+    if debug:
+        raise
+    print("error: interrupted; finished outputs are intact, unfinished ones were not written", file=sys.stderr)
+    return INTERRUPTED
+
+
+def caused_by_interrupt(error: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is in the exception's chain. Ctrl-C that lands while a numba-compiled
+    function returns makes the dispatcher raise SystemError("... returned a result with an exception set")
+    with the KeyboardInterrupt as its context."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def one_line(text: str) -> str:

@@ -19,7 +19,7 @@ import yaml
 from hypothesis import given, settings, strategies as st
 
 from generator import __main__ as cli
-from generator import data, output
+from generator import data, kernels, output
 from generator.config import REPO
 from generator.errors import BuildError, ConfigError, DataError, TrainingError, WeightsError
 from generator.render import md_text
@@ -297,6 +297,24 @@ def test_interrupt_while_saving_the_model_keeps_the_previous_one(small, capsys, 
     code, _, err = run(capsys, "train", overrides)
     assert code == 130 and err == INTERRUPTED
     untouched(root)
+
+
+def test_ctrl_c_inside_a_numba_kernel_is_an_interrupt_not_an_internal_error(small, capsys, monkeypatch):
+    # Seen in CI: SIGINT landing as a compiled function returns makes numba's dispatcher raise
+    # SystemError("... returned a result with an exception set") from the KeyboardInterrupt.
+    root, overrides = small
+    def kernel_hit_by_ctrl_c(*args, **kwargs):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as e:
+            raise SystemError("CPUDispatcher(<function epoch_state>) returned a result with an exception set") from e
+    monkeypatch.setattr(kernels, "sgd_epoch", kernel_hit_by_ctrl_c)
+    code, _, err = run(capsys, "train", overrides)
+    assert code == 130 and err == INTERRUPTED
+    untouched(root)
+    monkeypatch.setattr(kernels, "sgd_epoch", lambda *a, **k: 1 / 0)  # other errors stay internal errors
+    code, _, err = run(capsys, "train", overrides)
+    assert code == 1 and err.startswith("error: internal error (ZeroDivisionError")
 
 
 def test_sigint_during_training_leaves_no_model(small):
