@@ -82,13 +82,14 @@ def train(config: Config, data: Dataset, on_epoch: Callable[[Epoch], None] = lam
     history: list[Epoch] = []
     keep = {e for e in t.snapshot_epochs if e <= t.epochs} | {t.epochs}
     snapshots = {0: params["W1"].copy()}
+    inputs = kernels.input_order(data.train_images)  # the same for every epoch
     for e in range(t.epochs):
         started = time.perf_counter()
         lr = learning_rate(config, e)
         order = rng.permutation(n)
         loss = kernels.sgd_epoch(params["W1"], params["b1"], params["W2"], params["b2"],
                                  data.train_images, data.train_labels, order, t.batch_size,
-                                 np.float32(lr), np.float32(1 - lr * t.l2 / n))
+                                 np.float32(lr), np.float32(1 - lr * t.l2 / n), inputs)
         if not math.isfinite(loss) or not all(np.isfinite(p).all() for p in params.values()):
             diverged(e, f"loss {loss / n}" if not math.isfinite(loss) else "weights became NaN or Inf")
         if loss / n > DIVERGED_LOSS * data.n_classes * math.log(2):

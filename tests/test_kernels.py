@@ -10,10 +10,14 @@ from generator import kernels
 from generator.train import init_params
 
 
-def problem(dtype, n=37, d=12, h=7, k=4, seed=0):
+def problem(dtype, n=37, d=12, h=7, k=4, seed=0, zeros=0.0):
+    """Parameters, images, labels and a shuffle; `zeros` of the pixels are 0, more of them at higher
+    indices (like a digit's border), so images use prefixes of different lengths of the input order."""
     rng = np.random.default_rng(seed)
     params = {name: p.astype(dtype) for name, p in init_params(d, h, k, rng).items()}
     X = rng.random((n, d)).astype(dtype)
+    if zeros:
+        X[rng.random((n, d)) < zeros * 2 * np.linspace(0.2, 1, d)] = 0
     y = rng.integers(0, k, n)
     return params, X, y, rng.permutation(n)
 
@@ -25,9 +29,10 @@ def run(fn, params, X, y, order, batch, eta, decay):
     return p, loss
 
 
+@pytest.mark.parametrize("zeros", [0.0, 0.6])  # dense inputs; inputs mostly 0, as in MNIST
 @pytest.mark.parametrize("batch", [1, 5, 10, 37, 50])  # 37 = all at once, 50 > n; 5 and 10 leave a short last batch
-def test_epoch_matches_numpy_reference_float64(batch):
-    params, X, y, order = problem(np.float64)
+def test_epoch_matches_numpy_reference_float64(batch, zeros):
+    params, X, y, order = problem(np.float64, zeros=zeros)
     got, loss = run(kernels.sgd_epoch, params, X, y, order, batch, 0.7, 0.999)
     want, want_loss = run(kernels.sgd_epoch_numpy, params, X, y, order, batch, 0.7, 0.999)
     for name in params:
@@ -36,8 +41,9 @@ def test_epoch_matches_numpy_reference_float64(batch):
     assert loss == pytest.approx(want_loss, rel=1e-12)
 
 
-def test_epoch_matches_numpy_reference_float32_on_mnist_shapes():
-    params, X, y, order = problem(np.float32, n=200, d=784, h=100, k=10, seed=3)
+@pytest.mark.parametrize("zeros", [0.0, 0.8])
+def test_epoch_matches_numpy_reference_float32_on_mnist_shapes(zeros):
+    params, X, y, order = problem(np.float32, n=200, d=784, h=100, k=10, seed=3, zeros=zeros)
     got, loss = run(kernels.sgd_epoch, params, X, y, order, 10, 0.5, 1 - 0.5 * 5 / 200)
     want, want_loss = run(kernels.sgd_epoch_numpy, params, X, y, order, 10, 0.5, 1 - 0.5 * 5 / 200)
     for name in params:
@@ -106,7 +112,7 @@ def test_nan_propagates():
 
 @pytest.mark.parametrize("h", [100, 7])  # 7: an odd number of hidden units leaves a padding unit
 def test_same_bits_on_one_thread_and_on_two(h):
-    params, X, y, order = problem(np.float32, n=120, d=50, h=h, k=10, seed=4)
+    params, X, y, order = problem(np.float32, n=120, d=50, h=h, k=10, seed=4, zeros=0.5)
     configured = numba.get_num_threads()
     results = []
     try:
@@ -122,24 +128,25 @@ def test_same_bits_on_one_thread_and_on_two(h):
 
 
 def test_same_bits_whatever_thread_count_each_chunk_of_steps_runs_on():
-    params, X, y, order = problem(np.float32, n=300, d=40, h=12, k=10, seed=5)
+    params, X, y, order = problem(np.float32, n=300, d=40, h=12, k=10, seed=5, zeros=0.5)
     want, want_loss = run(kernels.sgd_epoch, params, X, y, order, 3, 0.5, 0.99)
     most = min(2, numba.config.NUMBA_NUM_THREADS)
     p = {k: v.copy() for k, v in params.items()}
     f = np.float32
     N, B = len(order), 3
-    W, bias, W2T, Xg, A, Dh, G2, P, Z, D2, D2T, Zall = kernels.epoch_state(p["W1"], p["b1"], p["W2"], B, N)
+    perm, last = kernels.input_order(X)
+    W, bias, W2T, Xg, Lg, A, Dh, G2, P, Z, D2, D2T, Zall = kernels.epoch_state(p["W1"], p["b1"], p["W2"], B, N, perm)
     steps = (N + B - 1) // B
     configured = numba.get_num_threads()
     try:
         for i, t0 in enumerate(range(0, steps + 1, 7)):  # chunks of 7 regions, alternating 1 and 2 threads
             threads = 1 if i % 2 else most
             numba.set_num_threads(threads)
-            kernels.sgd_regions(t0, min(steps + 1, t0 + 7), threads, W, bias, W2T, p["b2"], p["W1"].shape[0], X, y,
-                                order, B, f(0.5), f(0.99), Xg, A, Dh, G2, P, Z, D2, D2T, Zall)
+            kernels.sgd_regions(t0, min(steps + 1, t0 + 7), threads, W, bias, W2T, p["b2"], p["W1"].shape[0], X,
+                                perm, last, y, order, B, f(0.5), f(0.99), Xg, Lg, A, Dh, G2, P, Z, D2, D2T, Zall)
     finally:
         numba.set_num_threads(configured)
-    kernels.epoch_result(p["W1"], p["b1"], p["W2"], W, bias, W2T)
+    kernels.epoch_result(p["W1"], p["b1"], p["W2"], W, bias, W2T, perm)
     assert kernels.cross_entropy_sum(Zall, y, order) == want_loss
     for name in params:
         assert p[name].tobytes() == want[name].tobytes()
@@ -157,3 +164,41 @@ def test_schedule_covers_every_region_once_and_switches_to_the_faster_count():
     assert [c[0] for c in calls] == [0] + [c[1] for c in calls[:-1]] and calls[-1][1] == 2000
     ones = sum(t1 - t0 for t0, t1, n in calls if n == 1)
     assert ones > 1500  # most regions ran on the faster count
+
+
+def test_input_order_against_a_brute_force_count():
+    _, X, _, _ = problem(np.float64, n=60, d=30, seed=6, zeros=0.6)
+    X[3] = 0  # a blank image
+    X[4, 7] = np.nan  # NaN counts as used
+    perm, last = kernels.input_order(X)
+    used = [sum(1 for n in range(60) if X[n, i] != 0) for i in range(30)]
+    assert sorted(perm) == list(range(30))
+    assert [used[i] for i in perm] == sorted(used, reverse=True)
+    for a, b in zip(perm, perm[1:]):  # ties keep index order
+        assert used[a] > used[b] or a < b
+    for n in range(60):
+        want = max([k + 1 for k in range(30) if X[n, perm[k]] != 0], default=0)
+        assert last[n] == want
+    assert last[3] == 0 and last[4] >= list(perm).index(7) + 1
+
+
+def test_weights_of_an_input_no_image_uses_only_decay():
+    # Column 5 is 0 in every image: the kernel skips it in every sum, and must still decay its weights
+    # exactly as the full loop would, once per step.
+    params, X, y, order = problem(np.float32, n=40, d=20, h=7, k=4, seed=7, zeros=0.3)
+    X[:, 5] = 0
+    decay = np.float32(0.99)
+    got, _ = run(kernels.sgd_epoch, params, X, y, order, 10, 0.5, decay)
+    want = params["W1"][:, 5].copy()
+    for _ in range(4):  # 40 images, batches of 10: four steps
+        want *= decay
+    assert got["W1"][:, 5].tobytes() == want.tobytes()
+    ref, _ = run(kernels.sgd_epoch_numpy, params, X, y, order, 10, 0.5, decay)
+    np.testing.assert_allclose(got["W1"], ref["W1"], rtol=1e-5, atol=1e-6)
+
+
+def test_a_nan_pixel_reaches_the_loss():
+    params, X, y, order = problem(np.float32, zeros=0.6)
+    X[order[-1], -1] = np.nan  # the last image's least used pixel: the prefix must reach it
+    _, loss = run(kernels.sgd_epoch, params, X, y, order, 5, 0.5, 1.0)
+    assert np.isnan(loss)
