@@ -20,7 +20,11 @@ FAST = {"reassoc", "contract"}
 # parallel loop of its own, each compiled separately, for no gain at these sizes).
 PRANGE_ONLY = {"prange": True, "comprehension": False, "setitem": False, "reduction": False,
                "numpy": False, "stencil": False, "fusion": False}
-ONE = np.float32(1)  # a float32 constant keeps float32 arithmetic in float32 and float64 in float64
+# A float32 constant keeps float32 arithmetic in float32 and float64 in float64. A Python int does not:
+# numba types float32 - 1 as float64, and a float64 scale in the update's inner loop converted every
+# weight to double and back (half the speed, found with inspect_asm). Counts become floats by the
+# arrays' dtype: W.dtype.type(m).
+ONE = np.float32(1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -104,7 +108,7 @@ def update_row(w, d, Xp, b, step, decay, L):
     d (Bv,) the unit's deltas; the block of image 0 also applies the weight decay."""
     c = (step * d[b], step * d[b + 1], step * d[b + 2], step * d[b + 3], step * d[b + 4],
          step * d[b + 5], step * d[b + 6], step * d[b + 7], step * d[b + 8], step * d[b + 9])
-    axpy10(w, decay if b == 0 else decay - decay + 1, c, Xp, b, L)
+    axpy10(w, decay if b == 0 else decay - decay + ONE, c, Xp, b, L)
     if b == 0:  # past L every image of the block is 0: only the decay applies
         tail = w[L:]
         for i in range(tail.shape[0]):
@@ -136,9 +140,9 @@ def unit_update(w2, a, d, g2, D2, D2T, m, step, decay):
         wk = w2[k]
         for b in range(Bv):
             d[b] += D2T[k, b] * wk
-    g = d[0] * 0
+    g = d[0] - d[0]
     for b in range(Bv):
-        d[b] = d[b] * a[b] * (1 - a[b])
+        d[b] = d[b] * a[b] * (ONE - a[b])
         g += d[b]
     for k in range(Kv):
         g2[k] = 0
@@ -178,7 +182,7 @@ def region(p0, p1, W, bias, W2T, A, Dh, G2, P, H, Xp, Lp, mp, Xc, Lc, mc, D2, D2
                     forward_pair(W[j], W[j + 1], A[j], A[j + 1], Xc, b, L)
             for j in range(j0, j1):
                 for b in range(mc):
-                    A[j, b] = sigmoid(A[j, b] + bias[j]) if j < H else 0
+                    A[j, b] = sigmoid(A[j, b] + bias[j]) if j < H else A[j, b] - A[j, b]
             for j in range(j0, j1, ROWS):
                 p = j // ROWS
                 for b in range(mc):
@@ -215,14 +219,14 @@ def output_step(P, b2, yb, Z, D2, D2T, step):
     Bv, Kv = D2.shape
     for b in range(m):
         for k in range(Kv):
-            Z[b, k] = b2[k] if k < K else 0
+            Z[b, k] = b2[k] if k < K else b2[0] - b2[0]
     for p in range(P.shape[0]):
         for b in range(m):
             for k in range(Kv):
                 Z[b, k] += P[p, b, k]
     for b in range(Bv):
         for k in range(Kv):
-            D2[b, k] = sigmoid(Z[b, k]) - (1 if yb[b] == k else 0) if b < m and k < K else 0
+            D2[b, k] = sigmoid(Z[b, k]) - (ONE if yb[b] == k else ONE - ONE) if b < m and k < K else ONE - ONE
             D2T[k, b] = D2[b, k]
     for k in range(K):
         g = D2[0, k]
@@ -249,7 +253,7 @@ def sgd_regions(t0, t1, threads, W, bias, W2T, b2, H, X, perm, last, y, order, B
         plo = max(0, t * B - B)  # the previous step's: order[plo:lo]
         nhi = min(N, hi + B)  # the next step's: order[hi:nhi]
         mp, mc = lo - plo, hi - lo
-        step = eta / max(mp, 1)
+        step = eta / W.dtype.type(max(mp, 1))
         Xp, Xc, Xn = Xg[(t + 2) % 3], Xg[t % 3], Xg[(t + 1) % 3]
         Lp, Lc, Ln = Lg[(t + 2) % 3], Lg[t % 3], Lg[(t + 1) % 3]
         for c in prange(n_chunks):
@@ -258,7 +262,7 @@ def sgd_regions(t0, t1, threads, W, bias, W2T, b2, H, X, perm, last, y, order, B
             if nhi > hi:
                 gather(Xn, Ln, X, order[hi:nhi], perm, last, c, n_chunks)
         if mc > 0:
-            output_step(P, b2, y[order[lo:hi]], Z, D2, D2T, eta / mc)
+            output_step(P, b2, y[order[lo:hi]], Z, D2, D2T, eta / W.dtype.type(mc))
             for b in range(mc):
                 for k in range(K):
                     Zall[lo + b, k] = Z[b, k]

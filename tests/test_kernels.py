@@ -202,3 +202,20 @@ def test_a_nan_pixel_reaches_the_loss():
     X[order[-1], -1] = np.nan  # the last image's least used pixel: the prefix must reach it
     _, loss = run(kernels.sgd_epoch, params, X, y, order, 5, 0.5, 1.0)
     assert np.isnan(loss)
+
+
+def test_float32_training_computes_in_float32():
+    # A Python int in a float32 expression (decay - decay + 1, 1 - a, eta / m) makes numba compute in
+    # float64: the update's inner loop then converted every weight to double and back, at half the speed,
+    # while every test of the results still passed. Compile the epoch's kernel afresh and read its code.
+    params, X, y, order = problem(np.float32, n=40, d=30, h=10, k=10, seed=8, zeros=0.5)
+    fresh = numba.njit(parallel=kernels.PRANGE_ONLY, fastmath=kernels.FAST)(kernels.sgd_regions.py_func)
+    original = kernels.sgd_regions
+    try:
+        kernels.sgd_regions = fresh
+        run(kernels.sgd_epoch, params, X, y, order, 10, 0.5, 0.99)
+    finally:
+        kernels.sgd_regions = original
+    (signature,) = fresh.signatures
+    code = fresh.inspect_asm(signature)
+    assert code.count("cvtps2pd") == 0 and code.count("cvtss2sd") == 0  # no float32 value is widened
