@@ -192,22 +192,26 @@ def region(p0, p1, W, bias, W2T, A, Dh, G2, P, H, Xp, Lp, mp, Xc, Lc, mc, D2, D2
 
 
 @njit(cache=True, fastmath=FAST)
-def gather(Xg, Lg, X, rows, perm, last, first, stride):
+def gather(Xg, Lg, Xs, X, rows, perm, last, first, stride):
     """Xg[b, k] = X[rows[b], perm[k]] for b = first, first + stride, ..., and Lg[b] = last[rows[b]] rounded
-    up to whole vectors: past Lg[b] the row is 0. Rows of Xg past len(rows) are zeroed, with Lg 0."""
+    up to whole vectors: past Lg[b] the row is 0. Rows of Xg past len(rows) are zeroed, with Lg 0.
+    Xs (>= len(rows), >= D) scratch: each image is first copied in order (memory is read sequentially,
+    which the prefetcher follows), then permuted from L1."""
     Dp = Xg.shape[1]
     D = perm.shape[0]
     for b in range(first, Xg.shape[0], stride):
         L = 0
         if b < rows.shape[0]:
-            x = X[rows[b]]
+            x, s, g = X[rows[b]], Xs[b], Xg[b]
+            for i in range(D):
+                s[i] = x[i]
             L = min(Dp, (last[rows[b]] + LANES - 1) // LANES * LANES)
-            for k in range(L):
-                Xg[b, k] = x[perm[k]] if k < D else 0
+            for k in range(min(L, D)):
+                g[k] = s[perm[k]]
         Lg[b] = L
-        row = Xg[b, L:]
-        for k in range(row.shape[0]):
-            row[k] = 0
+        tail = Xg[b, min(L, D):]
+        for k in range(tail.shape[0]):
+            tail[k] = 0
 
 
 @njit(cache=True, fastmath=FAST)
@@ -247,7 +251,7 @@ def sgd_regions(t0, t1, threads, W, bias, W2T, b2, H, X, perm, last, y, order, B
     n_pairs = P.shape[0]
     n_chunks = min(n_pairs, threads)
     if t0 == 0:
-        gather(Xg[0], Lg[0], X, order[:B], perm, last, 0, 1)
+        gather(Xg[0], Lg[0], Xg[3], X, order[:B], perm, last, 0, 1)
     for t in range(t0, t1):
         lo, hi = min(N, t * B), min(N, t * B + B)  # this step's images: order[lo:hi] (none after the last)
         plo = max(0, t * B - B)  # the previous step's: order[plo:lo]
@@ -260,7 +264,7 @@ def sgd_regions(t0, t1, threads, W, bias, W2T, b2, H, X, perm, last, y, order, B
             region(c * n_pairs // n_chunks, (c + 1) * n_pairs // n_chunks, W, bias, W2T, A, Dh, G2, P, H,
                    Xp, Lp, mp, Xc, Lc, mc, D2, D2T, step, decay)
             if nhi > hi:
-                gather(Xn, Ln, X, order[hi:nhi], perm, last, c, n_chunks)
+                gather(Xn, Ln, Xg[3], X, order[hi:nhi], perm, last, c, n_chunks)
         if mc > 0:
             output_step(P, b2, y[order[lo:hi]], Z, D2, D2T, eta / W.dtype.type(mc))
             for b in range(mc):
@@ -289,7 +293,7 @@ def epoch_state(W1, b1, W2, batch_size, N, perm):
         for k in range(K):
             W2T[j, k] = W2[k, j]
         bias[j] = b1[j]
-    Xg = np.zeros((3, Bp, Dp), dtype)  # the previous, current and next mini-batch, gathered
+    Xg = np.zeros((4, Bp, Dp), dtype)  # the previous, current and next mini-batch, gathered; scratch
     A = np.zeros((Hp, Bv), dtype)  # (Hp, Bv) hidden activations
     Dh = np.zeros((Hp, Bv), dtype)  # (Hp, Bv) hidden deltas
     G2 = np.zeros((Hp, Kv), dtype)  # (Hp, Kv) scratch for the gradient of W2
