@@ -67,6 +67,7 @@ ROWS = 2  # hidden units per parallel work item; each image load of the forward 
 COLS = 5  # images per register block of the forward pass; each load of W1 serves 5 images
 BLOCK = 10  # images per register block of the update; each load and store of W1 serves 10 images
 LANES = 8  # float32 lanes of an AVX2 register
+SLOT = 8  # pairs whose share of the output pre-activations is summed before the serial step; threads own whole slots
 GROUP_BYTES = 1 << 17  # rows of W1 handled together: they stay in L2 while a block of images passes
 
 
@@ -162,7 +163,7 @@ def region(p0, p1, W, bias, W2T, A, Dh, G2, P, H, Xp, Lp, mp, Xc, Lc, mc, D2, D2
     Applies the previous step (mp images Xp (Bp, Dp), output deltas D2 (Bv, Kv) and D2T (Kv, Bv); none
     at the first step), then runs the current one (mc images Xc; none after the last step).
     W (Hp, Dp) W1; bias (Hp,) b1; W2T (Hp, Kv) W2.T; A, Dh (Hp, Bv) activations and deltas; G2 (Hp, Kv)
-    scratch; P (Hp/2, Bv, Kv) each pair's share of A.T @ W2.T.
+    scratch; P (slots, Bv, Kv) each slot's (SLOT pairs') share of A.T @ W2.T.
     """
     Kv = W2T.shape[1]
     group = max(1, GROUP_BYTES // (ROWS * W.shape[1] * W.itemsize))  # pairs whose rows stay in L2
@@ -185,10 +186,12 @@ def region(p0, p1, W, bias, W2T, A, Dh, G2, P, H, Xp, Lp, mp, Xc, Lc, mc, D2, D2
                     A[j, b] = sigmoid(A[j, b] + bias[j]) if j < H else A[j, b] - A[j, b]
             for j in range(j0, j1, ROWS):
                 p = j // ROWS
+                s, first = p // SLOT, p % SLOT == 0  # the slot's pairs add up in order, on one thread
                 for b in range(mc):
                     a0, a1 = A[j, b], A[j + 1, b]
                     for k in range(Kv):
-                        P[p, b, k] = W2T[j, k] * a0 + W2T[j + 1, k] * a1
+                        share = W2T[j, k] * a0 + W2T[j + 1, k] * a1
+                        P[s, b, k] = share if first else P[s, b, k] + share
 
 
 @njit(cache=True, fastmath=FAST)
@@ -248,8 +251,9 @@ def sgd_regions(t0, t1, threads, W, bias, W2T, b2, H, X, perm, last, y, order, B
     """
     N = order.shape[0]
     K = Zall.shape[1]
-    n_pairs = P.shape[0]
-    n_chunks = min(n_pairs, threads)
+    n_pairs = W.shape[0] // ROWS
+    n_slots = P.shape[0]
+    n_chunks = min(n_slots, threads)
     if t0 == 0:
         gather(Xg[0], Lg[0], Xg[3], X, order[:B], perm, last, 0, 1)
     for t in range(t0, t1):
@@ -261,7 +265,8 @@ def sgd_regions(t0, t1, threads, W, bias, W2T, b2, H, X, perm, last, y, order, B
         Xp, Xc, Xn = Xg[(t + 2) % 3], Xg[t % 3], Xg[(t + 1) % 3]
         Lp, Lc, Ln = Lg[(t + 2) % 3], Lg[t % 3], Lg[(t + 1) % 3]
         for c in prange(n_chunks):
-            region(c * n_pairs // n_chunks, (c + 1) * n_pairs // n_chunks, W, bias, W2T, A, Dh, G2, P, H,
+            region(SLOT * (c * n_slots // n_chunks), min(n_pairs, SLOT * ((c + 1) * n_slots // n_chunks)),
+                   W, bias, W2T, A, Dh, G2, P, H,
                    Xp, Lp, mp, Xc, Lc, mc, D2, D2T, step, decay)
             if nhi > hi:
                 gather(Xn, Ln, Xg[3], X, order[hi:nhi], perm, last, c, n_chunks)
@@ -297,7 +302,7 @@ def epoch_state(W1, b1, W2, batch_size, N, perm):
     A = np.zeros((Hp, Bv), dtype)  # (Hp, Bv) hidden activations
     Dh = np.zeros((Hp, Bv), dtype)  # (Hp, Bv) hidden deltas
     G2 = np.zeros((Hp, Kv), dtype)  # (Hp, Kv) scratch for the gradient of W2
-    P = np.zeros((Hp // ROWS, Bv, Kv), dtype)  # each pair's share of the output pre-activations
+    P = np.zeros(((Hp // ROWS + SLOT - 1) // SLOT, Bv, Kv), dtype)  # each slot's share of the output pre-activations
     Z = np.zeros((Bv, Kv), dtype)  # (Bv, Kv) output pre-activations
     D2 = np.zeros((Bv, Kv), dtype)  # (Bv, Kv) output deltas
     D2T = np.zeros((Kv, Bv), dtype)
