@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from . import kernels
 from .config import Config
@@ -54,6 +55,9 @@ def learning_rate(config: Config, epoch: int) -> float:
     return t.learning_rate * (f + (1 - f) * 0.5 * (1 + math.cos(math.pi * epoch / t.epochs)))
 
 
+# The per-epoch evaluation runs NumPy's BLAS on one thread: OpenBLAS's threads keep spinning for a while
+# after each call and took a core from the next epoch's numba threads (0.53 -> 0.43 s an epoch measured
+# with OPENBLAS_NUM_THREADS=1). One thread also makes the reported test loss independent of the core count.
 def evaluate(params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of the network on (X, y)."""
     with np.errstate(over="ignore"):  # exp overflows to inf for saturated units: sigmoid is then exactly 0
@@ -83,24 +87,25 @@ def train(config: Config, data: Dataset, on_epoch: Callable[[Epoch], None] = lam
     keep = {e for e in t.snapshot_epochs if e <= t.epochs} | {t.epochs}
     snapshots = {0: params["W1"].copy()}
     inputs = kernels.input_order(data.train_images)  # the same for every epoch
-    for e in range(t.epochs):
-        started = time.perf_counter()
-        lr = learning_rate(config, e)
-        order = rng.permutation(n)
-        loss = kernels.sgd_epoch(params["W1"], params["b1"], params["W2"], params["b2"],
-                                 data.train_images, data.train_labels, order, t.batch_size,
-                                 np.float32(lr), np.float32(1 - lr * t.l2 / n), inputs)
-        if not math.isfinite(loss) or not all(np.isfinite(p).all() for p in params.values()):
-            diverged(e, f"loss {loss / n}" if not math.isfinite(loss) else "weights became NaN or Inf")
-        if loss / n > DIVERGED_LOSS * data.n_classes * math.log(2):
-            diverged(e, f"mean training loss {loss / n:.4g}, over {DIVERGED_LOSS}x the "
-                        f"{data.n_classes * math.log(2):.3g} of a network that outputs 0.5 for every class")
-        test_loss, test_acc = evaluate(params, data.test_images, data.test_labels)
-        epoch = Epoch(e + 1, lr, loss / n, test_loss, test_acc, time.perf_counter() - started)
-        history.append(epoch)
-        if e + 1 in keep:
-            snapshots[e + 1] = params["W1"].copy()
-        on_epoch(epoch)
+    with threadpool_limits(limits=1, user_api="blas"):  # one BLAS thread: see the note above evaluate()
+        for e in range(t.epochs):
+            started = time.perf_counter()
+            lr = learning_rate(config, e)
+            order = rng.permutation(n)
+            loss = kernels.sgd_epoch(params["W1"], params["b1"], params["W2"], params["b2"],
+                                     data.train_images, data.train_labels, order, t.batch_size,
+                                     np.float32(lr), np.float32(1 - lr * t.l2 / n), inputs)
+            if not math.isfinite(loss) or not all(np.isfinite(p).all() for p in params.values()):
+                diverged(e, f"loss {loss / n}" if not math.isfinite(loss) else "weights became NaN or Inf")
+            if loss / n > DIVERGED_LOSS * data.n_classes * math.log(2):
+                diverged(e, f"mean training loss {loss / n:.4g}, over {DIVERGED_LOSS}x the "
+                            f"{data.n_classes * math.log(2):.3g} of a network that outputs 0.5 for every class")
+            test_loss, test_acc = evaluate(params, data.test_images, data.test_labels)
+            epoch = Epoch(e + 1, lr, loss / n, test_loss, test_acc, time.perf_counter() - started)
+            history.append(epoch)
+            if e + 1 in keep:
+                snapshots[e + 1] = params["W1"].copy()
+            on_epoch(epoch)
     return params, history, snapshots
 
 

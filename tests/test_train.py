@@ -1,6 +1,8 @@
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_info
 
+from generator import train as train_module
 from generator.config import REPO, load_config
 from generator.data import load_dataset
 from generator.errors import TrainingError
@@ -39,6 +41,23 @@ def test_same_seed_same_bits_other_seed_other_weights(subset):
                                               "train.seed=2"])
     c, _, _ = train(other, data)
     assert not np.array_equal(a["W1"], c["W1"])
+
+
+def test_evaluation_runs_blas_on_one_thread_and_restores_it(subset, monkeypatch):
+    # OpenBLAS threads spin after each call and took a core from the next epoch's numba threads.
+    config, data = subset
+    seen = []
+    original = train_module.evaluate
+
+    def spy(*args):
+        seen.append([i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"])
+        return original(*args)
+
+    monkeypatch.setattr(train_module, "evaluate", spy)
+    before = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    train(config, data)
+    assert seen == [[1] * len(before)] * 3 and before  # a BLAS is loaded, and limited in all three epochs
+    assert [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"] == before
 
 
 def test_divergence_names_the_epoch(subset):
