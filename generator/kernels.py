@@ -106,7 +106,8 @@ def axpy10(w, scale, c, X, b, L):
 def update_row(w, d, Xp, b, step, decay, L):
     """Row w of W1 (Dp,) with images [b, b + BLOCK) of the previous step: w -= step * d[b:b+10] @ Xp[b:b+10].
 
-    d (Bv,) the unit's deltas; the block of image 0 also applies the weight decay."""
+    d (Bv,) the unit's deltas; the block of image 0 also applies the weight decay. The images are 0 past
+    their longest prefix L: the sum runs over w[:L], and past it the first block applies the decay alone."""
     c = (step * d[b], step * d[b + 1], step * d[b + 2], step * d[b + 3], step * d[b + 4],
          step * d[b + 5], step * d[b + 6], step * d[b + 7], step * d[b + 8], step * d[b + 9])
     axpy10(w, decay if b == 0 else decay - decay + ONE, c, Xp, b, L)
