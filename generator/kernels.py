@@ -13,7 +13,9 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from numba import get_num_threads, njit, prange, set_num_threads
+from numba import get_num_threads, njit, prange, set_num_threads, types, threading_layer
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 FAST = {"reassoc", "contract"}
 # Only explicit prange loops run in parallel (numba would otherwise turn every array expression into a
@@ -42,12 +44,19 @@ def softplus(z):
     return max(z, 0.0) + np.log1p(np.exp(-abs(z)))
 
 
-# Mini-batch SGD, one parallel region per step. Each thread owns a contiguous run of pairs of hidden
-# units. In region t it applies step t-1 to its units (their rows of W1, columns of W2 and biases), then
-# computes their activations for step t and their share of the output pre-activations, while their rows
-# of W1 are still in cache. Only the output layer's last sum, its deltas and b2 run serially in between.
-# Every number is computed by the same code, in the same order, whichever thread owns it: any thread
-# count gives the same bits.
+# Mini-batch SGD. An epoch runs in a few parallel regions (chunks of about CHUNK_SECONDS), not one per
+# step: launching a region costs more than a barrier between two threads that are already running.
+# Each thread owns a contiguous run of pairs of hidden units. At step t it applies step t-1 to its units
+# (their rows of W1, columns of W2 and biases), then computes their activations for step t and their
+# share of the output pre-activations, while their rows of W1 are still in cache, and gathers its share
+# of the next mini-batch. After a barrier, every thread runs the output layer's small step (the shares'
+# sum, the output deltas, b2) on its own copy of it, the same numbers in the same order; thread 0 also
+# keeps the pre-activations for the loss. Every number is computed by the same code, in the same order,
+# whichever thread owns it: any thread count gives the same bits.
+#
+# One barrier per step suffices: a thread that has passed step t's barrier may start step t+1 while the
+# other still reads step t's shares, so the shares alternate between two buffers (P[t % 2]), and the
+# gathered mini-batches rotate through three (the previous step's, the current one's, the next one's).
 #
 # The working copies are padded so inner loops run over whole vectors and whole register blocks: hidden
 # units to pairs (Hp), images to blocks of BLOCK (Bp) and to vectors (Bv), inputs (Dp) and outputs (Kv)
@@ -67,8 +76,59 @@ ROWS = 2  # hidden units per parallel work item; each image load of the forward 
 COLS = 5  # images per register block of the forward pass; each load of W1 serves 5 images
 BLOCK = 10  # images per register block of the update; each load and store of W1 serves 10 images
 LANES = 8  # float32 lanes of an AVX2 register
-SLOT = 8  # pairs whose share of the output pre-activations is summed before the serial step; threads own whole slots
+SLOT = 8  # pairs whose share of the output pre-activations is summed before the output step; threads own whole slots
 GROUP_BYTES = 1 << 17  # rows of W1 handled together: they stay in L2 while a block of images passes
+
+
+def _item_pointer(context, builder, aryty, ary, idx):
+    return cgutils.get_item_pointer(context, builder, aryty, context.make_array(aryty)(context, builder, value=ary),
+                                    [idx], wraparound=False)
+
+
+@intrinsic
+def atomic_add(typingctx, ary, idx, val):
+    """ary[idx] += val as one atomic operation (sequentially consistent); returns the old value."""
+    def codegen(context, builder, sig, args):
+        ptr = _item_pointer(context, builder, sig.args[0], args[0], args[1])
+        value = context.cast(builder, args[2], sig.args[2], sig.args[0].dtype)
+        return builder.atomic_rmw("add", ptr, value, "seq_cst")
+    return ary.dtype(ary, idx, val), codegen
+
+
+@intrinsic
+def atomic_load(typingctx, ary, idx):
+    """ary[idx], read atomically with acquire ordering: later reads are not moved before it."""
+    def codegen(context, builder, sig, args):
+        ptr = _item_pointer(context, builder, sig.args[0], args[0], args[1])
+        return builder.load_atomic(ptr, "acquire", sig.args[0].dtype.bitwidth // 8)
+    return ary.dtype(ary, idx), codegen
+
+
+@intrinsic
+def atomic_store(typingctx, ary, idx, val):
+    """ary[idx] = val, written atomically with release ordering: earlier writes are not moved after it."""
+    def codegen(context, builder, sig, args):
+        ptr = _item_pointer(context, builder, sig.args[0], args[0], args[1])
+        value = context.cast(builder, args[2], sig.args[2], sig.args[0].dtype)
+        builder.store_atomic(value, ptr, "release", sig.args[0].dtype.bitwidth // 8)
+        return context.get_dummy_value()
+    return types.none(ary, idx, val), codegen
+
+
+@njit(cache=True)
+def barrier(sync, n):
+    """Wait until all n threads have called barrier(sync, n); every write before it is then visible to all.
+
+    sync (16,) int64, zero before the first call: sync[0] counts the arrivals, sync[8] (another cache
+    line) the barriers passed. The last to arrive resets the count, then releases the others, who spin.
+    Requires the n threads to run at once (see `concurrent_threads`)."""
+    passed = atomic_load(sync, 8)
+    if atomic_add(sync, 0, 1) == n - 1:
+        atomic_store(sync, 0, 0)
+        atomic_add(sync, 8, 1)
+    else:
+        while atomic_load(sync, 8) == passed:
+            pass
 
 
 @njit(cache=True, fastmath=FAST)
@@ -220,8 +280,9 @@ def gather(Xg, Lg, Xs, X, rows, perm, last, first, stride):
 
 @njit(cache=True, fastmath=FAST)
 def output_step(P, b2, yb, Z, D2, D2T, step):
-    """The serial part of a step of m = len(yb) images: Z = b2 + sum_p P[p] (m, Kv),
-    D2 = sigmoid(Z) - onehot(yb) (zero past m and K; D2T its transpose), and b2 -= step * D2.sum(0)."""
+    """The output layer's part of a step of m = len(yb) images (each thread runs it on its own copy):
+    Z = b2 + sum_p P[p] (m, Kv), D2 = sigmoid(Z) - onehot(yb) (zero past m and K; D2T its transpose), and
+    b2 -= step * D2.sum(0)."""
     m = yb.shape[0]
     K = b2.shape[0]
     Bv, Kv = D2.shape
@@ -244,43 +305,57 @@ def output_step(P, b2, yb, Z, D2, D2T, step):
 
 
 @njit(cache=True, parallel=PRANGE_ONLY, fastmath=FAST)
-def sgd_regions(t0, t1, threads, W, bias, W2T, b2, H, X, perm, last, y, order, B, eta, decay,
-                Xg, Lg, A, Dh, G2, P, Z, D2, D2T, Zall):
-    """Regions t0 <= t < t1 of an epoch on `threads` threads (region t: step t-1's update, step t's forward pass).
+def sgd_regions(t0, t1, threads, W, bias, W2T, b2c, H, X, perm, last, y, order, B, eta, decay,
+                Xg, Lg, A, Dh, G2, P, Z, D2, D2T, Zall, sync):
+    """Steps t0 <= t < t1 of an epoch in one parallel region on `threads` threads (step t: step t-1's
+    update, step t's forward pass and output layer); the caller has set numba's thread count to `threads`.
 
-    Works on the copies made by `epoch_state`; region t = steps = ceil(N / B) applies the last step.
+    Works on the copies made by `epoch_state`; t = steps = ceil(N / B) only applies the last step. Each
+    thread c has its own copy of the output layer's state (b2c[c], Z[c], D2[c], D2T[c]); they start as
+    copies of thread 0's, which the previous call may have advanced alone.
     """
     N = order.shape[0]
     K = Zall.shape[1]
     n_pairs = W.shape[0] // ROWS
-    n_slots = P.shape[0]
-    n_chunks = min(n_slots, threads)
+    n_slots = P.shape[1]
+    n_chunks = min(n_slots, threads, b2c.shape[0])
+    for c in range(1, n_chunks):
+        b2c[c] = b2c[0]
+        Z[c] = Z[0]
+        D2[c] = D2[0]
+        D2T[c] = D2T[0]
     if t0 == 0:
         gather(Xg[0], Lg[0], Xg[3], X, order[:B], perm, last, 0, 1)
-    for t in range(t0, t1):
-        lo, hi = min(N, t * B), min(N, t * B + B)  # this step's images: order[lo:hi] (none after the last)
-        plo = max(0, t * B - B)  # the previous step's: order[plo:lo]
-        nhi = min(N, hi + B)  # the next step's: order[hi:nhi]
-        mp, mc = lo - plo, hi - lo
-        step = eta / W.dtype.type(max(mp, 1))
-        Xp, Xc, Xn = Xg[(t + 2) % 3], Xg[t % 3], Xg[(t + 1) % 3]
-        Lp, Lc, Ln = Lg[(t + 2) % 3], Lg[t % 3], Lg[(t + 1) % 3]
-        for c in prange(n_chunks):
-            region(SLOT * (c * n_slots // n_chunks), min(n_pairs, SLOT * ((c + 1) * n_slots // n_chunks)),
-                   W, bias, W2T, A, Dh, G2, P, H,
-                   Xp, Lp, mp, Xc, Lc, mc, D2, D2T, step, decay)
+    sync[:] = 0  # the barrier's counters
+    for c in prange(n_chunks):
+        p0, p1 = SLOT * (c * n_slots // n_chunks), min(n_pairs, SLOT * ((c + 1) * n_slots // n_chunks))
+        b2, Zc, D2c, D2Tc = b2c[c], Z[c], D2[c], D2T[c]
+        for t in range(t0, t1):
+            lo, hi = min(N, t * B), min(N, t * B + B)  # this step's images: order[lo:hi] (none after the last)
+            plo = max(0, t * B - B)  # the previous step's: order[plo:lo]
+            nhi = min(N, hi + B)  # the next step's: order[hi:nhi]
+            mp, mc = lo - plo, hi - lo
+            step = eta / W.dtype.type(max(mp, 1))
+            Xp, Xc, Xn = Xg[(t + 2) % 3], Xg[t % 3], Xg[(t + 1) % 3]
+            Lp, Lc, Ln = Lg[(t + 2) % 3], Lg[t % 3], Lg[(t + 1) % 3]
+            Pt = P[t % 2]
+            region(p0, p1, W, bias, W2T, A, Dh, G2, Pt, H, Xp, Lp, mp, Xc, Lc, mc, D2c, D2Tc, step, decay)
             if nhi > hi:
                 gather(Xn, Ln, Xg[3], X, order[hi:nhi], perm, last, c, n_chunks)
-        if mc > 0:
-            output_step(P, b2, y[order[lo:hi]], Z, D2, D2T, eta / W.dtype.type(mc))
-            for b in range(mc):
-                for k in range(K):
-                    Zall[lo + b, k] = Z[b, k]
+            if n_chunks > 1:
+                barrier(sync, n_chunks)
+            if mc > 0:
+                output_step(Pt, b2, y[order[lo:hi]], Zc, D2c, D2Tc, eta / W.dtype.type(mc))
+                if c == 0:
+                    for b in range(mc):
+                        for k in range(K):
+                            Zall[lo + b, k] = Zc[b, k]
 
 
 @njit(cache=True)
-def epoch_state(W1, b1, W2, batch_size, N, perm):
-    """The padded working copies of W1, b1 and W2.T and the buffers of an epoch (see `sgd_regions`)."""
+def epoch_state(W1, b1, W2, b2, batch_size, N, perm, threads):
+    """The padded working copies of W1, b1, W2.T and b2 and the buffers of an epoch on up to `threads`
+    threads (see `sgd_regions`)."""
     H, D = W1.shape
     K = W2.shape[0]
     dtype = W1.dtype
@@ -303,18 +378,22 @@ def epoch_state(W1, b1, W2, batch_size, N, perm):
     A = np.zeros((Hp, Bv), dtype)  # (Hp, Bv) hidden activations
     Dh = np.zeros((Hp, Bv), dtype)  # (Hp, Bv) hidden deltas
     G2 = np.zeros((Hp, Kv), dtype)  # (Hp, Kv) scratch for the gradient of W2
-    P = np.zeros(((Hp // ROWS + SLOT - 1) // SLOT, Bv, Kv), dtype)  # each slot's share of the output pre-activations
-    Z = np.zeros((Bv, Kv), dtype)  # (Bv, Kv) output pre-activations
-    D2 = np.zeros((Bv, Kv), dtype)  # (Bv, Kv) output deltas
-    D2T = np.zeros((Kv, Bv), dtype)
+    P = np.zeros((2, (Hp // ROWS + SLOT - 1) // SLOT, Bv, Kv), dtype)  # each slot's share of A.T @ W2.T, by step parity
+    b2c = np.zeros((threads, K), dtype)  # each thread's copy of b2
+    for c in range(threads):
+        b2c[c] = b2
+    Z = np.zeros((threads, Bv, Kv), dtype)  # each thread's (Bv, Kv) output pre-activations
+    D2 = np.zeros((threads, Bv, Kv), dtype)  # each thread's (Bv, Kv) output deltas
+    D2T = np.zeros((threads, Kv, Bv), dtype)  # and their transpose
     Zall = np.empty((N, K), dtype)  # (N, K) every image's output pre-activations, for the loss
     Lg = np.zeros((3, Bp), np.int64)  # the gathered rows' lengths (see `gather`)
-    return W, bias, W2T, Xg, Lg, A, Dh, G2, P, Z, D2, D2T, Zall
+    sync = np.zeros(16, np.int64)  # the barrier's counters
+    return W, bias, W2T, b2c, Xg, Lg, A, Dh, G2, P, Z, D2, D2T, Zall, sync
 
 
 @njit(cache=True)
-def epoch_result(W1, b1, W2, W, bias, W2T, perm):
-    """Copy the working copies back into W1, b1 and W2."""
+def epoch_result(W1, b1, W2, b2, W, bias, W2T, b2c, perm):
+    """Copy the working copies back into W1, b1, W2 and b2 (thread 0's copy)."""
     H, D = W1.shape
     K = W2.shape[0]
     for j in range(H):
@@ -323,6 +402,8 @@ def epoch_result(W1, b1, W2, W, bias, W2T, perm):
         for k in range(K):
             W2[k, j] = W2T[j, k]
         b1[j] = bias[j]
+    for k in range(K):
+        b2[k] = b2c[0, k]
 
 
 @njit(cache=True)
@@ -350,7 +431,7 @@ def input_order(X):
     return perm, last
 
 
-CHUNK_SECONDS = 0.005  # regions are run in chunks of about this long, each with the thread count that is faster
+CHUNK_SECONDS = 0.005  # steps run in parallel regions of about this long, each on the thread count that is faster
 PROBE_EVERY = 16  # chunks between two short trials of the other thread count
 
 
@@ -369,49 +450,64 @@ def sgd_epoch(W1, b1, W2, b2, X, y, order, batch_size, eta, decay, inputs=None):
     B = min(batch_size, N)
     steps = (N + B - 1) // B
     perm, last = input_order(X) if inputs is None else inputs
-    state = epoch_state(W1, b1, W2, B, N, perm)
-    W, bias, W2T, Xg, Lg, A, Dh, G2, P, Z, D2, D2T, Zall = state
+    configured = get_num_threads()
+    state = epoch_state(W1, b1, W2, b2, B, N, perm, configured)
+    W, bias, W2T, b2c, Xg, Lg, A, Dh, G2, P, Z, D2, D2T, Zall, sync = state
     H = W1.shape[0]
 
     def run(t0, t1, threads):
         set_num_threads(threads)
-        sgd_regions(t0, t1, threads, W, bias, W2T, b2, H, X, perm, last, y, order, B, eta, decay,
-                    Xg, Lg, A, Dh, G2, P, Z, D2, D2T, Zall)
+        sgd_regions(t0, t1, threads, W, bias, W2T, b2c, H, X, perm, last, y, order, B, eta, decay,
+                    Xg, Lg, A, Dh, G2, P, Z, D2, D2T, Zall, sync)
 
-    configured = get_num_threads()
-    most = min(configured, P.shape[0])
     try:
+        run(0, 1, 1)  # on one thread, which also starts numba's threading layer (`concurrent_threads` asks it)
+        most = min(configured, P.shape[1]) if concurrent_threads() else 1
         if most == 1:
-            run(0, steps + 1, 1)
+            run(1, steps + 1, 1)
         else:
-            schedule(run, steps + 1, most)
+            schedule(run, 1, steps + 1, most)
     finally:
         set_num_threads(configured)
-    epoch_result(W1, b1, W2, W, bias, W2T, perm)
+    epoch_result(W1, b1, W2, b2, W, bias, W2T, b2c, perm)
     return cross_entropy_sum(Zall, y, order)
 
 
-def schedule(run, regions, most):
-    """Call run(t0, t1, threads) over 0 <= t < regions in chunks of about CHUNK_SECONDS, each on 1 or `most`
-    threads, whichever took less time per region when last measured; every PROBE_EVERY chunks, a chunk a
-    quarter as long measures the other count again."""
-    cost = {most: None, 1: None}  # seconds per region (a running mean of the last measurements)
-    threads, t, chunk = most, 0, 0
-    while t < regions:
+def concurrent_threads() -> bool:
+    """Whether numba's threading layer runs the chunks of a parallel loop on threads of their own, all at
+    once, as `barrier` needs: OpenMP and workqueue do; TBB may run two chunks one after the other on one
+    thread, and the first would wait for the second forever."""
+    return threading_layer() in ("omp", "workqueue")
+
+
+def schedule(run, t0, t1, most):
+    """Call run(t, u, threads) over t0 <= t < t1 in chunks of about CHUNK_SECONDS, each on 1 or `most`
+    threads, whichever took less time per step when last measured; every PROBE_EVERY chunks, a chunk a
+    quarter as long measures the other count again. After each change of count one step runs untimed:
+    it pays for waking the other thread, which can take milliseconds on a virtual machine (the host
+    deschedules an idle virtual CPU), and timing it would make two threads look slow for good."""
+    cost = {most: None, 1: None}  # seconds per step (a running mean of the last measurements)
+    threads, t, chunk, running = most, t0, 0, None
+    while t < t1:
         other = 1 if threads == most else most
         probe = chunk > 0 and (cost[other] is None or chunk % PROBE_EVERY == 0)
         n = other if probe else threads
+        if n != running:
+            run(t, t + 1, n)
+            t, running = t + 1, n
+            if t == t1:
+                break
         guess = cost[n] if cost[n] is not None else cost[threads]
         seconds = CHUNK_SECONDS / 4 if probe else CHUNK_SECONDS
         length = 4 if guess is None else max(1, int(seconds / max(guess, 1e-9)))
-        t1 = min(regions, t + length)
+        u = min(t1, t + length)
         started = time.perf_counter()
-        run(t, t1, n)
-        per_region = (time.perf_counter() - started) / (t1 - t)
-        cost[n] = per_region if cost[n] is None else (cost[n] + per_region) / 2
+        run(t, u, n)
+        per_step = (time.perf_counter() - started) / (u - t)
+        cost[n] = per_step if cost[n] is None else (cost[n] + per_step) / 2
         if cost[other] is not None and cost[other] < cost[threads]:
             threads = other
-        t, chunk = t1, chunk + 1
+        t, chunk = u, chunk + 1
 
 
 @njit(cache=True, parallel=PRANGE_ONLY)
