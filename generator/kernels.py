@@ -13,9 +13,10 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from llvmlite import ir as llvm_ir
 from numba import get_num_threads, njit, prange, set_num_threads, types, threading_layer
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 FAST = {"reassoc", "contract"}
 # Only explicit prange loops run in parallel (numba would otherwise turn every array expression into a
@@ -32,10 +33,59 @@ ONE = np.float32(1)
 # ---------------------------------------------------------------------------------------------
 # Numba kernels
 
-@njit(cache=True)
+@intrinsic
+def float32_from_bits(typingctx, bits):
+    """The float32 whose IEEE 754 bits are the int32 `bits` (a reinterpretation, not a conversion)."""
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], llvm_ir.FloatType())
+    return types.float32(types.int32), codegen
+
+
+# exp in float32 as Cephes' expf computes it: x = n ln 2 + r with |r| <= ln 2 / 2, exp(r) by a polynomial,
+# 2^n from its bits. Within 1 ulp of the exact value on [-87.3, 88.7] (tests/test_kernels.py measures it),
+# inf above, 0 below, NaN stays NaN. Unlike np.exp (a call to the C library's expf for each element)
+# LLVM vectorises it: the sigmoids of a step took as long as the forward pass. Its own fastmath flags
+# leave out 'reassoc', which would merge the two parts of ln 2 below and lose the reduction's precision.
+F32 = np.float32
+EXP_HI, EXP_LO = F32(88.72283905206835), F32(-87.33654475)  # exp overflows above, is subnormal below
+LOG2E, LN2_HI, LN2_LO = F32(1.44269504088896341), F32(0.693359375), F32(-2.12194440e-4)  # LN2_HI + LN2_LO = ln 2
+EXP_POLY = (F32(1.9875691500e-4), F32(1.3981999507e-3), F32(8.3334519073e-3), F32(4.1665795894e-2),
+            F32(1.6666665459e-1), F32(5.0000001201e-1))
+
+
+@njit(cache=True, fastmath={"contract"}, error_model="numpy")
+def exp32(x):
+    """exp(x) for a float32 x, vectorisable (see above)."""
+    c = min(max(x, EXP_LO), EXP_HI)
+    n = np.floor(c * LOG2E + F32(0.5))
+    r = c - n * LN2_HI - n * LN2_LO
+    p0, p1, p2, p3, p4, p5 = EXP_POLY
+    p = ((((p0 * r + p1) * r + p2) * r + p3) * r + p4) * r + p5
+    p = p * r * r + r + ONE
+    i = np.int32(n)  # -126 <= n <= 128: 2^n as two factors, each a normal float32
+    h = i >> np.int32(1)
+    e = p * float32_from_bits((h + np.int32(127)) << np.int32(23)) * float32_from_bits((i - h + np.int32(127)) << np.int32(23))
+    e = F32(np.inf) if x > EXP_HI else e
+    e = F32(0) if x < EXP_LO else e
+    return e if x == x else x
+
+
+def logistic(z):
+    """1 / (1 + exp(-z)) in z's precision: with `exp32` for float32, np.exp otherwise (numba only)."""
+    raise NotImplementedError("logistic is compiled by numba; call sigmoid")
+
+
+@overload(logistic)
+def _logistic(z):
+    if z == types.float32:
+        return lambda z: ONE / (ONE + exp32(-z))
+    return lambda z: ONE / (ONE + np.exp(-z))
+
+
+@njit(cache=True, error_model="numpy")
 def sigmoid(z):
     """Logistic function of a scalar, in the scalar's own precision (float32 stays float32)."""
-    return ONE / (ONE + np.exp(-z))
+    return logistic(z)
 
 
 @njit(cache=True)
@@ -217,7 +267,7 @@ def unit_update(w2, a, d, g2, D2, D2T, m, step, decay):
     return step * g
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def region(p0, p1, W, bias, W2T, A, Dh, G2, P, H, Xp, Lp, mp, Xc, Lc, mc, D2, D2T, step, decay):
     """One thread's share of a region: pairs of hidden units p0 <= p < p1 (units 2p and 2p + 1).
 
@@ -278,7 +328,7 @@ def gather(Xg, Lg, Xs, X, rows, perm, last, first, stride):
             tail[k] = 0
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def output_step(P, b2, yb, Z, D2, D2T, step):
     """The output layer's part of a step of m = len(yb) images (each thread runs it on its own copy):
     Z = b2 + sum_p P[p] (m, Kv), D2 = sigmoid(Z) - onehot(yb) (zero past m and K; D2T its transpose), and

@@ -175,6 +175,32 @@ def test_one_thread_where_the_threading_layer_may_not_run_threads_at_once(monkey
     assert max(used) == min(2, numba.get_num_threads())
 
 
+def test_exp32_is_within_one_ulp_of_exp_and_keeps_inf_zero_and_nan():
+    x = np.concatenate([np.linspace(-110, 110, 400_001, dtype=np.float32),
+                        np.float32([88.72, 88.7228, -87.33, -87.34, 1e-8, -1e-8])])
+    got = exp32_of(x)
+    exact = np.exp(x.astype(np.float64))
+    normal = (exact >= np.finfo(np.float32).tiny) & (exact <= np.finfo(np.float32).max)
+    ulps = np.abs(got[normal] - exact[normal]) / np.spacing(exact[normal].astype(np.float32))
+    assert ulps.max() <= 1.0
+    assert np.all(got[exact > np.finfo(np.float32).max] == np.inf)
+    assert np.all(got[x < -87.34] == 0)  # where exp is subnormal or 0
+    specials = exp32_of(np.float32([np.nan, np.inf, -np.inf, 0.0, -0.0]))
+    assert np.isnan(specials[0]) and list(specials[1:]) == [np.inf, 0.0, 1.0, 1.0]
+
+
+@numba.njit
+def _exp32_loop(x, out):
+    for i in range(x.shape[0]):
+        out[i] = kernels.exp32(x[i])
+
+
+def exp32_of(x):
+    out = np.empty_like(x)
+    _exp32_loop(x, out)
+    return out
+
+
 class FakeClock:
     """time.perf_counter for `kernels.schedule`, advanced by the simulated runs: no sleeping, no noise."""
 
@@ -267,3 +293,4 @@ def test_float32_training_computes_in_float32():
     (signature,) = fresh.signatures
     code = fresh.inspect_asm(signature)
     assert code.count("cvtps2pd") == 0 and code.count("cvtss2sd") == 0  # no float32 value is widened
+    assert "expf" not in code  # the sigmoids use exp32, which vectorises, not the C library's expf
