@@ -165,6 +165,21 @@ def atomic_store(typingctx, ary, idx, val):
     return types.none(ary, idx, val), codegen
 
 
+@intrinsic
+def prefetch(typingctx, ary, idx):
+    """Ask the CPU to start loading the cache line of ary[idx] (1-d) into its caches; no effect on results."""
+    def codegen(context, builder, sig, args):
+        ptr = _item_pointer(context, builder, sig.args[0], args[0], args[1])
+        bytes_ptr = llvm_ir.IntType(8).as_pointer()
+        i32 = llvm_ir.IntType(32)
+        fn = cgutils.get_or_insert_function(builder.module, llvm_ir.FunctionType(llvm_ir.VoidType(), [bytes_ptr, i32, i32, i32]),
+                                            "llvm.prefetch.p0i8")
+        # read, keep in all cache levels, data cache
+        builder.call(fn, [builder.bitcast(ptr, bytes_ptr), llvm_ir.Constant(i32, 0), llvm_ir.Constant(i32, 3), llvm_ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+    return types.none(ary, idx), codegen
+
+
 @njit(cache=True)
 def barrier(sync, n):
     """Wait until all n threads have called barrier(sync, n); every write before it is then visible to all.
@@ -306,26 +321,34 @@ def region(p0, p1, W, bias, W2T, A, Dh, G2, P, H, Xp, Lp, mp, Xc, Lc, mc, D2, D2
 
 
 @njit(cache=True, fastmath=FAST)
-def gather(Xg, Lg, Xs, X, rows, perm, last, first, stride):
-    """Xg[b, k] = X[rows[b], perm[k]] for b = first, first + stride, ..., and Lg[b] = last[rows[b]] rounded
-    up to whole vectors: past Lg[b] the row is 0. Rows of Xg past len(rows) are zeroed, with Lg 0.
-    Xs (>= len(rows), >= D) scratch: each image is first copied in order (memory is read sequentially,
-    which the prefetcher follows), then permuted from L1."""
+def gather(Xg, Lg, Xo, rows, last, first, stride):
+    """Xg[b] = Xo[rows[b]] up to Lg[b] = last[rows[b]] rounded up to whole vectors, and 0 past it, for
+    b = first, first + stride, ...; rows of Xg past len(rows) are zeroed, with Lg 0. Xo (N, D) the images
+    with their pixels in `input_order` (see `ordered_inputs`): the copy is sequential and stops at Lg[b]."""
     Dp = Xg.shape[1]
-    D = perm.shape[0]
+    D = Xo.shape[1]
     for b in range(first, Xg.shape[0], stride):
         L = 0
         if b < rows.shape[0]:
-            x, s, g = X[rows[b]], Xs[b], Xg[b]
-            for i in range(D):
-                s[i] = x[i]
             L = min(Dp, (last[rows[b]] + LANES - 1) // LANES * LANES)
+            x, g = Xo[rows[b]], Xg[b]
             for k in range(min(L, D)):
-                g[k] = s[perm[k]]
+                g[k] = x[k]
         Lg[b] = L
         tail = Xg[b, min(L, D):]
         for k in range(tail.shape[0]):
             tail[k] = 0
+
+
+@njit(cache=True)
+def prefetch_rows(Xo, rows, last, first, stride):
+    """Start loading what `gather` will copy of the images Xo[rows[b]], b = first, first + stride, ..."""
+    line = max(1, 64 // Xo.itemsize)
+    for b in range(first, rows.shape[0], stride):
+        x = Xo[rows[b]]
+        L = min(x.shape[0], last[rows[b]] + LANES)
+        for i in range(0, L, line):
+            prefetch(x, i)
 
 
 @njit(cache=True, fastmath=FAST, error_model="numpy")
@@ -355,7 +378,7 @@ def output_step(P, b2, yb, Z, D2, D2T, step):
 
 
 @njit(cache=True, parallel=PRANGE_ONLY, fastmath=FAST)
-def sgd_regions(t0, t1, threads, W, bias, W2T, b2c, H, X, perm, last, y, order, B, eta, decay,
+def sgd_regions(t0, t1, threads, W, bias, W2T, b2c, H, Xo, last, y, order, B, eta, decay,
                 Xg, Lg, A, Dh, G2, P, Z, D2, D2T, Zall, sync):
     """Steps t0 <= t < t1 of an epoch in one parallel region on `threads` threads (step t: step t-1's
     update, step t's forward pass and output layer); the caller has set numba's thread count to `threads`.
@@ -375,7 +398,7 @@ def sgd_regions(t0, t1, threads, W, bias, W2T, b2c, H, X, perm, last, y, order, 
         D2[c] = D2[0]
         D2T[c] = D2T[0]
     if t0 == 0:
-        gather(Xg[0], Lg[0], Xg[3], X, order[:B], perm, last, 0, 1)
+        gather(Xg[0], Lg[0], Xo, order[:B], last, 0, 1)
     sync[:] = 0  # the barrier's counters
     for c in prange(n_chunks):
         p0, p1 = SLOT * (c * n_slots // n_chunks), min(n_pairs, SLOT * ((c + 1) * n_slots // n_chunks))
@@ -391,7 +414,8 @@ def sgd_regions(t0, t1, threads, W, bias, W2T, b2c, H, X, perm, last, y, order, 
             Pt = P[t % 2]
             region(p0, p1, W, bias, W2T, A, Dh, G2, Pt, H, Xp, Lp, mp, Xc, Lc, mc, D2c, D2Tc, step, decay)
             if nhi > hi:
-                gather(Xn, Ln, Xg[3], X, order[hi:nhi], perm, last, c, n_chunks)
+                gather(Xn, Ln, Xo, order[hi:nhi], last, c, n_chunks)
+                prefetch_rows(Xo, order[nhi:nhi + B], last, c, n_chunks)  # the images of step t + 2
             if n_chunks > 1:
                 barrier(sync, n_chunks)
             if mc > 0:
@@ -424,7 +448,7 @@ def epoch_state(W1, b1, W2, b2, batch_size, N, perm, threads):
         for k in range(K):
             W2T[j, k] = W2[k, j]
         bias[j] = b1[j]
-    Xg = np.zeros((4, Bp, Dp), dtype)  # the previous, current and next mini-batch, gathered; scratch
+    Xg = np.zeros((3, Bp, Dp), dtype)  # the previous, current and next mini-batch, gathered
     A = np.zeros((Hp, Bv), dtype)  # (Hp, Bv) hidden activations
     Dh = np.zeros((Hp, Bv), dtype)  # (Hp, Bv) hidden deltas
     G2 = np.zeros((Hp, Kv), dtype)  # (Hp, Kv) scratch for the gradient of W2
@@ -460,8 +484,7 @@ def epoch_result(W1, b1, W2, b2, W, bias, W2T, b2c, perm):
 def input_order(X):
     """(perm, last) for the images X (N, D): perm (D,) the inputs by decreasing number of images in which
     they are nonzero (NaN counts), ties by index; last (N,) for each image the length of the prefix of
-    perm that holds all its nonzero inputs (0 for a blank image). Depends on X only: train.py computes it
-    once per training and passes it to every `sgd_epoch`."""
+    perm that holds all its nonzero inputs (0 for a blank image)."""
     N, D = X.shape
     used = np.zeros(D, np.int64)
     for n in range(N):
@@ -481,6 +504,26 @@ def input_order(X):
     return perm, last
 
 
+@njit(cache=True, parallel=PRANGE_ONLY)
+def permuted(X, perm):
+    """X[:, perm], row by row in parallel."""
+    N, D = X.shape
+    Xo = np.empty((N, D), X.dtype)
+    for n in prange(N):
+        for k in range(D):
+            Xo[n, k] = X[n, perm[k]]
+    return Xo
+
+
+def ordered_inputs(X):
+    """(perm, last, Xo) = input_order(X) and the images with their pixels in that order, Xo = X[:, perm]:
+    each image's nonzero pixels then come first, and a mini-batch is gathered by copying prefixes. Depends
+    on X only: train.py computes it once per training (a second copy of the images: 188 MB for MNIST in
+    float32) and passes it to every `sgd_epoch`."""
+    perm, last = input_order(X)
+    return perm, last, permuted(X, perm)
+
+
 CHUNK_SECONDS = 0.005  # steps run in parallel regions of about this long, each on the thread count that is faster
 PROBE_EVERY = 16  # chunks between two short trials of the other thread count
 
@@ -489,7 +532,7 @@ def sgd_epoch(W1, b1, W2, b2, X, y, order, batch_size, eta, decay, inputs=None):
     """One epoch of mini-batch SGD over X[order], in place on W1, b1, W2, b2.
 
     X (N, D) float, y (N,) int labels, order (N,) a permutation; eta and decay in the weights' dtype;
-    inputs = input_order(X), computed here when not given. The last mini-batch may be smaller.
+    inputs = ordered_inputs(X), computed here when not given. The last mini-batch may be smaller.
     Returns the summed cross-entropy of each example, measured just before the step that uses it.
 
     Runs on up to numba.get_num_threads() threads. The result does not depend on the thread count, so
@@ -499,7 +542,7 @@ def sgd_epoch(W1, b1, W2, b2, X, y, order, batch_size, eta, decay, inputs=None):
     N = order.shape[0]
     B = min(batch_size, N)
     steps = (N + B - 1) // B
-    perm, last = input_order(X) if inputs is None else inputs
+    perm, last, Xo = ordered_inputs(X) if inputs is None else inputs
     configured = get_num_threads()
     state = epoch_state(W1, b1, W2, b2, B, N, perm, configured)
     W, bias, W2T, b2c, Xg, Lg, A, Dh, G2, P, Z, D2, D2T, Zall, sync = state
@@ -507,7 +550,7 @@ def sgd_epoch(W1, b1, W2, b2, X, y, order, batch_size, eta, decay, inputs=None):
 
     def run(t0, t1, threads):
         set_num_threads(threads)
-        sgd_regions(t0, t1, threads, W, bias, W2T, b2c, H, X, perm, last, y, order, B, eta, decay,
+        sgd_regions(t0, t1, threads, W, bias, W2T, b2c, H, Xo, last, y, order, B, eta, decay,
                     Xg, Lg, A, Dh, G2, P, Z, D2, D2T, Zall, sync)
 
     try:

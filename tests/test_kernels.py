@@ -132,7 +132,7 @@ def test_same_bits_whatever_thread_count_each_chunk_of_steps_runs_on():
     p = {k: v.copy() for k, v in params.items()}
     f = np.float32
     N, B = len(order), 3
-    perm, last = kernels.input_order(X)
+    perm, last, Xo = kernels.ordered_inputs(X)
     W, bias, W2T, b2c, Xg, Lg, A, Dh, G2, P, Z, D2, D2T, Zall, sync = kernels.epoch_state(
         p["W1"], p["b1"], p["W2"], p["b2"], B, N, perm, most)
     steps = (N + B - 1) // B
@@ -141,9 +141,8 @@ def test_same_bits_whatever_thread_count_each_chunk_of_steps_runs_on():
         for i, t0 in enumerate(range(0, steps + 1, 7)):  # chunks of 7 steps, alternating 1 and 2 threads
             threads = 1 if i % 2 else most
             numba.set_num_threads(threads)
-            kernels.sgd_regions(t0, min(steps + 1, t0 + 7), threads, W, bias, W2T, b2c, p["W1"].shape[0], X,
-                                perm, last, y, order, B, f(0.5), f(0.99), Xg, Lg, A, Dh, G2, P, Z, D2, D2T, Zall,
-                                sync)
+            kernels.sgd_regions(t0, min(steps + 1, t0 + 7), threads, W, bias, W2T, b2c, p["W1"].shape[0], Xo,
+                                last, y, order, B, f(0.5), f(0.99), Xg, Lg, A, Dh, G2, P, Z, D2, D2T, Zall, sync)
     finally:
         numba.set_num_threads(configured)
     kernels.epoch_result(p["W1"], p["b1"], p["W2"], p["b2"], W, bias, W2T, b2c, perm)
