@@ -96,10 +96,11 @@ def softplus(z):
 
 # Mini-batch SGD. An epoch runs in a few parallel regions (chunks of about CHUNK_SECONDS), not one per
 # step: launching a region costs more than a barrier between two threads that are already running.
-# Each thread owns a contiguous run of pairs of hidden units. At step t it applies step t-1 to its units
-# (their rows of W1, columns of W2 and biases), then computes their activations for step t and their
-# share of the output pre-activations, while their rows of W1 are still in cache, and gathers its share
-# of the next mini-batch. After a barrier, every thread runs the output layer's small step (the shares'
+# Each thread owns a contiguous run of slots, groups of pairs of hidden units; between two regions the
+# boundaries move so that a slower thread (another virtual machine on its core) gets fewer slots (see
+# `balanced`). At step t a thread applies step t-1 to its units (their rows of W1, columns of W2 and
+# biases), then computes their activations for step t and their share of the output pre-activations,
+# while their rows of W1 are still in cache, and gathers its share of the next mini-batch. After a barrier, every thread runs the output layer's small step (the shares'
 # sum, the output deltas, b2) on its own copy of it, the same numbers in the same order; thread 0 also
 # keeps the pre-activations for the loss. Every number is computed by the same code, in the same order,
 # whichever thread owns it: any thread count gives the same bits.
@@ -126,7 +127,8 @@ ROWS = 2  # hidden units per parallel work item; each image load of the forward 
 COLS = 5  # images per register block of the forward pass; each load of W1 serves 5 images
 BLOCK = 10  # images per register block of the update; each load and store of W1 serves 10 images
 LANES = 8  # float32 lanes of an AVX2 register
-SLOT = 8  # pairs whose share of the output pre-activations is summed before the output step; threads own whole slots
+MAX_SLOTS = 32  # slots of pairs whose share of the output pre-activations is summed before the output step
+SLOT_BYTES = 1 << 16  # and at most this many bytes of such shares per step (see `slot_pairs`)
 GROUP_BYTES = 1 << 17  # rows of W1 handled together: they stay in L2 while a block of images passes
 
 
@@ -163,6 +165,16 @@ def atomic_store(typingctx, ary, idx, val):
         builder.store_atomic(value, ptr, "release", sig.args[0].dtype.bitwidth // 8)
         return context.get_dummy_value()
     return types.none(ary, idx, val), codegen
+
+
+@intrinsic
+def cycles(typingctx):
+    """The CPU's cycle counter (rdtsc on x86; 0 where LLVM knows none), to balance the threads' work."""
+    def codegen(context, builder, sig, args):
+        fn = cgutils.get_or_insert_function(builder.module, llvm_ir.FunctionType(llvm_ir.IntType(64), []),
+                                            "llvm.readcyclecounter")
+        return builder.call(fn, [])
+    return types.int64(), codegen
 
 
 @intrinsic
@@ -283,13 +295,13 @@ def unit_update(w2, a, d, g2, D2, D2T, m, step, decay):
 
 
 @njit(cache=True, fastmath=FAST, error_model="numpy")
-def region(p0, p1, W, bias, W2T, A, Dh, G2, P, H, Xp, Lp, mp, Xc, Lc, mc, D2, D2T, step, decay):
-    """One thread's share of a region: pairs of hidden units p0 <= p < p1 (units 2p and 2p + 1).
+def region(p0, p1, slot, W, bias, W2T, A, Dh, G2, P, H, Xp, Lp, mp, Xc, Lc, mc, D2, D2T, step, decay):
+    """One thread's share of a step: pairs of hidden units p0 <= p < p1 (units 2p and 2p + 1), whole slots.
 
     Applies the previous step (mp images Xp (Bp, Dp), output deltas D2 (Bv, Kv) and D2T (Kv, Bv); none
     at the first step), then runs the current one (mc images Xc; none after the last step).
     W (Hp, Dp) W1; bias (Hp,) b1; W2T (Hp, Kv) W2.T; A, Dh (Hp, Bv) activations and deltas; G2 (Hp, Kv)
-    scratch; P (slots, Bv, Kv) each slot's (SLOT pairs') share of A.T @ W2.T.
+    scratch; P (slots, Bv, Kv) each slot's (`slot` pairs') share of A.T @ W2.T.
     """
     Kv = W2T.shape[1]
     group = max(1, GROUP_BYTES // (ROWS * W.shape[1] * W.itemsize))  # pairs whose rows stay in L2
@@ -312,7 +324,7 @@ def region(p0, p1, W, bias, W2T, A, Dh, G2, P, H, Xp, Lp, mp, Xc, Lc, mc, D2, D2
                     A[j, b] = sigmoid(A[j, b] + bias[j]) if j < H else A[j, b] - A[j, b]
             for j in range(j0, j1, ROWS):
                 p = j // ROWS
-                s, first = p // SLOT, p % SLOT == 0  # the slot's pairs add up in order, on one thread
+                s, first = p // slot, p % slot == 0  # the slot's pairs add up in order, on one thread
                 for b in range(mc):
                     a0, a1 = A[j, b], A[j + 1, b]
                     for k in range(Kv):
@@ -378,14 +390,16 @@ def output_step(P, b2, yb, Z, D2, D2T, step):
 
 
 @njit(cache=True, parallel=PRANGE_ONLY, fastmath=FAST)
-def sgd_regions(t0, t1, threads, W, bias, W2T, b2c, H, Xo, last, y, order, B, eta, decay,
-                Xg, Lg, A, Dh, G2, P, Z, D2, D2T, Zall, sync):
+def sgd_regions(t0, t1, threads, bounds, busy, W, bias, W2T, b2c, H, Xo, last, y, order, B, eta, decay,
+                slot, Xg, Lg, A, Dh, G2, P, Z, D2, D2T, Zall, sync):
     """Steps t0 <= t < t1 of an epoch in one parallel region on `threads` threads (step t: step t-1's
     update, step t's forward pass and output layer); the caller has set numba's thread count to `threads`.
 
-    Works on the copies made by `epoch_state`; t = steps = ceil(N / B) only applies the last step. Each
-    thread c has its own copy of the output layer's state (b2c[c], Z[c], D2[c], D2T[c]); they start as
-    copies of thread 0's, which the previous call may have advanced alone.
+    Works on the copies made by `epoch_state`; t = steps = ceil(N / B) only applies the last step.
+    Thread c owns slots bounds[c] <= s < bounds[c + 1] (on one thread, all) and adds the cycles it spends
+    on them and on gathering to busy[c, 0]; which thread owns a slot never changes a result. Each thread c
+    has its own copy of the output layer's state (b2c[c], Z[c], D2[c], D2T[c]); they start as copies of
+    thread 0's, which the previous call may have advanced alone.
     """
     N = order.shape[0]
     K = Zall.shape[1]
@@ -400,8 +414,10 @@ def sgd_regions(t0, t1, threads, W, bias, W2T, b2c, H, Xo, last, y, order, B, et
     if t0 == 0:
         gather(Xg[0], Lg[0], Xo, order[:B], last, 0, 1)
     sync[:] = 0  # the barrier's counters
+    busy[:] = 0
     for c in prange(n_chunks):
-        p0, p1 = SLOT * (c * n_slots // n_chunks), min(n_pairs, SLOT * ((c + 1) * n_slots // n_chunks))
+        s0, s1 = (0, n_slots) if n_chunks == 1 else (bounds[c], bounds[c + 1])
+        p0, p1 = min(n_pairs, slot * s0), min(n_pairs, slot * s1)
         b2, Zc, D2c, D2Tc = b2c[c], Z[c], D2[c], D2T[c]
         for t in range(t0, t1):
             lo, hi = min(N, t * B), min(N, t * B + B)  # this step's images: order[lo:hi] (none after the last)
@@ -412,10 +428,12 @@ def sgd_regions(t0, t1, threads, W, bias, W2T, b2c, H, Xo, last, y, order, B, et
             Xp, Xc, Xn = Xg[(t + 2) % 3], Xg[t % 3], Xg[(t + 1) % 3]
             Lp, Lc, Ln = Lg[(t + 2) % 3], Lg[t % 3], Lg[(t + 1) % 3]
             Pt = P[t % 2]
-            region(p0, p1, W, bias, W2T, A, Dh, G2, Pt, H, Xp, Lp, mp, Xc, Lc, mc, D2c, D2Tc, step, decay)
+            started = cycles()
+            region(p0, p1, slot, W, bias, W2T, A, Dh, G2, Pt, H, Xp, Lp, mp, Xc, Lc, mc, D2c, D2Tc, step, decay)
             if nhi > hi:
                 gather(Xn, Ln, Xo, order[hi:nhi], last, c, n_chunks)
                 prefetch_rows(Xo, order[nhi:nhi + B], last, c, n_chunks)  # the images of step t + 2
+            busy[c, 0] += cycles() - started
             if n_chunks > 1:
                 barrier(sync, n_chunks)
             if mc > 0:
@@ -424,6 +442,15 @@ def sgd_regions(t0, t1, threads, W, bias, W2T, b2c, H, Xo, last, y, order, B, et
                     for b in range(mc):
                         for k in range(K):
                             Zall[lo + b, k] = Zc[b, k]
+
+
+@njit(cache=True)
+def slot_pairs(n_pairs, Bv, Kv, itemsize):
+    """Pairs of hidden units per slot: at most MAX_SLOTS slots, whose shares take at most SLOT_BYTES (two
+    slots at least). Slots are the unit of work a thread owns: more of them balance the threads better,
+    but each adds a term to the output step's sums. Depends on the shapes only, never on thread counts."""
+    n_slots = max(2, min(MAX_SLOTS, SLOT_BYTES // (Bv * Kv * itemsize)))
+    return (n_pairs + n_slots - 1) // n_slots
 
 
 @njit(cache=True)
@@ -452,7 +479,8 @@ def epoch_state(W1, b1, W2, b2, batch_size, N, perm, threads):
     A = np.zeros((Hp, Bv), dtype)  # (Hp, Bv) hidden activations
     Dh = np.zeros((Hp, Bv), dtype)  # (Hp, Bv) hidden deltas
     G2 = np.zeros((Hp, Kv), dtype)  # (Hp, Kv) scratch for the gradient of W2
-    P = np.zeros((2, (Hp // ROWS + SLOT - 1) // SLOT, Bv, Kv), dtype)  # each slot's share of A.T @ W2.T, by step parity
+    slot = slot_pairs(Hp // ROWS, Bv, Kv, W.itemsize)
+    P = np.zeros((2, (Hp // ROWS + slot - 1) // slot, Bv, Kv), dtype)  # each slot's share of A.T @ W2.T, by step parity
     b2c = np.zeros((threads, K), dtype)  # each thread's copy of b2
     for c in range(threads):
         b2c[c] = b2
@@ -462,7 +490,7 @@ def epoch_state(W1, b1, W2, b2, batch_size, N, perm, threads):
     Zall = np.empty((N, K), dtype)  # (N, K) every image's output pre-activations, for the loss
     Lg = np.zeros((3, Bp), np.int64)  # the gathered rows' lengths (see `gather`)
     sync = np.zeros(16, np.int64)  # the barrier's counters
-    return W, bias, W2T, b2c, Xg, Lg, A, Dh, G2, P, Z, D2, D2T, Zall, sync
+    return W, bias, W2T, b2c, slot, Xg, Lg, A, Dh, G2, P, Z, D2, D2T, Zall, sync
 
 
 @njit(cache=True)
@@ -526,6 +554,7 @@ def ordered_inputs(X):
 
 CHUNK_SECONDS = 0.005  # steps run in parallel regions of about this long, each on the thread count that is faster
 PROBE_EVERY = 16  # chunks between two short trials of the other thread count
+BALANCE_STEPS = 16  # a call of at least this many steps measures the threads' speeds (see `balanced`)
 
 
 def sgd_epoch(W1, b1, W2, b2, X, y, order, batch_size, eta, decay, inputs=None):
@@ -545,17 +574,23 @@ def sgd_epoch(W1, b1, W2, b2, X, y, order, batch_size, eta, decay, inputs=None):
     perm, last, Xo = ordered_inputs(X) if inputs is None else inputs
     configured = get_num_threads()
     state = epoch_state(W1, b1, W2, b2, B, N, perm, configured)
-    W, bias, W2T, b2c, Xg, Lg, A, Dh, G2, P, Z, D2, D2T, Zall, sync = state
+    W, bias, W2T, b2c, slot, Xg, Lg, A, Dh, G2, P, Z, D2, D2T, Zall, sync = state
     H = W1.shape[0]
+    n_slots = P.shape[1]
+    most = min(configured, n_slots)
+    bounds = np.array([c * n_slots // most for c in range(most + 1)])  # the threads' slots, balanced as it runs
+    busy = np.zeros((most, 8), np.int64)  # each thread's cycles in a call (a cache line each)
 
     def run(t0, t1, threads):
         set_num_threads(threads)
-        sgd_regions(t0, t1, threads, W, bias, W2T, b2c, H, Xo, last, y, order, B, eta, decay,
-                    Xg, Lg, A, Dh, G2, P, Z, D2, D2T, Zall, sync)
+        sgd_regions(t0, t1, threads, bounds, busy, W, bias, W2T, b2c, H, Xo, last, y, order, B, eta, decay,
+                    slot, Xg, Lg, A, Dh, G2, P, Z, D2, D2T, Zall, sync)
+        if threads == most > 1 and t1 - t0 >= BALANCE_STEPS:
+            bounds[:] = balanced(bounds, busy[:, 0])
 
     try:
         run(0, 1, 1)  # on one thread, which also starts numba's threading layer (`concurrent_threads` asks it)
-        most = min(configured, P.shape[1]) if concurrent_threads() else 1
+        most = most if concurrent_threads() else 1
         if most == 1:
             run(1, steps + 1, 1)
         else:
@@ -564,6 +599,22 @@ def sgd_epoch(W1, b1, W2, b2, X, y, order, batch_size, eta, decay, inputs=None):
         set_num_threads(configured)
     epoch_result(W1, b1, W2, b2, W, bias, W2T, b2c, perm)
     return cross_entropy_sum(Zall, y, order)
+
+
+def balanced(bounds, busy):
+    """Slot boundaries that give each thread a number of slots in proportion to its speed, measured as
+    (its slots) / busy (its cycles) over the last call: one virtual CPU is often slower than the other
+    for seconds, while the host runs something else on its core. At least one slot each."""
+    counts = np.diff(bounds)
+    if np.any(busy <= 0):  # no cycle counter here, or a thread that did nothing
+        return bounds
+    speed = counts / busy
+    ends = np.rint(np.cumsum(speed) / speed.sum() * bounds[-1]).astype(np.int64)
+    new = np.concatenate([[0], ends])
+    n = len(counts)
+    for c in range(1, n):
+        new[c] = min(max(new[c], new[c - 1] + 1), bounds[-1] - (n - c))
+    return new
 
 
 def concurrent_threads() -> bool:

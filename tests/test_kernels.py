@@ -125,30 +125,52 @@ def test_same_bits_on_one_thread_and_on_two(h):
         assert a[name].tobytes() == b[name].tobytes()
 
 
-def test_same_bits_whatever_thread_count_each_chunk_of_steps_runs_on():
-    params, X, y, order = problem(np.float32, n=300, d=40, h=12, k=10, seed=5, zeros=0.5)
-    want, want_loss = run(kernels.sgd_epoch, params, X, y, order, 3, 0.5, 0.99)
-    most = min(2, numba.config.NUMBA_NUM_THREADS)
+def regions_in_chunks(params, X, y, order, B, chunks):
+    """An epoch by kernels.sgd_regions called directly, over chunks [(t0, t1, threads, bounds), ...]."""
     p = {k: v.copy() for k, v in params.items()}
     f = np.float32
-    N, B = len(order), 3
+    N = len(order)
     perm, last, Xo = kernels.ordered_inputs(X)
-    W, bias, W2T, b2c, Xg, Lg, A, Dh, G2, P, Z, D2, D2T, Zall, sync = kernels.epoch_state(
-        p["W1"], p["b1"], p["W2"], p["b2"], B, N, perm, most)
-    steps = (N + B - 1) // B
+    W, bias, W2T, b2c, slot, Xg, Lg, A, Dh, G2, P, Z, D2, D2T, Zall, sync = kernels.epoch_state(
+        p["W1"], p["b1"], p["W2"], p["b2"], B, N, perm, 2)
+    busy = np.zeros((2, 8), np.int64)
     configured = numba.get_num_threads()
     try:
-        for i, t0 in enumerate(range(0, steps + 1, 7)):  # chunks of 7 steps, alternating 1 and 2 threads
-            threads = 1 if i % 2 else most
+        for t0, t1, threads, bounds in chunks:
             numba.set_num_threads(threads)
-            kernels.sgd_regions(t0, min(steps + 1, t0 + 7), threads, W, bias, W2T, b2c, p["W1"].shape[0], Xo,
-                                last, y, order, B, f(0.5), f(0.99), Xg, Lg, A, Dh, G2, P, Z, D2, D2T, Zall, sync)
+            kernels.sgd_regions(t0, t1, threads, np.array(bounds), busy, W, bias, W2T, b2c, p["W1"].shape[0], Xo,
+                                last, y, order, B, f(0.5), f(0.99), slot, Xg, Lg, A, Dh, G2, P, Z, D2, D2T, Zall,
+                                sync)
     finally:
         numba.set_num_threads(configured)
     kernels.epoch_result(p["W1"], p["b1"], p["W2"], p["b2"], W, bias, W2T, b2c, perm)
-    assert kernels.cross_entropy_sum(Zall, y, order) == want_loss
+    return p, kernels.cross_entropy_sum(Zall, y, order), P.shape[1]
+
+
+def test_same_bits_whatever_thread_count_and_slots_each_chunk_of_steps_runs_on():
+    params, X, y, order = problem(np.float32, n=300, d=40, h=12, k=10, seed=5, zeros=0.5)
+    B = 3
+    want, want_loss = run(kernels.sgd_epoch, params, X, y, order, B, 0.5, 0.99)
+    most = min(2, numba.config.NUMBA_NUM_THREADS)
+    steps = (len(order) + B - 1) // B
+    _, _, n_slots = regions_in_chunks(params, X, y, order, B, [])
+    assert n_slots >= 3
+    splits = [[0, 1, n_slots], [0, n_slots // 2, n_slots], [0, n_slots - 1, n_slots]]
+    chunks = [(t0, min(steps + 1, t0 + 7), 1 if i % 2 else most, splits[i % 3])  # 1 and 2 threads, any split
+              for i, t0 in enumerate(range(0, steps + 1, 7))]
+    got, loss, _ = regions_in_chunks(params, X, y, order, B, chunks)
+    assert loss == want_loss
     for name in params:
-        assert p[name].tobytes() == want[name].tobytes()
+        assert got[name].tobytes() == want[name].tobytes()
+
+
+def test_balanced_gives_each_thread_slots_in_proportion_to_its_speed():
+    assert list(kernels.balanced(np.array([0, 12, 25]), np.array([100, 100]))) == [0, 12, 25]
+    # thread 1 took twice as long for its 13 slots: it gets about a third of the 25
+    assert list(kernels.balanced(np.array([0, 12, 25]), np.array([100, 200 * 13 / 12]))) == [0, 17, 25]
+    assert list(kernels.balanced(np.array([0, 12, 25]), np.array([1, 10**9]))) == [0, 24, 25]  # one slot at least
+    assert list(kernels.balanced(np.array([0, 2, 4, 6]), np.array([10**9, 1, 1]))) == [0, 1, 3, 6]
+    assert list(kernels.balanced(np.array([0, 12, 25]), np.array([0, 0]))) == [0, 12, 25]  # no cycle counter
 
 
 def test_one_thread_where_the_threading_layer_may_not_run_threads_at_once(monkeypatch):
