@@ -364,23 +364,32 @@ def prefetch_rows(Xo, rows, last, first, stride):
 
 
 @njit(cache=True, fastmath=FAST, error_model="numpy")
-def output_step(P, b2, yb, Z, D2, D2T, step):
-    """The output layer's part of a step of m = len(yb) images (each thread runs it on its own copy):
-    Z = b2 + sum_p P[p] (m, Kv), D2 = sigmoid(Z) - onehot(yb) (zero past m and K; D2T its transpose), and
-    b2 -= step * D2.sum(0)."""
-    m = yb.shape[0]
+def output_step(P, b2, y, order, lo, hi, Z, D2, D2T, step):
+    """The output layer's part of a step of the m = hi - lo images order[lo:hi] (each thread runs it on its
+    own copy): Z = b2 + sum_p P[p] (m, Kv), D2 = sigmoid(Z) - onehot(y[order[lo:hi]]) (zero past m and K;
+    D2T its transpose), and b2 -= step * D2.sum(0)."""
+    m = hi - lo
     K = b2.shape[0]
     Bv, Kv = D2.shape
+    zero = ONE - ONE
     for b in range(m):
         for k in range(Kv):
-            Z[b, k] = b2[k] if k < K else b2[0] - b2[0]
+            Z[b, k] = b2[k] if k < K else zero
     for p in range(P.shape[0]):
         for b in range(m):
             for k in range(Kv):
                 Z[b, k] += P[p, b, k]
     for b in range(Bv):
+        if b < m:
+            for k in range(Kv):  # whole rows: the loop vectorises
+                D2[b, k] = sigmoid(Z[b, k])
+            D2[b, y[order[lo + b]]] -= ONE
+            for k in range(K, Kv):
+                D2[b, k] = zero
+        else:
+            for k in range(Kv):
+                D2[b, k] = zero
         for k in range(Kv):
-            D2[b, k] = sigmoid(Z[b, k]) - (ONE if yb[b] == k else ONE - ONE) if b < m and k < K else ONE - ONE
             D2T[k, b] = D2[b, k]
     for k in range(K):
         g = D2[0, k]
@@ -437,7 +446,7 @@ def sgd_regions(t0, t1, threads, bounds, busy, W, bias, W2T, b2c, H, Xo, last, y
             if n_chunks > 1:
                 barrier(sync, n_chunks)
             if mc > 0:
-                output_step(Pt, b2, y[order[lo:hi]], Zc, D2c, D2Tc, eta / W.dtype.type(mc))
+                output_step(Pt, b2, y, order, lo, hi, Zc, D2c, D2Tc, eta / W.dtype.type(mc))
                 if c == 0:
                     for b in range(mc):
                         for k in range(K):
