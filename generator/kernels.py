@@ -273,22 +273,19 @@ def unit_update(w2, a, d, g2, D2, D2T, m, step, decay):
     """
     Bv = a.shape[0]
     Kv = w2.shape[0]
-    for b in range(Bv):
-        d[b] = 0
-    for k in range(Kv):
-        wk = w2[k]
-        for b in range(Bv):
-            d[b] += D2T[k, b] * wk
-    g = d[0] - d[0]
-    for b in range(Bv):
-        d[b] = d[b] * a[b] * (ONE - a[b])
+    zero = w2[0] - w2[0]
+    g = zero
+    for b in range(Bv):  # each a dot product of two rows: the sums stay in registers
+        s = zero
+        for k in range(Kv):
+            s += D2[b, k] * w2[k]
+        d[b] = s * a[b] * (ONE - a[b])
         g += d[b]
     for k in range(Kv):
-        g2[k] = 0
-    for b in range(m):
-        ab = a[b]
-        for k in range(Kv):
-            g2[k] += D2[b, k] * ab
+        s = zero
+        for b in range(m):
+            s += D2T[k, b] * a[b]
+        g2[k] = s
     for k in range(Kv):
         w2[k] = decay * w2[k] - step * g2[k]
     return step * g
