@@ -5,7 +5,9 @@ Kernels are pure functions of their arguments (in-place updates say so); no I/O,
 `fastmath` is limited to {'reassoc', 'contract'}: dot products vectorise, NaN and Inf still propagate.
 Every loop has a fixed order, so the same inputs give the same bits on every run and on any number of
 threads. `sgd_epoch` is plain Python around the kernels: it times chunks of steps to choose between one
-and two threads, which changes how long an epoch takes, never its result.
+and two threads and how to split the hidden units between them, which changes how long an epoch takes,
+never its result. The few `@intrinsic`s (atomics for the barrier, a cycle counter, a prefetch, a bit
+cast for exp32) are LLVM operations numba has no Python spelling for.
 """
 
 from __future__ import annotations
