@@ -318,17 +318,25 @@ def region(p0, p1, slot, W, bias, W2T, A, Dh, G2, P, H, Xp, Lp, mp, Xc, Lc, mc, 
                 L = Lc[b:b + COLS].max()
                 for j in range(j0, j1, ROWS):
                     forward_pair(W[j], W[j + 1], A[j], A[j + 1], Xc, b, L)
+            Bv = A.shape[1]
             for j in range(j0, j1):
-                for b in range(mc):
-                    A[j, b] = sigmoid(A[j, b] + bias[j]) if j < H else A[j, b] - A[j, b]
+                if j < H:
+                    for b in range(Bv):  # whole rows (the padding too): the loop vectorises without a remainder
+                        A[j, b] = sigmoid(A[j, b] + bias[j])
+                else:
+                    for b in range(Bv):
+                        A[j, b] = A[j, b] - A[j, b]
             for j in range(j0, j1, ROWS):
                 p = j // ROWS
                 s, first = p // slot, p % slot == 0  # the slot's pairs add up in order, on one thread
                 for b in range(mc):
                     a0, a1 = A[j, b], A[j + 1, b]
-                    for k in range(Kv):
-                        share = W2T[j, k] * a0 + W2T[j + 1, k] * a1
-                        P[s, b, k] = share if first else P[s, b, k] + share
+                    if first:
+                        for k in range(Kv):
+                            P[s, b, k] = W2T[j, k] * a0 + W2T[j + 1, k] * a1
+                    else:
+                        for k in range(Kv):
+                            P[s, b, k] += W2T[j, k] * a0 + W2T[j + 1, k] * a1
 
 
 @njit(cache=True, fastmath=FAST)
