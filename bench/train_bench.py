@@ -175,14 +175,13 @@ def run_worker(what: str, batch: int, hidden: int):
         tiny = init_params(X.shape[1], hidden, 10, np.random.default_rng(0))
         kernels.sgd_epoch(tiny["W1"], tiny["b1"], tiny["W2"], tiny["b2"], X[:40], y[:40], np.arange(40), batch,
                           np.float32(ETA), np.float32(0.99))
-        hits = sum(len(f.stats.cache_hits) for f in (kernels.sgd_regions, kernels.epoch_state, kernels.input_order,
-                                                         kernels.permuted))
+        hits = sum(len(f.stats.cache_hits) for f in (kernels.sgd_regions, kernels.epoch_state, kernels.sparse_inputs))
         compiled = time.perf_counter() - started
         started = time.perf_counter()
-        kernels.ordered_inputs(X)
+        kernels.sparse_inputs(X)
         return [compiled, bool(hits), time.perf_counter() - started]
     if what == "numba":  # whole epochs, after a first call that compiles or loads the kernels
-        fn = functools.partial(kernels.sgd_epoch, inputs=kernels.ordered_inputs(X))  # once per training, as in train.py
+        fn = functools.partial(kernels.sgd_epoch, inputs=kernels.sparse_inputs(X))  # once per training, as in train.py
         seconds_per_epoch(fn, X, y, order, batch, hidden, 10 * batch, 1)
         return seconds_per_epoch(fn, X, y, order, batch, hidden, len(order), REPEATS)
     if what == "torch":

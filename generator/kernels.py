@@ -98,40 +98,45 @@ def softplus(z):
 
 # Mini-batch SGD. An epoch runs in a few parallel regions (chunks of about CHUNK_SECONDS), not one per
 # step: launching a region costs more than a barrier between two threads that are already running.
-# Each thread owns a contiguous run of slots, groups of pairs of hidden units; between two regions the
-# boundaries move so that a slower thread (another virtual machine on its core) gets fewer slots (see
-# `balanced`). At step t a thread applies step t-1 to its units (their rows of W1, columns of W2 and
-# biases), then computes their activations for step t and their share of the output pre-activations,
-# while their rows of W1 are still in cache, and gathers its share of the next mini-batch. After a barrier, every thread runs the output layer's small step (the shares'
-# sum, the output deltas, b2) on its own copy of it, the same numbers in the same order; thread 0 also
-# keeps the pre-activations for the loss. Every number is computed by the same code, in the same order,
-# whichever thread owns it: any thread count gives the same bits.
-#
+# Each thread owns a contiguous run of slots, groups of hidden units; between two regions the boundaries
+# move so that a slower thread (another virtual machine on its core) gets fewer slots (see `balanced`).
+# At step t a thread applies step t-1 to its units (their columns of W1 and W2 and their biases), then
+# computes their activations for step t and their share of the output pre-activations. After a barrier,
+# every thread runs the output layer's small step (the shares' sum, the output deltas, b2) on its own
+# copy of it, the same numbers in the same order; thread 0 also keeps the pre-activations for the loss.
 # One barrier per step suffices: a thread that has passed step t's barrier may start step t+1 while the
-# other still reads step t's shares, so the shares alternate between two buffers (P[t % 2]), and the
-# gathered mini-batches rotate through three (the previous step's, the current one's, the next one's).
+# other still reads step t's shares, so the shares alternate between two buffers (P[t % 2]).
 #
-# The working copies are padded so inner loops run over whole vectors and whole register blocks: hidden
-# units to pairs (Hp), images to blocks of BLOCK (Bp) and to vectors (Bv), inputs (Dp) and outputs (Kv)
-# to vectors. Padding entries are zero and stay zero (a padding hidden unit has activation 0).
+# Most pixels of a digit are exactly 0 (on MNIST 150 of 784 are not), and a zero input adds exactly
+# nothing to a pre-activation or to a weight gradient. So the images are kept as their nonzero pixels
+# (`sparse_inputs`), and W1 as its transpose W (D, Hp): pixel i's weights to every hidden unit are one
+# contiguous row. The forward pass adds, for each nonzero pixel of an image, its value times the
+# pixel's row; the update adds to each such row its value times the image's hidden deltas. Both are
+# `sparse_dot` / `sparse_axpy`, which keep a block of hidden units in vector registers (numba has no
+# vector type, so they are LLVM intrinsics below); a step costs about a third of the dense products'
+# multiply-adds. Every hidden unit's number is computed by the same operations in the same order
+# whichever block, slot or thread it falls in, so any split gives the same bits.
 #
-# Most pixels of a digit are exactly 0, and a zero input adds exactly nothing to a pre-activation or to
-# a weight gradient. So the working copy of W1 holds the inputs in `input_order`: the pixels most images
-# use come first, and each image's nonzero pixels lie in a prefix of that order (on MNIST 411 of 784 on
-# average; 542 for the longest of 10). The forward pass and the update of W1 run over the longest prefix
-# of their block of images only; past it, the update applies the weight decay alone, which is what the
-# full loop would compute there, bit for bit. Inside the prefix the sums run in another order than over
-# 0..D-1, so the result is the reference's up to rounding. (A NaN weight on a pixel that is 0 in every
-# image of a block no longer reaches the outputs; it stays in W1, where train.py's finite check stops
-# the run. A NaN pixel counts as nonzero.)
+# Weight decay without touching every weight each step: W1 = scale * W, with `scale` a float64 that the
+# decay multiplies at each step, and the gradient step divided by it before it is added to W
+# (W1' = decay W1 - step G  <=>  W' = W - (step / scale') G with scale' = decay scale). A pixel that is
+# 0 in every image of a step is not touched at all. W is multiplied out whenever scale falls below
+# RESCALE_BELOW and at the end of the epoch. The result is the reference's up to rounding (tests hold
+# it to 1e-12 in float64); a weight no image uses ends exactly as scale * W (one rounding instead of
+# one per step). A NaN weight on a pixel that is 0 in every image of a step does not reach the outputs
+# of that step; it stays in W1, where train.py's finite check stops the run. A NaN pixel is nonzero.
+#
+# The working copies are padded so inner loops run over whole vectors: hidden units to LANES (Hp),
+# images (Bv) and outputs (Kv) to vectors. Padding entries are zero and stay zero (a padding hidden
+# unit has activation 0).
 
-ROWS = 2  # hidden units per parallel work item; each image load of the forward pass serves both
-COLS = 5  # images per register block of the forward pass; each load of W1 serves 5 images
-BLOCK = 10  # images per register block of the update; each load and store of W1 serves 10 images
-LANES = 8  # float32 lanes of an AVX2 register
-MAX_SLOTS = 32  # slots of pairs whose share of the output pre-activations is summed before the output step
-SLOT_BYTES = 1 << 16  # and at most this many bytes of such shares per step (see `slot_pairs`)
-GROUP_BYTES = 1 << 17  # rows of W1 handled together: they stay in L2 while a block of images passes
+VECTOR_BYTES = 32  # an AVX2 register: 8 float32 or 4 float64
+LANES = 8  # hidden units are padded to a multiple of 8: whole vectors in float32 and in float64
+BLOCK_VECTORS = 4  # vectors of hidden units per register block of `sparse_dot` and `sparse_axpy`
+LINE_BYTES = 64  # a cache line: what two threads must not both write, or the line goes back and forth
+MAX_SLOTS = 32  # slots of hidden units whose share of the output pre-activations is summed in the output step
+SLOT_BYTES = 1 << 16  # and at most this many bytes of such shares per step (see `slot_units`)
+RESCALE_BELOW = 2.0 ** -60  # W is multiplied out when the decay's running scale falls below this
 
 
 def _item_pointer(context, builder, aryty, ary, idx):
@@ -210,171 +215,223 @@ def barrier(sync, n):
             pass
 
 
-@njit(cache=True, fastmath=FAST)
-def dot2x5(w0, w1, x0, x1, x2, x3, x4, L):
-    """The ten dot products of rows w0, w1 with rows x0..x4 over their first L entries: s[5 r + c] = w_r[:L] . x_c[:L]."""
-    zero = w0.dtype.type(0)
-    s00 = s01 = s02 = s03 = s04 = s10 = s11 = s12 = s13 = s14 = zero
-    for i in range(L):
-        a0, a1, a2, a3, a4 = x0[i], x1[i], x2[i], x3[i], x4[i]
-        u, v = w0[i], w1[i]
-        s00 += u * a0
-        s01 += u * a1
-        s02 += u * a2
-        s03 += u * a3
-        s04 += u * a4
-        s10 += v * a0
-        s11 += v * a1
-        s12 += v * a2
-        s13 += v * a3
-        s14 += v * a4
-    return s00, s01, s02, s03, s04, s10, s11, s12, s13, s14
+# Vectors in LLVM IR: `sparse_dot` and `sparse_axpy` for a fixed number of vectors (1 to BLOCK_VECTORS),
+# of the arrays' dtype (float32: 8 lanes, float64: 4). Arrays are C-contiguous and indexed flat. Each
+# multiply-add is one llvm.fma (rounded once, as numba's contracted loops round), no fast-math flags.
+
+def _vector_setup(context, builder, dtype):
+    vty = llvm_ir.VectorType(context.get_value_type(dtype), VECTOR_BYTES // (dtype.bitwidth // 8))
+    fma = cgutils.get_or_insert_function(builder.module, llvm_ir.FunctionType(vty, [vty, vty, vty]),
+                                         f"llvm.fma.v{vty.count}f{dtype.bitwidth}")
+    return vty, fma
 
 
-@njit(cache=True, fastmath=FAST)
-def axpy10(w, scale, c, X, b, L):
-    """In place, on the first L entries: w = scale * w - sum_q c[q] X[b + q] for q < 10.  w (Dp,), c a 10-tuple, X (Bp, Dp)."""
-    c0, c1, c2, c3, c4, c5, c6, c7, c8, c9 = c
-    for i in range(L):
-        w[i] = scale * w[i] - (c0 * X[b, i] + c1 * X[b + 1, i] + c2 * X[b + 2, i] + c3 * X[b + 3, i]
-                               + c4 * X[b + 4, i] + c5 * X[b + 5, i] + c6 * X[b + 6, i] + c7 * X[b + 7, i]
-                               + c8 * X[b + 8, i] + c9 * X[b + 9, i])
+def _as_int64(context, builder, sig, args, which):
+    """args, with those at the positions `which` (integers of any width) as int64."""
+    return [context.cast(builder, a, t, types.int64) if i in which else a for i, (a, t) in enumerate(zip(args, sig.args))]
 
 
-@njit(cache=True, fastmath=FAST)
-def update_row(w, d, Xp, b, step, decay, L):
-    """Row w of W1 (Dp,) with images [b, b + BLOCK) of the previous step: w -= step * d[b:b+10] @ Xp[b:b+10].
-
-    d (Bv,) the unit's deltas; the block of image 0 also applies the weight decay. The images are 0 past
-    their longest prefix L: the sum runs over w[:L], and past it the first block applies the decay alone."""
-    c = (step * d[b], step * d[b + 1], step * d[b + 2], step * d[b + 3], step * d[b + 4],
-         step * d[b + 5], step * d[b + 6], step * d[b + 7], step * d[b + 8], step * d[b + 9])
-    axpy10(w, decay if b == 0 else decay - decay + ONE, c, Xp, b, L)
-    if b == 0:  # past L every image of the block is 0: only the decay applies
-        tail = w[L:]
-        for i in range(tail.shape[0]):
-            tail[i] *= decay
+def _vector_at(builder, vty, data, index):
+    """Pointer to the vector that starts at data[index]."""
+    return builder.bitcast(builder.gep(data, [index]), vty.as_pointer())
 
 
-@njit(cache=True, fastmath=FAST)
-def forward_pair(w0, w1, a0, a1, Xc, b, L):
-    """a_r[b:b+5] = w_r . Xc[b:b+5] (pre-activations, bias not added) for rows w0, w1 of W1 (Dp,)."""
-    s00, s01, s02, s03, s04, s10, s11, s12, s13, s14 = dot2x5(w0, w1, Xc[b], Xc[b + 1], Xc[b + 2], Xc[b + 3],
-                                                              Xc[b + 4], L)
-    a0[b], a0[b + 1], a0[b + 2], a0[b + 3], a0[b + 4] = s00, s01, s02, s03, s04
-    a1[b], a1[b + 1], a1[b + 2], a1[b + 3], a1[b + 4] = s10, s11, s12, s13, s14
+def _splat(builder, vty, x):
+    lanes = llvm_ir.Constant(llvm_ir.VectorType(llvm_ir.IntType(32), vty.count), [0] * vty.count)
+    one = builder.insert_element(llvm_ir.Constant(vty, llvm_ir.Undefined), x, llvm_ir.Constant(llvm_ir.IntType(32), 0))
+    return builder.shuffle_vector(one, llvm_ir.Constant(vty, llvm_ir.Undefined), lanes)
 
 
-@njit(cache=True, fastmath=FAST)
-def unit_update(w2, a, d, g2, D2, D2T, m, step, decay):
-    """Hidden unit j's share of the output layer's step: returns the step of b1[j].
-
-    In place: d = (D2 @ w2) * a * (1 - a) (its deltas, with W2 before the update), then
-    w2 = decay * w2 - step * D2.T @ a.  w2 (Kv,) = W2[:, j]; a, d (Bv,); g2 (Kv,) scratch;
-    D2 (Bv, Kv) and D2T (Kv, Bv) the output deltas, zero past the m images and the K outputs.
-    """
-    Bv = a.shape[0]
-    Kv = w2.shape[0]
-    zero = w2[0] - w2[0]
-    g = zero
-    for b in range(Bv):  # each a dot product of two rows: the sums stay in registers
-        s = zero
-        for k in range(Kv):
-            s += D2[b, k] * w2[k]
-        d[b] = s * a[b] * (ONE - a[b])
-        g += d[b]
-    for k in range(Kv):
-        s = zero
-        for b in range(m):
-            s += D2T[k, b] * a[b]
-        g2[k] = s
-    for k in range(Kv):
-        w2[k] = decay * w2[k] - step * g2[k]
-    return step * g
-
-
-@njit(cache=True, fastmath=FAST, error_model="numpy")
-def region(p0, p1, slot, W, bias, W2T, A, Dh, G2, P, H, Xp, Lp, mp, Xc, Lc, mc, D2, D2T, step, decay):
-    """One thread's share of a step: pairs of hidden units p0 <= p < p1 (units 2p and 2p + 1), whole slots.
-
-    Applies the previous step (mp images Xp (Bp, Dp), output deltas D2 (Bv, Kv) and D2T (Kv, Bv); none
-    at the first step), then runs the current one (mc images Xc; none after the last step).
-    W (Hp, Dp) W1; bias (Hp,) b1; W2T (Hp, Kv) W2.T; A, Dh (Hp, Bv) activations and deltas; G2 (Hp, Kv)
-    scratch; P (slots, Bv, Kv) each slot's (`slot` pairs') share of A.T @ W2.T.
-    """
-    Kv = W2T.shape[1]
-    group = max(1, GROUP_BYTES // (ROWS * W.shape[1] * W.itemsize))  # pairs whose rows stay in L2
-    for g0 in range(p0, p1, group):
-        j0, j1 = ROWS * g0, ROWS * min(p1, g0 + group)
-        if mp > 0:
-            for j in range(j0, j1):
-                bias[j] -= unit_update(W2T[j], A[j], Dh[j], G2[j], D2, D2T, mp, step, decay)
-            for b in range(0, mp, BLOCK):
-                L = Lp[b:b + BLOCK].max()
-                for j in range(j0, j1):
-                    update_row(W[j], Dh[j], Xp, b, step, decay, L)
-        if mc > 0:
-            for b in range(0, mc, COLS):
-                L = Lc[b:b + COLS].max()
-                for j in range(j0, j1, ROWS):
-                    forward_pair(W[j], W[j + 1], A[j], A[j + 1], Xc, b, L)
-            Bv = A.shape[1]
-            for j in range(j0, j1):
-                if j < H:
-                    for b in range(Bv):  # whole rows (the padding too): the loop vectorises without a remainder
-                        A[j, b] = sigmoid(A[j, b] + bias[j])
-                else:
-                    for b in range(Bv):
-                        A[j, b] = A[j, b] - A[j, b]
-            for j in range(j0, j1, ROWS):
-                p = j // ROWS
-                s, first = p // slot, p % slot == 0  # the slot's pairs add up in order, on one thread
-                for b in range(mc):
-                    a0, a1 = A[j, b], A[j + 1, b]
-                    if first:
-                        for k in range(Kv):
-                            P[s, b, k] = W2T[j, k] * a0 + W2T[j + 1, k] * a1
-                    else:
-                        for k in range(Kv):
-                            P[s, b, k] += W2T[j, k] * a0 + W2T[j + 1, k] * a1
+def _sparse_dot(n_vectors):
+    @intrinsic
+    def sparse_dot(typingctx, out, o, W, Hp, u, idx, val, k0, k1):
+        """out[o + i] = sum over k0 <= k < k1, in order, of val[k] * W[idx[k] * Hp + u + i], for i < n_vectors
+        vectors: the pre-activations of a block of hidden units for one image's nonzero pixels."""
+        def codegen(context, builder, sig, args):
+            out_, o_, W_, Hp_, u_, idx_, val_, k0_, k1_ = _as_int64(context, builder, sig, args, (1, 3, 4, 7, 8))
+            vty, fma = _vector_setup(context, builder, sig.args[2].dtype)
+            i64 = llvm_ir.IntType(64)
+            data = [context.make_array(t)(context, builder, value=a).data
+                    for t, a in zip((sig.args[0], sig.args[2], sig.args[5], sig.args[6]), (out_, W_, idx_, val_))]
+            out_p, W_p, idx_p, val_p = data
+            sums = [cgutils.alloca_once_value(builder, llvm_ir.Constant(vty, [0.0] * vty.count)) for _ in range(n_vectors)]
+            with cgutils.for_range_slice(builder, k0_, k1_, llvm_ir.Constant(i64, 1)) as (k, _):
+                row = builder.sext(builder.load(builder.gep(idx_p, [k])), i64)
+                start = builder.add(builder.mul(row, Hp_), u_)
+                x = _splat(builder, vty, builder.load(builder.gep(val_p, [k])))
+                for v in range(n_vectors):
+                    w = builder.load(_vector_at(builder, vty, W_p, builder.add(start, llvm_ir.Constant(i64, v * vty.count))), align=1)
+                    builder.store(builder.call(fma, [x, w, builder.load(sums[v])]), sums[v])
+            for v in range(n_vectors):
+                at = _vector_at(builder, vty, out_p, builder.add(o_, llvm_ir.Constant(i64, v * vty.count)))
+                builder.store(builder.load(sums[v]), at, align=1)
+            return context.get_dummy_value()
+        return types.none(out, o, W, Hp, u, idx, val, k0, k1), codegen
+    return sparse_dot
 
 
-@njit(cache=True, fastmath=FAST)
-def gather(Xg, Lg, Xo, rows, last, first, stride):
-    """Xg[b] = Xo[rows[b]] up to Lg[b] = last[rows[b]] rounded up to whole vectors, and 0 past it, for
-    b = first, first + stride, ...; rows of Xg past len(rows) are zeroed, with Lg 0. Xo (N, D) the images
-    with their pixels in `input_order` (see `ordered_inputs`): the copy is sequential and stops at Lg[b]."""
-    Dp = Xg.shape[1]
-    D = Xo.shape[1]
-    for b in range(first, Xg.shape[0], stride):
-        L = 0
-        if b < rows.shape[0]:
-            L = min(Dp, (last[rows[b]] + LANES - 1) // LANES * LANES)
-            x, g = Xo[rows[b]], Xg[b]
-            for k in range(min(L, D)):
-                g[k] = x[k]
-        Lg[b] = L
-        tail = Xg[b, min(L, D):]
-        for k in range(tail.shape[0]):
-            tail[k] = 0
+def _sparse_axpy(n_vectors):
+    @intrinsic
+    def sparse_axpy(typingctx, W, Hp, u, d, o, c, idx, val, k0, k1):
+        """W[idx[k] * Hp + u + i] += (c * val[k]) * d[o + i] for k0 <= k < k1 in order, i < n_vectors vectors:
+        one image's step on the rows of its nonzero pixels, for a block of hidden units (deltas d)."""
+        def codegen(context, builder, sig, args):
+            W_, Hp_, u_, d_, o_, c_, idx_, val_, k0_, k1_ = _as_int64(context, builder, sig, args, (1, 2, 4, 8, 9))
+            c_ = context.cast(builder, c_, sig.args[5], sig.args[0].dtype)
+            vty, fma = _vector_setup(context, builder, sig.args[0].dtype)
+            i64 = llvm_ir.IntType(64)
+            data = [context.make_array(t)(context, builder, value=a).data
+                    for t, a in zip((sig.args[0], sig.args[3], sig.args[6], sig.args[7]), (W_, d_, idx_, val_))]
+            W_p, d_p, idx_p, val_p = data
+            deltas = [builder.load(_vector_at(builder, vty, d_p, builder.add(o_, llvm_ir.Constant(i64, v * vty.count))), align=1)
+                      for v in range(n_vectors)]
+            with cgutils.for_range_slice(builder, k0_, k1_, llvm_ir.Constant(i64, 1)) as (k, _):
+                row = builder.sext(builder.load(builder.gep(idx_p, [k])), i64)
+                start = builder.add(builder.mul(row, Hp_), u_)
+                a = _splat(builder, vty, builder.fmul(c_, builder.load(builder.gep(val_p, [k]))))
+                for v in range(n_vectors):
+                    at = _vector_at(builder, vty, W_p, builder.add(start, llvm_ir.Constant(i64, v * vty.count)))
+                    builder.store(builder.call(fma, [a, deltas[v], builder.load(at, align=1)]), at, align=1)
+            return context.get_dummy_value()
+        return types.none(W, Hp, u, d, o, c, idx, val, k0, k1), codegen
+    return sparse_axpy
+
+
+dot1, dot2, dot3, dot4 = (_sparse_dot(n) for n in range(1, BLOCK_VECTORS + 1))
+axpy1, axpy2, axpy3, axpy4 = (_sparse_axpy(n) for n in range(1, BLOCK_VECTORS + 1))
 
 
 @njit(cache=True)
-def prefetch_rows(Xo, rows, last, first, stride):
-    """Start loading what `gather` will copy of the images Xo[rows[b]], b = first, first + stride, ..."""
-    line = max(1, 64 // Xo.itemsize)
-    for b in range(first, rows.shape[0], stride):
-        x = Xo[rows[b]]
-        L = min(x.shape[0], last[rows[b]] + LANES)
-        for i in range(0, L, line):
-            prefetch(x, i)
+def forward_products(A, W, u0, u1, ptr, idx, val, order, lo, hi):
+    """A[b, j] = sum over image order[lo + b]'s nonzero pixels i of x_i * W[i, j], for lo <= lo + b < hi and
+    u0 <= j < u1 (whole vectors). A (Bv, Hp), W (D, Hp); (ptr, idx, val) from `sparse_inputs`. Block by
+    block, each over every image: the block's part of the rows stays in cache from one image to the next."""
+    Hp = W.shape[1]
+    lanes = VECTOR_BYTES // W.itemsize
+    for u in range(u0, u1, BLOCK_VECTORS * lanes):
+        n = min(BLOCK_VECTORS * lanes, u1 - u) // lanes
+        for b in range(hi - lo):
+            k0, k1, o = ptr[order[lo + b]], ptr[order[lo + b] + 1], b * Hp + u
+            if n == 4:
+                dot4(A, o, W, Hp, u, idx, val, k0, k1)
+            elif n == 3:
+                dot3(A, o, W, Hp, u, idx, val, k0, k1)
+            elif n == 2:
+                dot2(A, o, W, Hp, u, idx, val, k0, k1)
+            else:
+                dot1(A, o, W, Hp, u, idx, val, k0, k1)
+
+
+@njit(cache=True)
+def update_rows(W, u0, u1, Dh, c, ptr, idx, val, order, lo, hi):
+    """W[i, j] += (c * x_i) * Dh[b, j] for each image order[lo + b], lo <= lo + b < hi, in order, and its
+    nonzero pixels i (values x_i), for u0 <= j < u1 (whole vectors). W (D, Hp), Dh (Bv, Hp)."""
+    Hp = W.shape[1]
+    lanes = VECTOR_BYTES // W.itemsize
+    for u in range(u0, u1, BLOCK_VECTORS * lanes):
+        n = min(BLOCK_VECTORS * lanes, u1 - u) // lanes
+        for b in range(hi - lo):
+            k0, k1, o = ptr[order[lo + b]], ptr[order[lo + b] + 1], b * Hp + u
+            if n == 4:
+                axpy4(W, Hp, u, Dh, o, c, idx, val, k0, k1)
+            elif n == 3:
+                axpy3(W, Hp, u, Dh, o, c, idx, val, k0, k1)
+            elif n == 2:
+                axpy2(W, Hp, u, Dh, o, c, idx, val, k0, k1)
+            else:
+                axpy1(W, Hp, u, Dh, o, c, idx, val, k0, k1)
+
+
+# No row views (A[b]) inside `region`: each view counts a reference to its array, an atomic operation on
+# a counter both threads share, and the two cores then pass its cache line back and forth all step long.
+
+@njit(cache=True, fastmath=FAST, error_model="numpy")
+def region(u0, u1, slot, W, bias, W2, A, Dh, G, P, par, H, ptr, idx, val, order, plo, lo, hi, D2, step, decay,
+           rate, decay64, scale):
+    """One thread's share of a step: hidden units u0 <= j < u1 (whole slots of `slot` units).
+
+    Applies the previous step (images order[plo:lo], output deltas D2 (Bv, Kv); none at the first step),
+    then runs the current one (images order[lo:hi]; none after the last step). W (D, Hp) W1.T / scale;
+    bias (Hp,) b1; W2 (K, Hp); A, Dh (Bv, Hp) activations and deltas; G (Hp,) scratch; P (2, slots, Bv, Kv)
+    each slot's share of A @ W2.T, P[par] this step's. step = eta / (lo - plo) and decay in the
+    weights' dtype, rate and decay64 the same in float64. Returns the scale of W after the previous step
+    (see the note above).
+    """
+    K = W2.shape[0]
+    mp, mc = lo - plo, hi - lo
+    zero = ONE - ONE
+    # Unsigned unit indices: numba tests a signed index for < 0 (to count from the end), which keeps these
+    # loops scalar; an unsigned one it takes as it is.
+    j_lo, j_hi, j_pad, width = np.uint64(u0), np.uint64(u1), np.uint64(max(u0, min(H, u1))), np.uint64(slot)
+    if mp > 0:
+        for b in range(mp):  # the deltas, with W2 before its update
+            for j in range(j_lo, j_hi):
+                Dh[b, j] = zero
+            for k in range(K):
+                e = D2[b, k]
+                for j in range(j_lo, j_hi):
+                    Dh[b, j] += e * W2[k, j]
+            for j in range(j_lo, j_hi):
+                Dh[b, j] *= A[b, j] * (ONE - A[b, j])
+        for j in range(j_lo, j_hi):
+            G[j] = Dh[0, j]
+        for b in range(1, mp):
+            for j in range(j_lo, j_hi):
+                G[j] += Dh[b, j]
+        for j in range(j_lo, j_hi):
+            bias[j] -= step * G[j]
+        for k in range(K):
+            e = D2[0, k]
+            for j in range(j_lo, j_hi):
+                G[j] = e * A[0, j]
+            for b in range(1, mp):
+                e = D2[b, k]
+                for j in range(j_lo, j_hi):
+                    G[j] += e * A[b, j]
+            for j in range(j_lo, j_hi):
+                W2[k, j] = decay * W2[k, j] - step * G[j]
+        scale = scale * decay64
+        update_rows(W, u0, u1, Dh, W.dtype.type(-rate / scale), ptr, idx, val, order, plo, lo)
+        if scale < RESCALE_BELOW:
+            s = W.dtype.type(scale)
+            for i in range(W.shape[0]):
+                for j in range(j_lo, j_hi):
+                    W[i, j] *= s
+            scale = 1.0
+    if mc > 0:
+        forward_products(A, W, u0, u1, ptr, idx, val, order, lo, hi)
+        s = W.dtype.type(scale)
+        for b in range(mc):
+            for j in range(j_lo, j_hi):  # whole vectors (the padding too): the loop vectorises without a remainder
+                A[b, j] = sigmoid(s * A[b, j] + bias[j])
+            for j in range(j_pad, j_hi):
+                A[b, j] = zero
+        for j0 in range(j_lo, j_hi, width):  # the slot's units add up in order, on one thread
+            p, j1 = j0 // width, min(j0 + width, j_hi)
+            for b in range(mc):
+                for k in range(K):
+                    acc = zero
+                    for j in range(j0, j1):
+                        acc += W2[k, j] * A[b, j]
+                    P[par, p, b, k] = acc
+    return scale
+
+
+@njit(cache=True)
+def prefetch_images(ptr, idx, val, order, lo, hi):
+    """Start loading the nonzero pixels of the images order[lo:hi] (see `sparse_inputs`); no effect on results."""
+    for b in range(lo, hi):
+        n = order[b]
+        for k in range(ptr[n], ptr[n + 1], 16):
+            prefetch(idx, k)
+            prefetch(val, k)
 
 
 @njit(cache=True, fastmath=FAST, error_model="numpy")
-def output_step(P, b2, y, order, lo, hi, Z, D2, D2T, step):
+def output_step(P, par, b2, y, order, lo, hi, Z, D2, step):
     """The output layer's part of a step of the m = hi - lo images order[lo:hi] (each thread runs it on its
-    own copy): Z = b2 + sum_p P[p] (m, Kv), D2 = sigmoid(Z) - onehot(y[order[lo:hi]]) (zero past m and K;
-    D2T its transpose), and b2 -= step * D2.sum(0)."""
+    own copy): Z = b2 + sum_p P[par, p] (m, Kv), D2 = sigmoid(Z) - onehot(y[order[lo:hi]]) (zero past m and K),
+    and b2 -= step * D2.sum(0)."""
     m = hi - lo
     K = b2.shape[0]
     Bv, Kv = D2.shape
@@ -382,10 +439,10 @@ def output_step(P, b2, y, order, lo, hi, Z, D2, D2T, step):
     for b in range(m):
         for k in range(Kv):
             Z[b, k] = b2[k] if k < K else zero
-    for p in range(P.shape[0]):
+    for p in range(P.shape[1]):
         for b in range(m):
             for k in range(Kv):
-                Z[b, k] += P[p, b, k]
+                Z[b, k] += P[par, p, b, k]
     for b in range(Bv):
         if b < m:
             for k in range(Kv):  # whole rows: the loop vectorises
@@ -396,8 +453,6 @@ def output_step(P, b2, y, order, lo, hi, Z, D2, D2T, step):
         else:
             for k in range(Kv):
                 D2[b, k] = zero
-        for k in range(Kv):
-            D2T[k, b] = D2[b, k]
     for k in range(K):
         g = D2[0, k]
         for b in range(1, m):
@@ -406,166 +461,156 @@ def output_step(P, b2, y, order, lo, hi, Z, D2, D2T, step):
 
 
 @njit(cache=True, parallel=PRANGE_ONLY, fastmath=FAST)
-def sgd_regions(t0, t1, threads, bounds, busy, W, bias, W2T, b2c, H, Xo, last, y, order, B, eta, decay,
-                slot, Xg, Lg, A, Dh, G2, P, Z, D2, D2T, Zall, sync):
+def sgd_regions(t0, t1, threads, bounds, busy, W, bias, W2, b2c, H, ptr, idx, val, y, order, B, eta, decay,
+                rate, decay64, slot, A, Dh, G, P, Z, D2, Zall, scale, sync):
     """Steps t0 <= t < t1 of an epoch in one parallel region on `threads` threads (step t: step t-1's
     update, step t's forward pass and output layer); the caller has set numba's thread count to `threads`.
 
     Works on the copies made by `epoch_state`; t = steps = ceil(N / B) only applies the last step.
     Thread c owns slots bounds[c] <= s < bounds[c + 1] (on one thread, all) and adds the cycles it spends
-    on them and on gathering to busy[c, 0]; which thread owns a slot never changes a result. Each thread c
-    has its own copy of the output layer's state (b2c[c], Z[c], D2[c], D2T[c]); they start as copies of
-    thread 0's, which the previous call may have advanced alone.
+    on them to busy[c, 0]; which thread owns a slot never changes a result. Each thread c has its own copy
+    of the output layer's state (b2c[c], Z[c], D2[c]); they start as copies of thread 0's, which the
+    previous call may have advanced alone. scale[0] (float64) is W's scale, carried from call to call.
+    eta and decay are in the weights' dtype, rate and decay64 the same numbers in float64.
     """
     N = order.shape[0]
     K = Zall.shape[1]
-    n_pairs = W.shape[0] // ROWS
+    Hp = W.shape[1]
     n_slots = P.shape[1]
     n_chunks = min(n_slots, threads, b2c.shape[0])
     for c in range(1, n_chunks):
         b2c[c] = b2c[0]
         Z[c] = Z[0]
         D2[c] = D2[0]
-        D2T[c] = D2T[0]
-    if t0 == 0:
-        gather(Xg[0], Lg[0], Xo, order[:B], last, 0, 1)
+    start_scale = scale[0]
     sync[:] = 0  # the barrier's counters
     busy[:] = 0
     for c in prange(n_chunks):
         s0, s1 = (0, n_slots) if n_chunks == 1 else (bounds[c], bounds[c + 1])
-        p0, p1 = min(n_pairs, slot * s0), min(n_pairs, slot * s1)
-        b2, Zc, D2c, D2Tc = b2c[c], Z[c], D2[c], D2T[c]
+        u0, u1 = min(Hp, slot * s0), min(Hp, slot * s1)
+        b2, Zc, D2c = b2c[c, :K], Z[c], D2[c]
+        w_scale = start_scale
         for t in range(t0, t1):
             lo, hi = min(N, t * B), min(N, t * B + B)  # this step's images: order[lo:hi] (none after the last)
             plo = max(0, t * B - B)  # the previous step's: order[plo:lo]
-            nhi = min(N, hi + B)  # the next step's: order[hi:nhi]
-            mp, mc = lo - plo, hi - lo
-            step = eta / W.dtype.type(max(mp, 1))
-            Xp, Xc, Xn = Xg[(t + 2) % 3], Xg[t % 3], Xg[(t + 1) % 3]
-            Lp, Lc, Ln = Lg[(t + 2) % 3], Lg[t % 3], Lg[(t + 1) % 3]
-            Pt = P[t % 2]
+            mp = max(lo - plo, 1)
             started = cycles()
-            region(p0, p1, slot, W, bias, W2T, A, Dh, G2, Pt, H, Xp, Lp, mp, Xc, Lc, mc, D2c, D2Tc, step, decay)
-            if nhi > hi:
-                gather(Xn, Ln, Xo, order[hi:nhi], last, c, n_chunks)
-                prefetch_rows(Xo, order[nhi:nhi + B], last, c, n_chunks)  # the images of step t + 2
+            w_scale = region(u0, u1, slot, W, bias, W2, A, Dh, G, P, t % 2, H, ptr, idx, val, order, plo, lo, hi, D2c,
+                             eta / W.dtype.type(mp), decay, rate / mp, decay64, w_scale)
+            prefetch_images(ptr, idx, val, order, hi, min(N, hi + B))  # the next step's images
             busy[c, 0] += cycles() - started
             if n_chunks > 1:
                 barrier(sync, n_chunks)
-            if mc > 0:
-                output_step(Pt, b2, y, order, lo, hi, Zc, D2c, D2Tc, eta / W.dtype.type(mc))
+            if hi > lo:
+                output_step(P, t % 2, b2, y, order, lo, hi, Zc, D2c, eta / W.dtype.type(hi - lo))
                 if c == 0:
-                    for b in range(mc):
+                    for b in range(hi - lo):
                         for k in range(K):
                             Zall[lo + b, k] = Zc[b, k]
+        if c == 0:
+            scale[0] = w_scale
 
 
 @njit(cache=True)
-def slot_pairs(n_pairs, Bv, Kv, itemsize):
-    """Pairs of hidden units per slot: at most MAX_SLOTS slots, whose shares take at most SLOT_BYTES (two
-    slots at least). Slots are the unit of work a thread owns: more of them balance the threads better,
-    but each adds a term to the output step's sums. Depends on the shapes only, never on thread counts."""
+def slot_units(Hp, Bv, Kv, itemsize):
+    """Hidden units per slot, whole cache lines of them: at most MAX_SLOTS slots, whose shares take at most
+    SLOT_BYTES (two slots at least). Slots are the unit of work a thread owns: more of them balance the
+    threads better, but each adds a term to the output step's sums. Depends on the shapes only, never on
+    thread counts."""
     n_slots = max(2, min(MAX_SLOTS, SLOT_BYTES // (Bv * Kv * itemsize)))
-    return (n_pairs + n_slots - 1) // n_slots
+    per_line = LINE_BYTES // itemsize
+    lines = (Hp + per_line - 1) // per_line
+    return (lines + n_slots - 1) // n_slots * per_line
 
 
 @njit(cache=True)
-def epoch_state(W1, b1, W2, b2, batch_size, N, perm, threads):
-    """The padded working copies of W1, b1, W2.T and b2 and the buffers of an epoch on up to `threads`
-    threads (see `sgd_regions`)."""
+def aligned_zeros(rows, cols, like):
+    """np.zeros((rows, cols), like.dtype) starting on a cache line, so that whole lines of it belong to one
+    thread (with `slot_units`)."""
+    per_line = LINE_BYTES // like.itemsize
+    buf = np.zeros(rows * cols + per_line, like.dtype)
+    skip = (LINE_BYTES - buf.ctypes.data % LINE_BYTES) % LINE_BYTES // like.itemsize
+    return buf[skip:skip + rows * cols].reshape((rows, cols))
+
+
+@njit(cache=True)
+def epoch_state(W1, b1, W2, b2, batch_size, N, threads):
+    """The padded working copies of W1 (transposed), b1, W2 and b2 and the buffers of an epoch on up to
+    `threads` threads (see `sgd_regions`)."""
     H, D = W1.shape
     K = W2.shape[0]
     dtype = W1.dtype
     B = min(batch_size, N)
-    Hp = (H + ROWS - 1) // ROWS * ROWS
-    Bp = (B + BLOCK - 1) // BLOCK * BLOCK
-    Bv = (Bp + LANES - 1) // LANES * LANES
-    Dp = (D + LANES - 1) // LANES * LANES
+    Hp = (H + LANES - 1) // LANES * LANES
+    Bv = (B + LANES - 1) // LANES * LANES
     Kv = (K + LANES - 1) // LANES * LANES
-    W = np.zeros((Hp, Dp), dtype)  # (Hp, Dp) W1
-    W2T = np.zeros((Hp, Kv), dtype)  # (Hp, Kv) W2.T: row j belongs to whoever owns hidden unit j
-    bias = np.zeros(Hp, dtype)  # (Hp,) b1
+    W = aligned_zeros(D, Hp, W1)  # (D, Hp) W1.T, times 1 / scale
+    W2p = aligned_zeros(K, Hp, W1)  # (K, Hp) W2: column j belongs to whoever owns hidden unit j
+    bias = aligned_zeros(1, Hp, W1)[0]  # (Hp,) b1
     for j in range(H):
         for i in range(D):
-            W[j, i] = W1[j, perm[i]]
+            W[i, j] = W1[j, i]
         for k in range(K):
-            W2T[j, k] = W2[k, j]
+            W2p[k, j] = W2[k, j]
         bias[j] = b1[j]
-    Xg = np.zeros((3, Bp, Dp), dtype)  # the previous, current and next mini-batch, gathered
-    A = np.zeros((Hp, Bv), dtype)  # (Hp, Bv) hidden activations
-    Dh = np.zeros((Hp, Bv), dtype)  # (Hp, Bv) hidden deltas
-    G2 = np.zeros((Hp, Kv), dtype)  # (Hp, Kv) scratch for the gradient of W2
-    slot = slot_pairs(Hp // ROWS, Bv, Kv, W.itemsize)
-    P = np.zeros((2, (Hp // ROWS + slot - 1) // slot, Bv, Kv), dtype)  # each slot's share of A.T @ W2.T, by step parity
-    b2c = np.zeros((threads, K), dtype)  # each thread's copy of b2
+    A = aligned_zeros(Bv, Hp, W1)  # (Bv, Hp) hidden activations
+    Dh = aligned_zeros(Bv, Hp, W1)  # (Bv, Hp) hidden deltas
+    G = aligned_zeros(1, Hp, W1)[0]  # (Hp,) scratch for sums over the images
+    slot = slot_units(Hp, Bv, Kv, W.itemsize)
+    n_slots = (Hp + slot - 1) // slot
+    P = aligned_zeros(2 * n_slots, Bv * Kv, W1).reshape((2, n_slots, Bv, Kv))  # each slot's share of A @ W2.T, by step parity
+    Kl = (K * W.itemsize + LINE_BYTES - 1) // LINE_BYTES * LINE_BYTES // W.itemsize
+    b2c = aligned_zeros(threads, Kl, W1)  # each thread's copy of b2 (b2c[c, :K]), a cache line of its own
     for c in range(threads):
-        b2c[c] = b2
-    Z = np.zeros((threads, Bv, Kv), dtype)  # each thread's (Bv, Kv) output pre-activations
-    D2 = np.zeros((threads, Bv, Kv), dtype)  # each thread's (Bv, Kv) output deltas
-    D2T = np.zeros((threads, Kv, Bv), dtype)  # and their transpose
+        b2c[c, :K] = b2
+    Z = aligned_zeros(threads * Bv, Kv, W1).reshape((threads, Bv, Kv))  # each thread's (Bv, Kv) output pre-activations
+    D2 = aligned_zeros(threads * Bv, Kv, W1).reshape((threads, Bv, Kv))  # each thread's (Bv, Kv) output deltas
     Zall = np.empty((N, K), dtype)  # (N, K) every image's output pre-activations, for the loss
-    Lg = np.zeros((3, Bp), np.int64)  # the gathered rows' lengths (see `gather`)
+    scale = np.ones(1)  # W1 = scale[0] * W.T
     sync = np.zeros(16, np.int64)  # the barrier's counters
-    return W, bias, W2T, b2c, slot, Xg, Lg, A, Dh, G2, P, Z, D2, D2T, Zall, sync
+    return W, bias, W2p, b2c, slot, A, Dh, G, P, Z, D2, Zall, scale, sync
 
 
 @njit(cache=True)
-def epoch_result(W1, b1, W2, b2, W, bias, W2T, b2c, perm):
-    """Copy the working copies back into W1, b1, W2 and b2 (thread 0's copy)."""
+def epoch_result(W1, b1, W2, b2, W, bias, W2p, b2c, scale):
+    """Copy the working copies back into W1 (scale[0] * W.T, each product rounded once), b1, W2 and b2
+    (thread 0's copy)."""
     H, D = W1.shape
     K = W2.shape[0]
+    s = scale[0]
     for j in range(H):
         for i in range(D):
-            W1[j, perm[i]] = W[j, i]
+            W1[j, i] = s * W[i, j]
         for k in range(K):
-            W2[k, j] = W2T[j, k]
+            W2[k, j] = W2p[k, j]
         b1[j] = bias[j]
     for k in range(K):
         b2[k] = b2c[0, k]
 
 
 @njit(cache=True)
-def input_order(X):
-    """(perm, last) for the images X (N, D): perm (D,) the inputs by decreasing number of images in which
-    they are nonzero (NaN counts), ties by index; last (N,) for each image the length of the prefix of
-    perm that holds all its nonzero inputs (0 for a blank image)."""
+def sparse_inputs(X):
+    """(ptr, idx, val): the nonzero pixels of the images X (N, D), image by image. Image n's are
+    idx[ptr[n]:ptr[n + 1]] (int32 pixel indices, increasing) with values val[ptr[n]:ptr[n + 1]]
+    (X's dtype). NaN counts as nonzero. Depends on X only: train.py computes it once per training
+    and passes it to every `sgd_epoch` (72 MB for MNIST in float32)."""
     N, D = X.shape
-    used = np.zeros(D, np.int64)
+    ptr = np.zeros(N + 1, np.int64)
     for n in range(N):
+        count = 0
         for i in range(D):
-            used[i] += X[n, i] != 0
-    perm = np.argsort(-used, kind="mergesort")  # stable
-    rank = np.empty(D, np.int64)
-    for k in range(D):
-        rank[perm[k]] = k
-    last = np.zeros(N, np.int64)
+            count += X[n, i] != 0
+        ptr[n + 1] = ptr[n] + count
+    idx = np.empty(ptr[N], np.int32)
+    val = np.empty(ptr[N], X.dtype)
     for n in range(N):
-        L = 0
+        k = ptr[n]
         for i in range(D):
             if X[n, i] != 0:
-                L = max(L, rank[i] + 1)
-        last[n] = L
-    return perm, last
-
-
-@njit(cache=True, parallel=PRANGE_ONLY)
-def permuted(X, perm):
-    """X[:, perm], row by row in parallel."""
-    N, D = X.shape
-    Xo = np.empty((N, D), X.dtype)
-    for n in prange(N):
-        for k in range(D):
-            Xo[n, k] = X[n, perm[k]]
-    return Xo
-
-
-def ordered_inputs(X):
-    """(perm, last, Xo) = input_order(X) and the images with their pixels in that order, Xo = X[:, perm]:
-    each image's nonzero pixels then come first, and a mini-batch is gathered by copying prefixes. Depends
-    on X only: train.py computes it once per training (a second copy of the images: 188 MB for MNIST in
-    float32) and passes it to every `sgd_epoch`."""
-    perm, last = input_order(X)
-    return perm, last, permuted(X, perm)
+                idx[k] = i
+                val[k] = X[n, i]
+                k += 1
+    return ptr, idx, val
 
 
 CHUNK_SECONDS = 0.005  # steps run in parallel regions of about this long, each on the thread count that is faster
@@ -577,7 +622,7 @@ def sgd_epoch(W1, b1, W2, b2, X, y, order, batch_size, eta, decay, inputs=None):
     """One epoch of mini-batch SGD over X[order], in place on W1, b1, W2, b2.
 
     X (N, D) float, y (N,) int labels, order (N,) a permutation; eta and decay in the weights' dtype;
-    inputs = ordered_inputs(X), computed here when not given. The last mini-batch may be smaller.
+    inputs = sparse_inputs(X), computed here when not given. The last mini-batch may be smaller.
     Returns the summed cross-entropy of each example, measured just before the step that uses it.
 
     Runs on up to numba.get_num_threads() threads. The result does not depend on the thread count, so
@@ -587,10 +632,11 @@ def sgd_epoch(W1, b1, W2, b2, X, y, order, batch_size, eta, decay, inputs=None):
     N = order.shape[0]
     B = min(batch_size, N)
     steps = (N + B - 1) // B
-    perm, last, Xo = ordered_inputs(X) if inputs is None else inputs
+    ptr, idx, val = sparse_inputs(X) if inputs is None else inputs
     configured = get_num_threads()
-    state = epoch_state(W1, b1, W2, b2, B, N, perm, configured)
-    W, bias, W2T, b2c, slot, Xg, Lg, A, Dh, G2, P, Z, D2, D2T, Zall, sync = state
+    state = epoch_state(W1, b1, W2, b2, B, N, configured)
+    W, bias, W2p, b2c, slot, A, Dh, G, P, Z, D2, Zall, scale, sync = state
+    rate, decay64 = float(eta), float(decay)
     H = W1.shape[0]
     n_slots = P.shape[1]
     most = min(configured, n_slots)
@@ -599,8 +645,8 @@ def sgd_epoch(W1, b1, W2, b2, X, y, order, batch_size, eta, decay, inputs=None):
 
     def run(t0, t1, threads):
         set_num_threads(threads)
-        sgd_regions(t0, t1, threads, bounds, busy, W, bias, W2T, b2c, H, Xo, last, y, order, B, eta, decay,
-                    slot, Xg, Lg, A, Dh, G2, P, Z, D2, D2T, Zall, sync)
+        sgd_regions(t0, t1, threads, bounds, busy, W, bias, W2p, b2c, H, ptr, idx, val, y, order, B, eta, decay,
+                    rate, decay64, slot, A, Dh, G, P, Z, D2, Zall, scale, sync)
         if threads == most > 1 and t1 - t0 >= BALANCE_STEPS:
             bounds[:] = balanced(bounds, busy[:, 0])
 
@@ -613,7 +659,7 @@ def sgd_epoch(W1, b1, W2, b2, X, y, order, batch_size, eta, decay, inputs=None):
             schedule(run, 1, steps + 1, most)
     finally:
         set_num_threads(configured)
-    epoch_result(W1, b1, W2, b2, W, bias, W2T, b2c, perm)
+    epoch_result(W1, b1, W2, b2, W, bias, W2p, b2c, scale)
     return cross_entropy_sum(Zall, y, order)
 
 

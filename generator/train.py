@@ -86,7 +86,7 @@ def train(config: Config, data: Dataset, on_epoch: Callable[[Epoch], None] = lam
     history: list[Epoch] = []
     keep = {e for e in t.snapshot_epochs if e <= t.epochs} | {t.epochs}
     snapshots = {0: params["W1"].copy()}
-    inputs = kernels.ordered_inputs(data.train_images)  # the same for every epoch
+    inputs = kernels.sparse_inputs(data.train_images)  # the same for every epoch
     with threadpool_limits(limits=1, user_api="blas"):  # one BLAS thread: see the note above evaluate()
         for e in range(t.epochs):
             started = time.perf_counter()

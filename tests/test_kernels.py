@@ -130,25 +130,27 @@ def regions_in_chunks(params, X, y, order, B, chunks):
     p = {k: v.copy() for k, v in params.items()}
     f = np.float32
     N = len(order)
-    perm, last, Xo = kernels.ordered_inputs(X)
-    W, bias, W2T, b2c, slot, Xg, Lg, A, Dh, G2, P, Z, D2, D2T, Zall, sync = kernels.epoch_state(
-        p["W1"], p["b1"], p["W2"], p["b2"], B, N, perm, 2)
+    ptr, idx, val = kernels.sparse_inputs(X)
+    W, bias, W2, b2c, slot, A, Dh, G, P, Z, D2, Zall, scale, sync = kernels.epoch_state(
+        p["W1"], p["b1"], p["W2"], p["b2"], B, N, 2)
     busy = np.zeros((2, 8), np.int64)
     configured = numba.get_num_threads()
     try:
         for t0, t1, threads, bounds in chunks:
             numba.set_num_threads(threads)
-            kernels.sgd_regions(t0, t1, threads, np.array(bounds), busy, W, bias, W2T, b2c, p["W1"].shape[0], Xo,
-                                last, y, order, B, f(0.5), f(0.99), slot, Xg, Lg, A, Dh, G2, P, Z, D2, D2T, Zall,
-                                sync)
+            kernels.sgd_regions(t0, t1, threads, np.array(bounds), busy, W, bias, W2, b2c, p["W1"].shape[0], ptr,
+                                idx, val, y, order, B, f(0.5), f(0.99), 0.5, float(f(0.99)), slot, A, Dh, G, P, Z,
+                                D2, Zall, scale, sync)
     finally:
         numba.set_num_threads(configured)
-    kernels.epoch_result(p["W1"], p["b1"], p["W2"], p["b2"], W, bias, W2T, b2c, perm)
+    kernels.epoch_result(p["W1"], p["b1"], p["W2"], p["b2"], W, bias, W2, b2c, scale)
     return p, kernels.cross_entropy_sum(Zall, y, order), P.shape[1]
 
 
 def test_same_bits_whatever_thread_count_and_slots_each_chunk_of_steps_runs_on():
-    params, X, y, order = problem(np.float32, n=300, d=40, h=12, k=10, seed=5, zeros=0.5)
+    # 40 hidden units: slots of 16, 16 and 8 (a cache line of float32 each, and the rest); a thread's
+    # units then fall into register blocks of 1 to 4 vectors in different ways for each split.
+    params, X, y, order = problem(np.float32, n=300, d=40, h=40, k=10, seed=5, zeros=0.5)
     B = 3
     want, want_loss = run(kernels.sgd_epoch, params, X, y, order, B, 0.5, 0.99)
     most = min(2, numba.config.NUMBA_NUM_THREADS)
@@ -261,40 +263,49 @@ def test_schedule_does_not_count_waking_the_other_thread_against_it(monkeypatch)
     assert sum(u1 - u0 for u0, u1, n in calls if n == 2) > 5000
 
 
-def test_input_order_against_a_brute_force_count():
+def test_sparse_inputs_against_a_loop():
     _, X, _, _ = problem(np.float64, n=60, d=30, seed=6, zeros=0.6)
     X[3] = 0  # a blank image
-    X[4, 7] = np.nan  # NaN counts as used
-    perm, last = kernels.input_order(X)
-    used = [sum(1 for n in range(60) if X[n, i] != 0) for i in range(30)]
-    assert sorted(perm) == list(range(30))
-    assert [used[i] for i in perm] == sorted(used, reverse=True)
-    for a, b in zip(perm, perm[1:]):  # ties keep index order
-        assert used[a] > used[b] or a < b
+    X[4, 7] = np.nan  # NaN counts as nonzero
+    ptr, idx, val = kernels.sparse_inputs(X)
+    assert ptr[0] == 0 and len(ptr) == 61 and idx.dtype == np.int32 and val.dtype == X.dtype
     for n in range(60):
-        want = max([k + 1 for k in range(30) if X[n, perm[k]] != 0], default=0)
-        assert last[n] == want
-    assert last[3] == 0 and last[4] >= list(perm).index(7) + 1
+        want = [i for i in range(30) if X[n, i] != 0]
+        assert list(idx[ptr[n]:ptr[n + 1]]) == want
+        np.testing.assert_array_equal(val[ptr[n]:ptr[n + 1]], X[n, want])
+    assert ptr[4] == ptr[3] and 7 in idx[ptr[4]:ptr[5]]
 
 
 def test_weights_of_an_input_no_image_uses_only_decay():
-    # Column 5 is 0 in every image: the kernel skips it in every sum, and must still decay its weights
-    # exactly as the full loop would, once per step.
+    # Column 5 is 0 in every image: the kernel never touches its weights, and they must still decay as
+    # the reference's do, once per step (here exactly: W1 = scale * W, one rounding, see kernels.py).
     params, X, y, order = problem(np.float32, n=40, d=20, h=7, k=4, seed=7, zeros=0.3)
     X[:, 5] = 0
     decay = np.float32(0.99)
     got, _ = run(kernels.sgd_epoch, params, X, y, order, 10, 0.5, decay)
-    want = params["W1"][:, 5].copy()
+    scale = 1.0
     for _ in range(4):  # 40 images, batches of 10: four steps
-        want *= decay
-    assert got["W1"][:, 5].tobytes() == want.tobytes()
+        scale *= float(decay)
+    assert got["W1"][:, 5].tobytes() == (scale * params["W1"][:, 5].astype(np.float64)).astype(np.float32).tobytes()
     ref, _ = run(kernels.sgd_epoch_numpy, params, X, y, order, 10, 0.5, decay)
+    np.testing.assert_allclose(got["W1"][:, 5], ref["W1"][:, 5], rtol=3e-7)  # the reference rounds at each step
     np.testing.assert_allclose(got["W1"], ref["W1"], rtol=1e-5, atol=1e-6)
+
+
+def test_decay_that_drives_the_scale_below_its_floor_rescales_without_changing_the_result():
+    # 0.5 ** 61 < RESCALE_BELOW: the kernel multiplies W out at step 61 and starts a new scale.
+    params, X, y, order = problem(np.float64, n=80, d=12, h=7, k=4, seed=2, zeros=0.4)
+    got, loss = run(kernels.sgd_epoch, params, X, y, order, 1, 1e-3, 0.5)
+    want, want_loss = run(kernels.sgd_epoch_numpy, params, X, y, order, 1, 1e-3, 0.5)
+    assert 0.5 ** 61 < kernels.RESCALE_BELOW < 0.5 ** 59
+    for name in params:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-10, atol=1e-300)
+    assert loss == pytest.approx(want_loss, rel=1e-12)
 
 
 def test_a_nan_pixel_reaches_the_loss():
     params, X, y, order = problem(np.float32, zeros=0.6)
-    X[order[-1], -1] = np.nan  # the last image's least used pixel: the prefix must reach it
+    X[order[-1], -1] = np.nan  # a pixel of the last image, which is 0 in most images
     _, loss = run(kernels.sgd_epoch, params, X, y, order, 5, 0.5, 1.0)
     assert np.isnan(loss)
 
