@@ -128,7 +128,8 @@ def softplus(z):
 #
 # The working copies are padded so inner loops run over whole vectors: hidden units to LANES (Hp),
 # images (Bv) and outputs (Kv) to vectors. Padding entries are zero and stay zero (a padding hidden
-# unit has activation 0).
+# unit has activation 0). Rows of hidden units are Hs >= Hp long, whole cache lines, and start on one:
+# the threads own whole lines of every row (see `slot_units`), so no line is written by both.
 
 VECTOR_BYTES = 32  # an AVX2 register: 8 float32 or 4 float64
 LANES = 8  # hidden units are padded to a multiple of 8: whole vectors in float32 and in float64
@@ -475,7 +476,7 @@ def sgd_regions(t0, t1, threads, bounds, busy, W, bias, W2, b2c, H, ptr, idx, va
     """
     N = order.shape[0]
     K = Zall.shape[1]
-    Hp = W.shape[1]
+    Hp = (H + LANES - 1) // LANES * LANES  # the units the loops run over (W.shape[1] may be longer)
     n_slots = P.shape[1]
     n_chunks = min(n_slots, threads, b2c.shape[0])
     for c in range(1, n_chunks):
@@ -542,20 +543,22 @@ def epoch_state(W1, b1, W2, b2, batch_size, N, threads):
     dtype = W1.dtype
     B = min(batch_size, N)
     Hp = (H + LANES - 1) // LANES * LANES
+    per_line = LINE_BYTES // W1.itemsize
+    Hs = (Hp + per_line - 1) // per_line * per_line  # row length: every row starts on a cache line
     Bv = (B + LANES - 1) // LANES * LANES
     Kv = (K + LANES - 1) // LANES * LANES
-    W = aligned_zeros(D, Hp, W1)  # (D, Hp) W1.T, times 1 / scale
-    W2p = aligned_zeros(K, Hp, W1)  # (K, Hp) W2: column j belongs to whoever owns hidden unit j
-    bias = aligned_zeros(1, Hp, W1)[0]  # (Hp,) b1
+    W = aligned_zeros(D, Hs, W1)  # (D, Hs) W1.T, times 1 / scale
+    W2p = aligned_zeros(K, Hs, W1)  # (K, Hs) W2: column j belongs to whoever owns hidden unit j
+    bias = aligned_zeros(1, Hs, W1)[0]  # (Hs,) b1
     for j in range(H):
         for i in range(D):
             W[i, j] = W1[j, i]
         for k in range(K):
             W2p[k, j] = W2[k, j]
         bias[j] = b1[j]
-    A = aligned_zeros(Bv, Hp, W1)  # (Bv, Hp) hidden activations
-    Dh = aligned_zeros(Bv, Hp, W1)  # (Bv, Hp) hidden deltas
-    G = aligned_zeros(1, Hp, W1)[0]  # (Hp,) scratch for sums over the images
+    A = aligned_zeros(Bv, Hs, W1)  # (Bv, Hs) hidden activations
+    Dh = aligned_zeros(Bv, Hs, W1)  # (Bv, Hs) hidden deltas
+    G = aligned_zeros(1, Hs, W1)[0]  # (Hs,) scratch for sums over the images
     slot = slot_units(Hp, Bv, Kv, W.itemsize)
     n_slots = (Hp + slot - 1) // slot
     P = aligned_zeros(2 * n_slots, Bv * Kv, W1).reshape((2, n_slots, Bv, Kv))  # each slot's share of A @ W2.T, by step parity
