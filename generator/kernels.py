@@ -7,7 +7,8 @@ Every loop has a fixed order, so the same inputs give the same bits on every run
 threads. `sgd_epoch` is plain Python around the kernels: it times chunks of steps to choose between one
 and two threads and how to split the hidden units between them, which changes how long an epoch takes,
 never its result. The few `@intrinsic`s (atomics for the barrier, a cycle counter, a prefetch, a bit
-cast for exp32) are LLVM operations numba has no Python spelling for.
+cast for exp32, the vector loops of the sparse products) are LLVM operations numba has no Python
+spelling for.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def softplus(z):
 # contiguous row. The forward pass adds, for each nonzero pixel of an image, its value times the
 # pixel's row; the update adds to each such row its value times the image's hidden deltas. Both are
 # `sparse_dot` / `sparse_axpy`, which keep a block of hidden units in vector registers (numba has no
-# vector type, so they are LLVM intrinsics below); a step costs about a third of the dense products'
+# vector type, so they are LLVM intrinsics below); on MNIST a step does a fifth of the dense products'
 # multiply-adds. Every hidden unit's number is computed by the same operations in the same order
 # whichever block, slot or thread it falls in, so any split gives the same bits.
 #

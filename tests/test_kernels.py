@@ -10,7 +10,7 @@ from generator.train import init_params
 
 def problem(dtype, n=37, d=12, h=7, k=4, seed=0, zeros=0.0):
     """Parameters, images, labels and a shuffle; `zeros` of the pixels are 0, more of them at higher
-    indices (like a digit's border), so images use prefixes of different lengths of the input order."""
+    indices (like a digit's border), so images have different numbers of nonzero pixels."""
     rng = np.random.default_rng(seed)
     params = {name: p.astype(dtype) for name, p in init_params(d, h, k, rng).items()}
     X = rng.random((n, d)).astype(dtype)
