@@ -222,7 +222,7 @@ def main() -> int:
     compile_s, cached, order_s = worker("compile", 10, 4)
     print(f"numba       first call {compile_s:.2f} s ({'loaded from numba cache' if cached else 'compiled'}), "
           "not counted in any epoch")
-    print(f"numba       input order of the 60,000 images {order_s:.2f} s, once per training (train.py), "
+    print(f"numba       sparse form of the 60,000 images {order_s:.2f} s, once per training (train.py), "
           "not counted in any epoch")
     print()
     header = (f"{'batch':>5} {'hidden':>6} {'GFLOP':>6} {'limit s':>8} {'numba s':>8} {'numpy s':>8} {'torch s':>8}"
