@@ -621,6 +621,8 @@ def sparse_inputs(X):
 CHUNK_SECONDS = 0.005  # steps run in parallel regions of about this long, each on the thread count that is faster
 PROBE_EVERY = 16  # chunks between two short trials of the other thread count
 BALANCE_STEPS = 16  # a call of at least this many steps measures the threads' speeds (see `balanced`)
+WARM_STEPS = 8  # steps run untimed after each change of thread count (see `schedule`)
+SWITCH_MARGIN = 0.95  # the other thread count must take at most this share of the time per step to switch
 
 
 def sgd_epoch(W1, b1, W2, b2, X, y, order, batch_size, eta, decay, inputs=None):
@@ -693,10 +695,11 @@ def concurrent_threads() -> bool:
 
 def schedule(run, t0, t1, most):
     """Call run(t, u, threads) over t0 <= t < t1 in chunks of about CHUNK_SECONDS, each on 1 or `most`
-    threads, whichever took less time per step when last measured; every PROBE_EVERY chunks, a chunk a
-    quarter as long measures the other count again. After each change of count one step runs untimed:
-    it pays for waking the other thread, which can take milliseconds on a virtual machine (the host
-    deschedules an idle virtual CPU), and timing it would make two threads look slow for good."""
+    threads, whichever took less time per step when last measured (the other count must be faster by
+    1 - SWITCH_MARGIN to switch); every PROBE_EVERY chunks, a chunk measures the other count again.
+    After each change of count WARM_STEPS steps run untimed: they pay for waking the other thread, which
+    can take milliseconds on a virtual machine (the host deschedules an idle virtual CPU), and for moving
+    its share of the weights into its core's caches; timing them made two threads look slow for good."""
     cost = {most: None, 1: None}  # seconds per step (a running mean of the last measurements)
     threads, t, chunk, running = most, t0, 0, None
     while t < t1:
@@ -704,19 +707,19 @@ def schedule(run, t0, t1, most):
         probe = chunk > 0 and (cost[other] is None or chunk % PROBE_EVERY == 0)
         n = other if probe else threads
         if n != running:
-            run(t, t + 1, n)
-            t, running = t + 1, n
+            u = min(t1, t + WARM_STEPS)
+            run(t, u, n)
+            t, running = u, n
             if t == t1:
                 break
         guess = cost[n] if cost[n] is not None else cost[threads]
-        seconds = CHUNK_SECONDS / 4 if probe else CHUNK_SECONDS
-        length = 4 if guess is None else max(1, int(seconds / max(guess, 1e-9)))
+        length = 4 if guess is None else max(1, int(CHUNK_SECONDS / max(guess, 1e-9)))
         u = min(t1, t + length)
         started = time.perf_counter()
         run(t, u, n)
         per_step = (time.perf_counter() - started) / (u - t)
         cost[n] = per_step if cost[n] is None else (cost[n] + per_step) / 2
-        if cost[other] is not None and cost[other] < cost[threads]:
+        if cost[other] is not None and cost[other] < SWITCH_MARGIN * cost[threads]:
             threads = other
         t, chunk = u, chunk + 1
 

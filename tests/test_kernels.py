@@ -261,6 +261,10 @@ def test_schedule_does_not_count_waking_the_other_thread_against_it(monkeypatch)
     # to run the idle virtual CPU again. Timing that step made two threads look slow for the whole epoch.
     calls = simulate(monkeypatch, 1, 6000, {2: 30e-6, 1: 50e-6}, wake=5e-3)
     assert sum(u1 - u0 for u0, u1, n in calls if n == 2) > 5000
+    # each change of thread count starts with WARM_STEPS untimed steps of their own
+    switches = [c for prev, c in zip(calls, calls[1:]) if c[2] != prev[2]]
+    assert switches and kernels.WARM_STEPS >= 1
+    assert all(u1 - u0 == kernels.WARM_STEPS or u1 == 6000 for u0, u1, _ in switches)
 
 
 def test_sparse_inputs_against_a_loop():
