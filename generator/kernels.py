@@ -110,7 +110,7 @@ def softplus(z):
 #
 # Most pixels of a digit are exactly 0 (on MNIST 150 of 784 are not), and a zero input adds exactly
 # nothing to a pre-activation or to a weight gradient. So the images are kept as their nonzero pixels
-# (`sparse_inputs`), and W1 as its transpose W (D, Hp): pixel i's weights to every hidden unit are one
+# (`sparse_inputs`), and W1 as its transpose W (D, Hs): pixel i's weights to every hidden unit are one
 # contiguous row. The forward pass adds, for each nonzero pixel of an image, its value times the
 # pixel's row; the update adds to each such row its value times the image's hidden deltas. Both are
 # `sparse_dot` / `sparse_axpy`, which keep a block of hidden units in vector registers (numba has no
@@ -306,42 +306,42 @@ axpy1, axpy2, axpy3, axpy4 = (_sparse_axpy(n) for n in range(1, BLOCK_VECTORS + 
 @njit(cache=True)
 def forward_products(A, W, u0, u1, ptr, idx, val, order, lo, hi):
     """A[b, j] = sum over image order[lo + b]'s nonzero pixels i of x_i * W[i, j], for lo <= lo + b < hi and
-    u0 <= j < u1 (whole vectors). A (Bv, Hp), W (D, Hp); (ptr, idx, val) from `sparse_inputs`. Block by
+    u0 <= j < u1 (whole vectors). A (Bv, Hs), W (D, Hs); (ptr, idx, val) from `sparse_inputs`. Block by
     block, each over every image: the block's part of the rows stays in cache from one image to the next."""
-    Hp = W.shape[1]
+    Hs = W.shape[1]
     lanes = VECTOR_BYTES // W.itemsize
     for u in range(u0, u1, BLOCK_VECTORS * lanes):
         n = min(BLOCK_VECTORS * lanes, u1 - u) // lanes
         for b in range(hi - lo):
-            k0, k1, o = ptr[order[lo + b]], ptr[order[lo + b] + 1], b * Hp + u
+            k0, k1, o = ptr[order[lo + b]], ptr[order[lo + b] + 1], b * Hs + u
             if n == 4:
-                dot4(A, o, W, Hp, u, idx, val, k0, k1)
+                dot4(A, o, W, Hs, u, idx, val, k0, k1)
             elif n == 3:
-                dot3(A, o, W, Hp, u, idx, val, k0, k1)
+                dot3(A, o, W, Hs, u, idx, val, k0, k1)
             elif n == 2:
-                dot2(A, o, W, Hp, u, idx, val, k0, k1)
+                dot2(A, o, W, Hs, u, idx, val, k0, k1)
             else:
-                dot1(A, o, W, Hp, u, idx, val, k0, k1)
+                dot1(A, o, W, Hs, u, idx, val, k0, k1)
 
 
 @njit(cache=True)
 def update_rows(W, u0, u1, Dh, c, ptr, idx, val, order, lo, hi):
     """W[i, j] += (c * x_i) * Dh[b, j] for each image order[lo + b], lo <= lo + b < hi, in order, and its
-    nonzero pixels i (values x_i), for u0 <= j < u1 (whole vectors). W (D, Hp), Dh (Bv, Hp)."""
-    Hp = W.shape[1]
+    nonzero pixels i (values x_i), for u0 <= j < u1 (whole vectors). W (D, Hs), Dh (Bv, Hs)."""
+    Hs = W.shape[1]
     lanes = VECTOR_BYTES // W.itemsize
     for u in range(u0, u1, BLOCK_VECTORS * lanes):
         n = min(BLOCK_VECTORS * lanes, u1 - u) // lanes
         for b in range(hi - lo):
-            k0, k1, o = ptr[order[lo + b]], ptr[order[lo + b] + 1], b * Hp + u
+            k0, k1, o = ptr[order[lo + b]], ptr[order[lo + b] + 1], b * Hs + u
             if n == 4:
-                axpy4(W, Hp, u, Dh, o, c, idx, val, k0, k1)
+                axpy4(W, Hs, u, Dh, o, c, idx, val, k0, k1)
             elif n == 3:
-                axpy3(W, Hp, u, Dh, o, c, idx, val, k0, k1)
+                axpy3(W, Hs, u, Dh, o, c, idx, val, k0, k1)
             elif n == 2:
-                axpy2(W, Hp, u, Dh, o, c, idx, val, k0, k1)
+                axpy2(W, Hs, u, Dh, o, c, idx, val, k0, k1)
             else:
-                axpy1(W, Hp, u, Dh, o, c, idx, val, k0, k1)
+                axpy1(W, Hs, u, Dh, o, c, idx, val, k0, k1)
 
 
 # No row views (A[b]) inside `region`: each view counts a reference to its array, an atomic operation on
@@ -353,8 +353,8 @@ def region(u0, u1, slot, W, bias, W2, A, Dh, G, P, par, H, ptr, idx, val, order,
     """One thread's share of a step: hidden units u0 <= j < u1 (whole slots of `slot` units).
 
     Applies the previous step (images order[plo:lo], output deltas D2 (Bv, Kv); none at the first step),
-    then runs the current one (images order[lo:hi]; none after the last step). W (D, Hp) W1.T / scale;
-    bias (Hp,) b1; W2 (K, Hp); A, Dh (Bv, Hp) activations and deltas; G (Hp,) scratch; P (2, slots, Bv, Kv)
+    then runs the current one (images order[lo:hi]; none after the last step). W (D, Hs) W1.T / scale;
+    bias (Hs,) b1; W2 (K, Hs); A, Dh (Bv, Hs) activations and deltas; G (Hs,) scratch; P (2, slots, Bv, Kv)
     each slot's share of A @ W2.T, P[par] this step's. step = eta / (lo - plo) and decay in the
     weights' dtype, rate and decay64 the same in float64. Returns the scale of W after the previous step
     (see the note above).
