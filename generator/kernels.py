@@ -345,7 +345,7 @@ def update_rows(W, u0, u1, Dh, c, ptr, idx, val, order, lo, hi):
 
 
 # No row views (A[b]) inside `region`: each view counts a reference to its array, an atomic operation on
-# a counter both threads share, and the two cores then pass its cache line back and forth all step long.
+# a counter both threads share. (Its cost was not measurable on its own; it is simply not needed.)
 
 @njit(cache=True, fastmath=FAST, error_model="numpy")
 def region(u0, u1, slot, W, bias, W2, A, Dh, G, P, par, H, ptr, idx, val, order, plo, lo, hi, D2, step, decay,
