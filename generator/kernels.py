@@ -238,6 +238,12 @@ def _vector_at(builder, vty, data, index):
     return builder.bitcast(builder.gep(data, [index]), vty.as_pointer())
 
 
+def _row_start(builder, idx_p, k, Hp, u):
+    """idx[k] * Hp + u as int64: where the nonzero pixel k's row of hidden units starts, at unit u."""
+    i64 = llvm_ir.IntType(64)
+    return builder.add(builder.mul(builder.sext(builder.load(builder.gep(idx_p, [k])), i64), Hp), u)
+
+
 def _splat(builder, vty, x):
     lanes = llvm_ir.Constant(llvm_ir.VectorType(llvm_ir.IntType(32), vty.count), [0] * vty.count)
     one = builder.insert_element(llvm_ir.Constant(vty, llvm_ir.Undefined), x, llvm_ir.Constant(llvm_ir.IntType(32), 0))
@@ -258,8 +264,7 @@ def _sparse_dot(n_vectors):
             out_p, W_p, idx_p, val_p = data
             sums = [cgutils.alloca_once_value(builder, llvm_ir.Constant(vty, [0.0] * vty.count)) for _ in range(n_vectors)]
             with cgutils.for_range_slice(builder, k0_, k1_, llvm_ir.Constant(i64, 1)) as (k, _):
-                row = builder.sext(builder.load(builder.gep(idx_p, [k])), i64)
-                start = builder.add(builder.mul(row, Hp_), u_)
+                start = _row_start(builder, idx_p, k, Hp_, u_)
                 x = _splat(builder, vty, builder.load(builder.gep(val_p, [k])))
                 for v in range(n_vectors):
                     w = builder.load(_vector_at(builder, vty, W_p, builder.add(start, llvm_ir.Constant(i64, v * vty.count))), align=1)
@@ -288,8 +293,7 @@ def _sparse_axpy(n_vectors):
             deltas = [builder.load(_vector_at(builder, vty, d_p, builder.add(o_, llvm_ir.Constant(i64, v * vty.count))), align=1)
                       for v in range(n_vectors)]
             with cgutils.for_range_slice(builder, k0_, k1_, llvm_ir.Constant(i64, 1)) as (k, _):
-                row = builder.sext(builder.load(builder.gep(idx_p, [k])), i64)
-                start = builder.add(builder.mul(row, Hp_), u_)
+                start = _row_start(builder, idx_p, k, Hp_, u_)
                 a = _splat(builder, vty, builder.fmul(c_, builder.load(builder.gep(val_p, [k]))))
                 for v in range(n_vectors):
                     at = _vector_at(builder, vty, W_p, builder.add(start, llvm_ir.Constant(i64, v * vty.count)))
