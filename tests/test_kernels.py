@@ -1,10 +1,13 @@
 """The numba kernels against the NumPy reference, finite differences and themselves."""
 
+import re
+
 import numba
 import numpy as np
 import pytest
 
 from generator import kernels
+from generator.kernels import threads
 from generator.train import init_params
 
 
@@ -129,22 +132,19 @@ def regions_in_chunks(params, X, y, order, B, chunks):
     """An epoch by kernels.sgd_regions called directly, over chunks [(t0, t1, threads, bounds), ...]."""
     p = {k: v.copy() for k, v in params.items()}
     f = np.float32
-    N = len(order)
-    ptr, idx, val = kernels.sparse_inputs(X)
-    W, bias, W2, b2c, slot, A, Dh, G, P, Z, D2, Zall, scale, sync = kernels.epoch_state(
-        p["W1"], p["b1"], p["W2"], p["b2"], B, N, 2)
+    inputs = kernels.sparse_inputs(X)
+    state = kernels.epoch_state(p["W1"], p["b1"], p["W2"], p["b2"], B, len(order), 2)
     busy = np.zeros((2, 8), np.int64)
     configured = numba.get_num_threads()
     try:
         for t0, t1, threads, bounds in chunks:
             numba.set_num_threads(threads)
-            kernels.sgd_regions(t0, t1, threads, np.array(bounds), busy, W, bias, W2, b2c, p["W1"].shape[0], ptr,
-                                idx, val, y, order, B, f(0.5), f(0.99), 0.5, float(f(0.99)), slot, A, Dh, G, P, Z,
-                                D2, Zall, scale, sync)
+            kernels.sgd_regions(t0, t1, threads, np.array(bounds), busy, state, inputs, y, order,
+                                f(0.5), f(0.99), 0.5, float(f(0.99)))
     finally:
         numba.set_num_threads(configured)
-    kernels.epoch_result(p["W1"], p["b1"], p["W2"], p["b2"], W, bias, W2, b2c, scale)
-    return p, kernels.cross_entropy_sum(Zall, y, order), P.shape[1]
+    kernels.epoch_result(p["W1"], p["b1"], p["W2"], p["b2"], state)
+    return p, kernels.cross_entropy_sum(state.Zall, y, order), state.P.shape[1]
 
 
 def test_same_bits_whatever_thread_count_and_slots_each_chunk_of_steps_runs_on():
@@ -181,18 +181,18 @@ def test_one_thread_where_the_threading_layer_may_not_run_threads_at_once(monkey
     params, X, y, order = problem(np.float32, n=60, d=20, h=40, k=10, seed=9, zeros=0.5)
     want = run(kernels.sgd_epoch, params, X, y, order, 10, 0.5, 0.99)
     used = []
-    regions = kernels.sgd_regions
+    regions = threads.sgd_regions
 
     def spy(t0, t1, threads, *rest):
         used.append(threads)
         regions(t0, t1, threads, *rest)
 
-    monkeypatch.setattr(kernels, "sgd_regions", spy)
-    monkeypatch.setattr(kernels, "threading_layer", lambda: "tbb")
+    monkeypatch.setattr(threads, "sgd_regions", spy)
+    monkeypatch.setattr(threads, "threading_layer", lambda: "tbb")
     got = run(kernels.sgd_epoch, params, X, y, order, 10, 0.5, 0.99)
     assert set(used) == {1}
     assert got[1] == want[1]
-    monkeypatch.setattr(kernels, "threading_layer", lambda: "omp")
+    monkeypatch.setattr(threads, "threading_layer", lambda: "omp")
     used.clear()
     run(kernels.sgd_epoch, params, X, y, order, 10, 0.5, 0.99)
     assert max(used) == min(2, numba.get_num_threads())
@@ -224,42 +224,32 @@ def exp32_of(x):
     return out
 
 
-class FakeClock:
-    """time.perf_counter for `kernels.schedule`, advanced by the simulated runs: no sleeping, no noise."""
-
-    def __init__(self):
-        self.now = 0.0
-
-    def perf_counter(self):
-        return self.now
-
-
-def simulate(monkeypatch, t0, t1, seconds_per_step, wake=0.0):
-    """Run kernels.schedule over [t0, t1) with fake runs on 1 or 2 threads; the first run on two threads
-    after one on one thread costs `wake` seconds more. Returns the calls (t0, t1, threads)."""
-    clock, calls = FakeClock(), []
-    monkeypatch.setattr(kernels, "time", clock)
+def simulate(t0, t1, seconds_per_step, wake=0.0):
+    """Run kernels.schedule over [t0, t1) with fake runs on 1 or 2 threads and a simulated clock (no
+    sleeping, no noise); the first run on two threads after one on one thread costs `wake` seconds more.
+    Returns the calls (t0, t1, threads)."""
+    now, calls = [0.0], []
 
     def run(u0, u1, threads):
         woken = threads == 2 and (not calls or calls[-1][2] == 1)
         calls.append((u0, u1, threads))
-        clock.now += seconds_per_step[threads] * (u1 - u0) + (wake if woken else 0.0)
+        now[0] += seconds_per_step[threads] * (u1 - u0) + (wake if woken else 0.0)
 
-    kernels.schedule(run, t0, t1, 2)
+    kernels.schedule(run, t0, t1, 2, clock=lambda: now[0])
     assert [c[0] for c in calls] == [t0] + [c[1] for c in calls[:-1]] and calls[-1][1] == t1  # each step once
     return calls
 
 
-def test_schedule_covers_every_step_once_and_switches_to_the_faster_count(monkeypatch):
+def test_schedule_covers_every_step_once_and_switches_to_the_faster_count():
     # two threads much slower, as when another process holds a core
-    calls = simulate(monkeypatch, 1, 2000, {2: 1e-3, 1: 1e-5})
+    calls = simulate(1, 2000, {2: 1e-3, 1: 1e-5})
     assert sum(u1 - u0 for u0, u1, n in calls if n == 1) > 1500
 
 
-def test_schedule_does_not_count_waking_the_other_thread_against_it(monkeypatch):
+def test_schedule_does_not_count_waking_the_other_thread_against_it():
     # On a virtual machine the first region after a spell on one thread waits milliseconds for the host
     # to run the idle virtual CPU again. Timing that step made two threads look slow for the whole epoch.
-    calls = simulate(monkeypatch, 1, 6000, {2: 30e-6, 1: 50e-6}, wake=5e-3)
+    calls = simulate(1, 6000, {2: 30e-6, 1: 50e-6}, wake=5e-3)
     assert sum(u1 - u0 for u0, u1, n in calls if n == 2) > 5000
     # each change of thread count starts with WARM_STEPS untimed steps of their own
     switches = [c for prev, c in zip(calls, calls[1:]) if c[2] != prev[2]]
@@ -282,7 +272,7 @@ def test_sparse_inputs_against_a_loop():
 
 def test_weights_of_an_input_no_image_uses_only_decay():
     # Column 5 is 0 in every image: the kernel never touches its weights, and they must still decay as
-    # the reference's do, once per step (here exactly: W1 = scale * W, one rounding, see kernels.py).
+    # the reference's do, once per step (here exactly: W1 = scale * W, one rounding, see kernels/step.py).
     params, X, y, order = problem(np.float32, n=40, d=20, h=7, k=4, seed=7, zeros=0.3)
     X[:, 5] = 0
     decay = np.float32(0.99)
@@ -317,16 +307,18 @@ def test_a_nan_pixel_reaches_the_loss():
 def test_float32_training_computes_in_float32():
     # A Python int in a float32 expression (decay - decay + 1, 1 - a, eta / m) makes numba compute in
     # float64: the update's inner loop then converted every weight to double and back, at half the speed,
-    # while every test of the results still passed. Compile the epoch's kernel afresh and read its code.
+    # while every test of the results still passed. Compile the epoch's kernel afresh and read its LLVM IR
+    # (the callees' IR is linked into it), which names no instruction set.
     params, X, y, order = problem(np.float32, n=40, d=30, h=10, k=10, seed=8, zeros=0.5)
     fresh = numba.njit(parallel=kernels.PRANGE_ONLY, fastmath=kernels.FAST)(kernels.sgd_regions.py_func)
-    original = kernels.sgd_regions
-    try:
-        kernels.sgd_regions = fresh
-        run(kernels.sgd_epoch, params, X, y, order, 10, 0.5, 0.99)
-    finally:
-        kernels.sgd_regions = original
+    p = {k: v.copy() for k, v in params.items()}
+    state = kernels.epoch_state(p["W1"], p["b1"], p["W2"], p["b2"], 10, len(order), 1)
+    f = np.float32
+    fresh(0, 2, 1, np.array([0, state.P.shape[1]]), np.zeros((1, 8), np.int64), state, kernels.sparse_inputs(X),
+          y, order, f(0.5), f(0.99), 0.5, float(f(0.99)))
     (signature,) = fresh.signatures
-    code = fresh.inspect_asm(signature)
-    assert code.count("cvtps2pd") == 0 and code.count("cvtss2sd") == 0  # no float32 value is widened
-    assert "expf" not in code  # the sigmoids use exp32, which vectorises, not the C library's expf
+    code = fresh.inspect_llvm(signature)
+    assert "define" in code and "llvm.fma.v8f32" in code  # the step's own code is there: its vector products
+    widened = re.findall(r"fpext [^\n]*float[^\n]* to [^\n]*double", code)
+    assert widened == []  # no float32 value is widened to float64
+    assert "expf" not in code and "llvm.exp." not in code  # the sigmoids use exp32, not the C library's expf

@@ -1,0 +1,52 @@
+"""`sgd_epoch`: one epoch of mini-batch SGD, the kernels' entry point for train.py and the benchmark."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import get_num_threads, set_num_threads
+
+from . import threads as th
+from .layout import epoch_result, epoch_state, sparse_inputs
+from .numerics import cross_entropy_sum
+
+
+def sgd_epoch(W1, b1, W2, b2, X, y, order, batch_size, eta, decay, inputs=None):
+    """One epoch of mini-batch SGD over X[order], in place on W1 (H, D), b1 (H,), W2 (K, H), b2 (K,).
+
+    X (N, D) float, y (N,) int labels, order (N,) a permutation; eta and decay in the weights' dtype;
+    inputs = sparse_inputs(X), computed here when not given. The last mini-batch may be smaller.
+    Returns the summed cross-entropy of each example (float), measured just before the step that uses it.
+
+    Runs on up to numba.get_num_threads() threads. The result does not depend on the thread count, so
+    the epoch switches to one thread while two are slower (another process holds a core: every step
+    would wait for it) and back when two are faster again.
+    """
+    N = order.shape[0]
+    B = min(batch_size, N)
+    steps = (N + B - 1) // B
+    inputs = sparse_inputs(X) if inputs is None else inputs
+    configured = get_num_threads()
+    state = epoch_state(W1, b1, W2, b2, B, N, configured)
+    rate, decay64 = float(eta), float(decay)
+    n_slots = state.P.shape[1]
+    most = min(configured, n_slots)
+    bounds = np.array([c * n_slots // most for c in range(most + 1)])  # the threads' slots, balanced as it runs
+    busy = np.zeros((most, 8), np.int64)  # each thread's cycles in a call (a cache line each)
+
+    def run(t0, t1, threads):
+        set_num_threads(threads)
+        th.sgd_regions(t0, t1, threads, bounds, busy, state, inputs, y, order, eta, decay, rate, decay64)
+        if threads == most > 1 and t1 - t0 >= th.BALANCE_STEPS:
+            bounds[:] = th.balanced(bounds, busy[:, 0])
+
+    try:
+        run(0, 1, 1)  # on one thread, which also starts numba's threading layer (`concurrent_threads` asks it)
+        most = most if th.concurrent_threads() else 1
+        if most == 1:
+            run(1, steps + 1, 1)
+        else:
+            th.schedule(run, 1, steps + 1, most)
+    finally:
+        set_num_threads(configured)
+    epoch_result(W1, b1, W2, b2, state)
+    return cross_entropy_sum(state.Zall, y, order)

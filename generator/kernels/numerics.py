@@ -1,0 +1,94 @@
+"""Scalar numerics the kernels share: a vectorisable float32 exp, the sigmoid, softplus and the loss.
+
+Compiled lazily, like every kernel: a float64 specialisation is built only when something calls it
+with float64 (the tests), never by `make site`, which trains in float32.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange, types
+from numba.extending import overload
+
+from .intrinsics import float32_from_bits
+
+FAST = {"reassoc", "contract"}
+# Only explicit prange loops run in parallel (numba would otherwise turn every array expression into a
+# parallel loop of its own, each compiled separately, for no gain at these sizes).
+PRANGE_ONLY = {"prange": True, "comprehension": False, "setitem": False, "reduction": False,
+               "numpy": False, "stencil": False, "fusion": False}
+# A float32 constant keeps float32 arithmetic in float32 and float64 in float64. A Python int does not:
+# numba types float32 - 1 as float64, and a float64 scale in the update's inner loop converted every
+# weight to double and back (half the speed, found with inspect_asm). Counts become floats by the
+# arrays' dtype: W.dtype.type(m).
+ONE = np.float32(1)
+
+
+# exp in float32 as Cephes' expf computes it: x = n ln 2 + r with |r| <= ln 2 / 2, exp(r) by a polynomial,
+# 2^n from its bits. Within 1 ulp of the exact value on [-87.3, 88.7] (tests/test_kernels.py measures it),
+# inf above, 0 below, NaN stays NaN. Unlike np.exp (a call to the C library's expf for each element)
+# LLVM vectorises it: the sigmoids of a step took as long as the forward pass. Its own fastmath flags
+# leave out 'reassoc', which would merge the two parts of ln 2 below and lose the reduction's precision.
+F32 = np.float32
+EXP_HI, EXP_LO = F32(88.72283905206835), F32(-87.33654475)  # exp overflows above, is subnormal below
+LOG2E, LN2_HI, LN2_LO = F32(1.44269504088896341), F32(0.693359375), F32(-2.12194440e-4)  # LN2_HI + LN2_LO = ln 2
+EXP_POLY = (F32(1.9875691500e-4), F32(1.3981999507e-3), F32(8.3334519073e-3), F32(4.1665795894e-2),
+            F32(1.6666665459e-1), F32(5.0000001201e-1))
+
+
+@njit(cache=True, fastmath={"contract"}, error_model="numpy")
+def exp32(x):
+    """exp(x) for a float32 x, vectorisable (see above)."""
+    c = min(max(x, EXP_LO), EXP_HI)
+    n = np.floor(c * LOG2E + F32(0.5))
+    r = c - n * LN2_HI - n * LN2_LO
+    p0, p1, p2, p3, p4, p5 = EXP_POLY
+    p = ((((p0 * r + p1) * r + p2) * r + p3) * r + p4) * r + p5
+    p = p * r * r + r + ONE
+    i = np.int32(n)  # -126 <= n <= 128: 2^n as two factors, each a normal float32
+    h = i >> np.int32(1)
+    e = p * float32_from_bits((h + np.int32(127)) << np.int32(23)) * float32_from_bits((i - h + np.int32(127)) << np.int32(23))
+    e = F32(np.inf) if x > EXP_HI else e
+    e = F32(0) if x < EXP_LO else e
+    return e if x == x else x
+
+
+def logistic(z):
+    """1 / (1 + exp(-z)) in z's precision: with `exp32` for float32, np.exp otherwise (numba only)."""
+    raise NotImplementedError("logistic is compiled by numba; call sigmoid")
+
+
+@overload(logistic)
+def _logistic(z):
+    if z == types.float32:
+        return lambda z: ONE / (ONE + exp32(-z))
+    return lambda z: ONE / (ONE + np.exp(-z))
+
+
+@njit(cache=True, error_model="numpy")
+def sigmoid(z):
+    """Logistic function of a scalar, in the scalar's own precision (float32 stays float32)."""
+    return logistic(z)
+
+
+@njit(cache=True)
+def softplus(z):
+    """log(1 + exp(z)) without overflow."""
+    return max(z, 0.0) + np.log1p(np.exp(-abs(z)))
+
+
+@njit(cache=True, parallel=PRANGE_ONLY)
+def cross_entropy_sum(Z, y, order):
+    """sum_n cross-entropy(Z[n], y[order[n]]), each term in float64, summed in a fixed order."""
+    N, K = Z.shape
+    terms = np.empty(N)
+    for n in prange(N):
+        s = 0.0
+        for k in range(K):
+            z = np.float64(Z[n, k])
+            s += softplus(z) - (z if y[order[n]] == k else 0.0)
+        terms[n] = s
+    loss = 0.0
+    for n in range(N):
+        loss += terms[n]
+    return loss

@@ -1,0 +1,159 @@
+"""The threading around the step: parallel regions with a spin barrier between steps, the split of the
+hidden units between threads, and the choice of one or two threads as the epoch runs.
+
+An epoch runs in a few parallel regions (chunks of about CHUNK_SECONDS), not one per step: launching a
+region costs more than a barrier between two threads that are already running. Each thread owns a
+contiguous run of slots, groups of hidden units; between two regions the boundaries move so that a
+slower thread (another virtual machine on its core) gets fewer slots (see `balanced`). At step t a
+thread applies step t-1 to its units (their columns of W1 and W2 and their biases), then computes their
+activations for step t and their share of the output pre-activations. After a barrier, every thread
+runs the output layer's small step (the shares' sum, the output deltas, b2) on its own copy of it, the
+same numbers in the same order; thread 0 also keeps the pre-activations for the loss. One barrier per
+step suffices: a thread that has passed step t's barrier may start step t+1 while the other still reads
+step t's shares, so the shares alternate between two buffers (P[t % 2]).
+
+Which thread owns a unit never changes a number, so none of this changes a result: only how long it takes.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from numba import njit, prange, threading_layer
+
+from .intrinsics import atomic_add, atomic_load, atomic_store, cycles
+from .layout import LANES
+from .numerics import FAST, PRANGE_ONLY
+from .step import output_step, prefetch_images, region
+
+CHUNK_SECONDS = 0.005  # steps run in parallel regions of about this long, each on the thread count that is faster
+PROBE_EVERY = 16  # chunks between two short trials of the other thread count
+BALANCE_STEPS = 16  # a call of at least this many steps measures the threads' speeds (see `balanced`)
+WARM_STEPS = 8  # steps run untimed after each change of thread count (see `schedule`)
+SWITCH_MARGIN = 0.95  # the other thread count must take at most this share of the time per step to switch
+
+
+@njit(cache=True)
+def barrier(sync, n):
+    """Wait until all n threads have called barrier(sync, n); every write before it is then visible to all.
+
+    sync (16,) int64, zero before the first call: sync[0] counts the arrivals, sync[8] (another cache
+    line) the barriers passed. The last to arrive resets the count, then releases the others, who spin.
+    Requires the n threads to run at once (see `concurrent_threads`)."""
+    passed = atomic_load(sync, 8)
+    if atomic_add(sync, 0, 1) == n - 1:
+        atomic_store(sync, 0, 0)
+        atomic_add(sync, 8, 1)
+    else:
+        while atomic_load(sync, 8) == passed:
+            pass
+
+
+@njit(cache=True, parallel=PRANGE_ONLY, fastmath=FAST)
+def sgd_regions(t0, t1, threads, bounds, busy, s, inputs, y, order, eta, decay, rate, decay64):
+    """Steps t0 <= t < t1 of an epoch in one parallel region on `threads` threads (step t: step t-1's
+    update, step t's forward pass and output layer); the caller has set numba's thread count to `threads`.
+
+    Works on the `EpochState` s made by `epoch_state`; t = steps = ceil(N / B) only applies the last step.
+    inputs = (ptr, idx, val) from `sparse_inputs`; y (N,) labels; order (N,) the epoch's shuffle.
+    Thread c owns slots bounds[c] <= s < bounds[c + 1] (on one thread, all) and adds the cycles it spends
+    on them to busy[c, 0]; which thread owns a slot never changes a result. Each thread c has its own copy
+    of the output layer's state (b2c[c], Z[c], D2[c]); they start as copies of thread 0's, which the
+    previous call may have advanced alone. scale[0] (float64) is W's scale, carried from call to call.
+    eta and decay are in the weights' dtype, rate and decay64 the same numbers in float64.
+    """
+    W, b2c, P, Z, D2, Zall, scale, sync = s.W, s.b2c, s.P, s.Z, s.D2, s.Zall, s.scale, s.sync
+    H, B, slot = s.H, s.B, s.slot
+    ptr, idx, val = inputs
+    N = order.shape[0]
+    K = Zall.shape[1]
+    Hp = (H + LANES - 1) // LANES * LANES  # the units the loops run over (W.shape[1] may be longer)
+    n_slots = P.shape[1]
+    n_chunks = min(n_slots, threads, b2c.shape[0])
+    for c in range(1, n_chunks):
+        b2c[c] = b2c[0]
+        Z[c] = Z[0]
+        D2[c] = D2[0]
+    start_scale = scale[0]
+    sync[:] = 0  # the barrier's counters
+    busy[:] = 0
+    for c in prange(n_chunks):
+        s0, s1 = (0, n_slots) if n_chunks == 1 else (bounds[c], bounds[c + 1])
+        u0, u1 = min(Hp, slot * s0), min(Hp, slot * s1)
+        b2, Zc, D2c = b2c[c, :K], Z[c], D2[c]
+        w_scale = start_scale
+        for t in range(t0, t1):
+            lo, hi = min(N, t * B), min(N, t * B + B)  # this step's images: order[lo:hi] (none after the last)
+            plo = max(0, t * B - B)  # the previous step's: order[plo:lo]
+            mp = max(lo - plo, 1)
+            started = cycles()
+            w_scale = region(s, u0, u1, inputs, order, plo, lo, hi, D2c, t % 2,
+                             eta / W.dtype.type(mp), decay, rate / mp, decay64, w_scale)
+            prefetch_images(ptr, idx, val, order, hi, min(N, hi + B))  # the next step's images
+            busy[c, 0] += cycles() - started
+            if n_chunks > 1:
+                barrier(sync, n_chunks)
+            if hi > lo:
+                output_step(P, t % 2, b2, y, order, lo, hi, Zc, D2c, eta / W.dtype.type(hi - lo))
+                if c == 0:
+                    for b in range(hi - lo):
+                        for k in range(K):
+                            Zall[lo + b, k] = Zc[b, k]
+        if c == 0:
+            scale[0] = w_scale
+
+
+def balanced(bounds, busy):
+    """Slot boundaries that give each thread a number of slots in proportion to its speed, measured as
+    (its slots) / busy (its cycles) over the last call: one virtual CPU is often slower than the other
+    for seconds, while the host runs something else on its core. At least one slot each."""
+    counts = np.diff(bounds)
+    if np.any(busy <= 0):  # no cycle counter here, or a thread that did nothing
+        return bounds
+    speed = counts / busy
+    ends = np.rint(np.cumsum(speed) / speed.sum() * bounds[-1]).astype(np.int64)
+    new = np.concatenate([[0], ends])
+    n = len(counts)
+    for c in range(1, n):
+        new[c] = min(max(new[c], new[c - 1] + 1), bounds[-1] - (n - c))
+    return new
+
+
+def concurrent_threads() -> bool:
+    """Whether numba's threading layer runs the chunks of a parallel loop on threads of their own, all at
+    once, as `barrier` needs: OpenMP and workqueue do; TBB may run two chunks one after the other on one
+    thread, and the first would wait for the second forever."""
+    return threading_layer() in ("omp", "workqueue")
+
+
+def schedule(run, t0, t1, most, clock=time.perf_counter):
+    """Call run(t, u, threads) over t0 <= t < t1 in chunks of about CHUNK_SECONDS, each on 1 or `most`
+    threads, whichever took less time per step when last measured (the other count must be faster by
+    1 - SWITCH_MARGIN to switch); every PROBE_EVERY chunks, a chunk measures the other count again.
+    After each change of count WARM_STEPS steps run untimed: they pay for waking the other thread, which
+    can take milliseconds on a virtual machine (the host deschedules an idle virtual CPU), and for moving
+    its share of the weights into its core's caches; timing them made two threads look slow for good.
+    clock() gives seconds (time.perf_counter; the tests pass a simulated one)."""
+    cost = {most: None, 1: None}  # seconds per step (a running mean of the last measurements)
+    threads, t, chunk, running = most, t0, 0, None
+    while t < t1:
+        other = 1 if threads == most else most
+        probe = chunk > 0 and (cost[other] is None or chunk % PROBE_EVERY == 0)
+        n = other if probe else threads
+        if n != running:
+            u = min(t1, t + WARM_STEPS)
+            run(t, u, n)
+            t, running = u, n
+            if t == t1:
+                break
+        guess = cost[n] if cost[n] is not None else cost[threads]
+        length = 4 if guess is None else max(1, int(CHUNK_SECONDS / max(guess, 1e-9)))
+        u = min(t1, t + length)
+        started = clock()
+        run(t, u, n)
+        per_step = (clock() - started) / (u - t)
+        cost[n] = per_step if cost[n] is None else (cost[n] + per_step) / 2
+        if cost[other] is not None and cost[other] < SWITCH_MARGIN * cost[threads]:
+            threads = other
+        t, chunk = u, chunk + 1
