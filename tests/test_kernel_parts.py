@@ -1,0 +1,207 @@
+"""The kernels' layers one by one: each intrinsic against NumPy, the memory layout, the slots, the barrier.
+
+tests/test_kernels.py holds whole epochs to the reference; these find which layer broke.
+"""
+
+import numba
+import numpy as np
+import pytest
+
+from generator import kernels
+from generator.kernels import intrinsics, layout
+
+DOTS = (intrinsics.dot1, intrinsics.dot2, intrinsics.dot3, intrinsics.dot4)
+AXPYS = (intrinsics.axpy1, intrinsics.axpy2, intrinsics.axpy3, intrinsics.axpy4)
+
+
+# numba compiles one function per intrinsic: an intrinsic is callable from compiled code only.
+@numba.njit
+def _dot1(out, o, W, Hs, u, idx, val, k0, k1):
+    intrinsics.dot1(out, o, W, Hs, u, idx, val, k0, k1)
+
+
+@numba.njit
+def _dot2(out, o, W, Hs, u, idx, val, k0, k1):
+    intrinsics.dot2(out, o, W, Hs, u, idx, val, k0, k1)
+
+
+@numba.njit
+def _dot3(out, o, W, Hs, u, idx, val, k0, k1):
+    intrinsics.dot3(out, o, W, Hs, u, idx, val, k0, k1)
+
+
+@numba.njit
+def _dot4(out, o, W, Hs, u, idx, val, k0, k1):
+    intrinsics.dot4(out, o, W, Hs, u, idx, val, k0, k1)
+
+
+@numba.njit
+def _axpy1(W, Hs, u, d, o, c, idx, val, k0, k1):
+    intrinsics.axpy1(W, Hs, u, d, o, c, idx, val, k0, k1)
+
+
+@numba.njit
+def _axpy2(W, Hs, u, d, o, c, idx, val, k0, k1):
+    intrinsics.axpy2(W, Hs, u, d, o, c, idx, val, k0, k1)
+
+
+@numba.njit
+def _axpy3(W, Hs, u, d, o, c, idx, val, k0, k1):
+    intrinsics.axpy3(W, Hs, u, d, o, c, idx, val, k0, k1)
+
+
+@numba.njit
+def _axpy4(W, Hs, u, d, o, c, idx, val, k0, k1):
+    intrinsics.axpy4(W, Hs, u, d, o, c, idx, val, k0, k1)
+
+
+def lanes(dtype):
+    return intrinsics.VECTOR_BYTES // np.dtype(dtype).itemsize
+
+
+def sparse_problem(dtype, n_vectors, seed=0):
+    """W (D, Hs) with rows longer than the block (a padded stride), a block starting at unit u, and an
+    image's nonzero pixels (idx, val) of which the call uses k0 <= k < k1."""
+    rng = np.random.default_rng(seed)
+    width = n_vectors * lanes(dtype)
+    D, u = 30, lanes(dtype)  # the block starts one vector into each row
+    Hs = u + width + 3 * lanes(dtype)  # and the rows go on past it
+    W = rng.standard_normal((D, Hs)).astype(dtype)
+    idx = np.sort(rng.choice(D, size=12, replace=False)).astype(np.int32)
+    val = rng.random(12).astype(dtype)
+    return W, Hs, u, width, idx, val, 2, 10
+
+
+def tolerance(dtype):
+    return {"rtol": 1e-5, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-13, "atol": 1e-13}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_vectors", [1, 2, 3, 4])
+def test_sparse_dot_against_numpy(dtype, n_vectors):
+    W, Hs, u, width, idx, val, k0, k1 = sparse_problem(dtype, n_vectors)
+    out = np.full((3, Hs), -7, dtype)  # (rows, Hs): the call writes row 1 from unit u on
+    o = 1 * Hs + u
+    (_dot1, _dot2, _dot3, _dot4)[n_vectors - 1](out, o, W, Hs, u, idx, val, k0, k1)
+    want = val[k0:k1].astype(np.float64) @ W[idx[k0:k1], u:u + width].astype(np.float64)  # (width,)
+    np.testing.assert_allclose(out[1, u:u + width], want, **tolerance(dtype))
+    assert out.dtype == dtype
+    untouched = np.ones(out.shape, bool)
+    untouched[1, u:u + width] = False
+    assert np.all(out[untouched] == -7)  # nothing outside the block is written
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_vectors", [1, 2, 3, 4])
+def test_sparse_axpy_against_numpy(dtype, n_vectors):
+    W, Hs, u, width, idx, val, k0, k1 = sparse_problem(dtype, n_vectors, seed=1)
+    d = np.random.default_rng(2).standard_normal((2, Hs)).astype(dtype)  # row 1 holds the deltas
+    c = dtype(-0.25)
+    got = W.copy()
+    (_axpy1, _axpy2, _axpy3, _axpy4)[n_vectors - 1](got, Hs, u, d, 1 * Hs + u, c, idx, val, k0, k1)
+    want = W.astype(np.float64)
+    for k in range(k0, k1):  # pixels are distinct: each row changes once
+        want[idx[k], u:u + width] += float(c * val[k]) * d[1, u:u + width].astype(np.float64)
+    np.testing.assert_allclose(got, want, **tolerance(dtype))
+    outside = np.ones(W.shape, bool)
+    outside[idx[k0:k1], u:u + width] = False
+    assert got[outside].tobytes() == W[outside].tobytes()  # other rows and units are left as they were
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_blocks_of_any_size_give_the_same_bits(dtype):
+    # The kernels split a thread's units into blocks of 1 to 4 vectors in different ways for each split of
+    # units between threads: each unit must get the same sequence of operations whatever its block.
+    W, Hs, u, width, idx, val, k0, k1 = sparse_problem(dtype, 4, seed=3)
+    L = lanes(dtype)
+    whole = np.zeros((1, Hs), dtype)
+    _dot4(whole, u, W, Hs, u, idx, val, k0, k1)
+    parts = np.zeros((1, Hs), dtype)
+    _dot1(parts, u, W, Hs, u, idx, val, k0, k1)
+    _dot3(parts, u + L, W, Hs, u + L, idx, val, k0, k1)
+    assert parts.tobytes() == whole.tobytes()
+
+
+@numba.njit
+def _exp_bits(i):
+    return intrinsics.float32_from_bits(i)
+
+
+def test_float32_from_bits_reinterprets():
+    for x in (1.0, -2.5, 3.4e38, 1e-40):
+        bits = np.float32(x).view(np.int32)
+        assert _exp_bits(bits) == np.float32(x)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows, cols", [(1, 1), (3, 5), (7, 112), (784, 104)])
+def test_aligned_zeros_start_on_a_cache_line(dtype, rows, cols):
+    a = layout.aligned_zeros(rows, cols, np.zeros(1, dtype))
+    assert a.shape == (rows, cols) and a.dtype == dtype and a.flags.c_contiguous
+    assert a.ctypes.data % layout.LINE_BYTES == 0
+    assert not a.any()
+
+
+@pytest.mark.parametrize("H, B, K, itemsize", [(100, 10, 10, 4), (7, 10, 4, 4), (1000, 100, 10, 4),
+                                               (100, 10, 10, 8), (1, 1, 2, 4), (10000, 60000, 10, 4)])
+def test_slot_units_are_whole_lines_that_cover_the_units(H, B, K, itemsize):
+    vec = layout.LANES
+    Hp, Bv, Kv = -(-H // vec) * vec, -(-B // vec) * vec, -(-K // vec) * vec
+    slot = layout.slot_units(Hp, Bv, Kv, itemsize)
+    per_line = layout.LINE_BYTES // itemsize
+    n_slots = -(-Hp // slot)
+    assert slot % per_line == 0 and slot >= per_line
+    assert n_slots <= layout.MAX_SLOTS and n_slots * slot >= Hp
+    assert n_slots <= max(2, layout.SLOT_BYTES // (Bv * Kv * itemsize))  # the shares stay small
+
+
+def test_epoch_state_pads_and_copies():
+    rng = np.random.default_rng(0)
+    H, D, K = 13, 9, 3
+    W1, b1 = rng.random((H, D), np.float32), rng.random(H, np.float32)
+    W2, b2 = rng.random((K, H), np.float32), rng.random(K, np.float32)
+    s = kernels.epoch_state(W1, b1, W2, b2, 10, 25, 2)
+    assert isinstance(s, kernels.EpochState) and s.H == H and s.B == 10
+    assert s.W.shape[0] == D and s.W.shape[1] % (layout.LINE_BYTES // 4) == 0
+    np.testing.assert_array_equal(s.W[:, :H], W1.T)
+    assert not s.W[:, H:].any() and not s.W2[:, H:].any() and not s.bias[H:].any()  # padding is zero
+    for a in (s.W, s.W2, s.A, s.Dh, s.P, s.b2c):
+        assert a.ctypes.data % layout.LINE_BYTES == 0
+    out = [np.zeros_like(a) for a in (W1, b1, W2, b2)]
+    kernels.epoch_result(*out, s)
+    for got, want in zip(out, (W1, b1, W2, b2)):
+        assert got.tobytes() == want.tobytes()
+
+
+@numba.njit(parallel=True)
+def _phases(sync, seen, rounds):
+    """Two threads, `rounds` barriers: before barrier r each thread marks round r; after it, each reads
+    the other's mark. A barrier that let one through early shows as an unmarked round."""
+    for c in numba.prange(2):
+        for r in range(rounds):
+            seen[c, r, 0] = 1
+            kernels.barrier(sync, 2)
+            seen[c, r, 1] = seen[1 - c, r, 0]
+            kernels.barrier(sync, 2)
+
+
+@numba.njit(parallel=True)
+def _start_threads(x):
+    for i in numba.prange(x.shape[0]):
+        x[i] = i
+
+
+def test_barrier_lets_no_thread_through_before_the_other_arrives():
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one CPU: the barrier is only used by two threads or more")
+    _start_threads(np.zeros(4))  # starts the threading layer, which concurrent_threads() asks
+    if not kernels.concurrent_threads():
+        pytest.skip(f"threading layer {numba.threading_layer()} may not run the threads at once")
+    configured = numba.get_num_threads()
+    try:
+        numba.set_num_threads(2)
+        seen = np.zeros((2, 2000, 2), np.int64)
+        _phases(np.zeros(16, np.int64), seen, 2000)
+    finally:
+        numba.set_num_threads(configured)
+    assert seen[:, :, 1].all()
