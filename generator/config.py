@@ -97,6 +97,31 @@ class Config:
     def site_dir(self) -> Path:
         return self.path(self.site.site_dir)
 
+    # The files each stage writes, all under build_dir (README.md, "How it is built").
+    @property
+    def model_path(self) -> Path:
+        return self.build_dir / "model.npz"
+
+    @property
+    def atlas_path(self) -> Path:
+        return self.build_dir / "atlas.json"
+
+    @property
+    def arrays_path(self) -> Path:
+        return self.build_dir / "arrays.npz"
+
+    @property
+    def docs_dir(self) -> Path:
+        return self.build_dir / "docs"
+
+    @property
+    def mkdocs_path(self) -> Path:
+        return self.build_dir / "mkdocs.yml"
+
+    @property
+    def timings_path(self) -> Path:
+        return self.build_dir / "timings.json"
+
     def to_dict(self) -> dict[str, Any]:
         """The settings as plain data (no root), in a stable order, for atlas.json and fingerprints."""
         return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
@@ -195,7 +220,7 @@ def _check_ranges(config: Config) -> None:
             need(not path.is_relative_to(target), key, f"a directory that does not contain {what} ({path})",
                  getattr(site, key.split(".")[1]))
         keep = {**keep, "the data": config.path(d.dir), "site.build_dir": config.build_dir}
-    docs = config.build_dir / "docs"
+    docs = config.docs_dir
     need(not config.site_dir.is_relative_to(docs), "site.site_dir", f"outside the generated pages ({docs})",
          site.site_dir)
 

@@ -1,0 +1,117 @@
+"""The pipeline's stages, one function each: train (or import), analyze, render. The site stage is in
+site.py. Each takes the config and a `Run`, this invocation's progress reporter and stage times; none
+prints (the CLI gives `say`)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from . import atlas as atlas_mod
+from .analysis import analyze
+from .config import Config, check_against_data
+from .data import Dataset
+from .errors import BuildError
+from .loaders import check_model_fits, load_analysis, load_data, load_trained, section_configs
+from .output import sync_tree, write_if_changed
+from .render import render
+from .train import Epoch, fingerprint, load_model, save_model, train
+from .weights import check_shapes, import_network
+
+
+@dataclass
+class Run:
+    """One CLI invocation: where progress goes, and the seconds of each stage it ran (and of reading the
+    data, as 'data', until the stage that read it records it)."""
+    say: Callable[[str], None] = lambda message: None
+    times: dict[str, float] = field(default_factory=dict)
+
+    def data(self, config: Config) -> Dataset:
+        """load_data(config), its time added to times['data']."""
+        started = time.perf_counter()
+        try:
+            return load_data(config)
+        finally:
+            self.times["data"] = self.times.get("data", 0.0) + time.perf_counter() - started
+
+
+def stage_import(config: Config, run: Run, data: Dataset) -> None:
+    """The train stage for a network trained elsewhere: check it against the data and store it as model.npz.
+    Raises WeightsError (weights.py) for a file that is not a network that fits the data."""
+    path = config.path(config.network.weights)
+    imported = import_network(path)
+    check_shapes(imported, path, data.n_inputs, data.n_classes)
+    H = imported.params["W1"].shape[0]
+    run.say(f"train: imported a {data.n_inputs}-{H}-{data.n_classes} network ({imported.source}); no training")
+    meta = {"config": config.to_dict(), "data_sha256": dict(sorted(data.sha256.items())),
+            "source": imported.source, "weights_sha256": imported.sha256,
+            "fingerprint": fingerprint(config, data.sha256)}
+    save_model(config.model_path, imported.params, [], {}, meta)
+    run.say(f"train: wrote {config.model_path}")
+
+
+def up_to_date(config: Config, fp: str) -> bool:
+    """True when build/model.npz was made from exactly these inputs (its fingerprint matches)."""
+    try:
+        return load_model(config.model_path).meta.get("fingerprint") == fp
+    except Exception:  # missing or unreadable: train
+        return False
+
+
+def stage_train(config: Config, run: Run) -> None:
+    """Train the configured network into build/model.npz, unless it is up to date; import it with
+    network.weights. Raises ConfigError, DataError, TrainingError or WeightsError."""
+    data = run.data(config)
+    fp = fingerprint(config, data.sha256)
+    if up_to_date(config, fp):
+        run.say(f"train: {config.model_path} is up to date (same data, settings and code); not retrained")
+        return
+    if config.network.weights:
+        return stage_import(config, run, data)
+    check_against_data(config, len(data.train_labels))
+    run.say(f"train: {len(data.train_labels):,} images, {data.n_inputs}-{config.network.hidden}-{data.n_classes} "
+            f"network, {config.train.epochs} epochs (seed {config.train.seed})")
+
+    def report(e: Epoch) -> None:
+        run.say(f"  epoch {e.epoch:3d}/{config.train.epochs}  lr {e.learning_rate:.4f}  train loss {e.train_loss:.4f}  "
+                f"test loss {e.test_loss:.4f}  test accuracy {100 * e.test_accuracy:.2f}%  {e.seconds:.2f} s")
+
+    params, history, snapshots = train(config, data, report)
+    meta = {"config": config.to_dict(), "data_sha256": dict(sorted(data.sha256.items())),
+            "source": "trained by this atlas", "fingerprint": fp}
+    save_model(config.model_path, params, history, snapshots, meta)
+    run.say(f"train: wrote {config.model_path}")
+
+
+def stage_analyze(config: Config, run: Run) -> None:
+    """build/model.npz and the data -> build/atlas.json and build/arrays.npz (each written only if changed)."""
+    model = load_trained(config)
+    data = run.data(config)
+    check_model_fits(config, model, data)
+    result, arrays = analyze(config, model, data)
+    # arrays.npz first: atlas.json is what Make watches, so it must be the last to change.
+    write_if_changed(config.arrays_path, atlas_mod.arrays_bytes(arrays))
+    write_if_changed(config.atlas_path, atlas_mod.to_json(result))
+    run.say(f"analyze: test accuracy {100 * result.model.test_accuracy:.2f}%; wrote {config.atlas_path}")
+
+
+def stage_render(config: Config, run: Run) -> None:
+    """build/atlas.json (and each section's) -> build/docs/. Raises BuildError when a section's page
+    would overwrite one of the main atlas's."""
+    atlas, arrays = load_analysis(config)
+    parts, links = [], []
+    for rel, section in zip(config.site.sections, section_configs(config)):
+        sub_atlas, sub_arrays = load_analysis(section, f" --config {rel}")
+        parts.append((rel, section, render(sub_atlas, sub_arrays, section, prefix=f"{section.site.section}/")))
+        m = sub_atlas.model
+        links.append((section.site.title, f"{section.site.section}/index.md",
+                      f"a {'→'.join(map(str, m.sizes))} network, {100 * m.test_accuracy:.2f}% test accuracy"))
+    files = render(atlas, arrays, config, sections=links)  # everything in memory first
+    for rel, section, part in parts:
+        clash = sorted(k for k in files.keys() & part.keys() if not k.startswith("assets/"))
+        if clash:
+            raise BuildError(f"{rel}: section '{section.site.section}' would overwrite {clash[0]}; rename it")
+        files.update(part)
+    changed = sync_tree(config.docs_dir, files)
+    run.say(f"render: {len(files)} files in {config.docs_dir}, {changed} changed")
