@@ -11,12 +11,13 @@ CONFIG ?= atlas.toml
 BUILD := build
 ATLAS := $(PY) -m generator
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1)
+TEST_STAMP := $(VENV)/.installed-test-$(shell cat requirements.txt requirements-test.txt | cksum | cut -d' ' -f1)
 
 DATA := $(wildcard data/mnist/*)
 MODEL_SRC := generator/config.py generator/data.py $(wildcard generator/kernels/*.py) generator/train.py generator/weights.py
 ANALYSIS_SRC := generator/analysis.py generator/atlas.py generator/attribution.py generator/provenance.py
 RENDER_SRC := generator/render.py generator/figures.py $(wildcard templates/*.j2 templates/static/*)
-SITE_SRC := mkdocs.yml generator/mkdocs_hooks.py $(shell find templates/overrides -type f)
+SITE_SRC := mkdocs.yml generator/site.py generator/mkdocs_hooks.py $(shell find templates/overrides -type f)
 
 .DEFAULT_GOAL := help
 .PHONY: help site test serve deploy model-inputs clean train analyze render lock bench bench-scale
@@ -24,10 +25,15 @@ SITE_SRC := mkdocs.yml generator/mkdocs_hooks.py $(shell find templates/override
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
+# The runtime environment holds only what `make site` needs; `make test` adds the test packages.
 $(STAMP): requirements.txt
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check --quiet --no-deps -r requirements.txt
+	touch $@
+
+$(TEST_STAMP): $(STAMP) requirements-test.txt
+	$(PY) -m pip install --disable-pip-version-check --quiet --no-deps -r requirements-test.txt
 	touch $@
 
 $(BUILD)/model.npz: $(STAMP) $(CONFIG) $(DATA) $(MODEL_SRC)
@@ -61,7 +67,7 @@ analyze: $(BUILD)/atlas.json ## compute the atlas's statistics into build/atlas.
 render: $(BUILD)/.rendered ## write Markdown and figures into build/docs
 site: $(BUILD)/.site ## set up .venv, train, analyse, render and build site/ (all as needed)
 
-test: $(STAMP) ## run the tests
+test: $(TEST_STAMP) ## run the tests (first installs the test packages into .venv)
 	$(PY) -m pytest -q tests
 
 # OpenBLAS runs an older, slower kernel when OPENBLAS_CORETYPE is set (some machines set it for old
@@ -88,11 +94,17 @@ deploy: $(BUILD)/.site ## publish to the gh-pages branch of origin (GitHub Pages
 model-inputs: ## list the files the trained models depend on (the Pages workflow caches them on these)
 	@echo $(CONFIG) $(TINY) $(DATA) $(MODEL_SRC) requirements.txt
 
-lock: ## re-pin requirements.txt from requirements.in in a clean environment
+lock: ## re-pin requirements.txt and requirements-test.txt from the .in files in a clean environment
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/pip install --disable-pip-version-check --quiet -r requirements.in
-	{ echo "# Every package the atlas installs, pinned (pip freeze of requirements.in in a clean venv)."; \
-	  echo "# Regenerate: make lock"; .venv-lock/bin/pip freeze; } > requirements.txt
+	.venv-lock/bin/pip freeze > .venv-lock/runtime.txt
+	.venv-lock/bin/pip install --disable-pip-version-check --quiet -r requirements.in -r requirements-test.in
+	.venv-lock/bin/pip freeze > .venv-lock/all.txt
+	{ echo "# Every package \`make site\` installs, pinned (pip freeze of requirements.in in a clean venv)."; \
+	  echo "# Regenerate: make lock"; cat .venv-lock/runtime.txt; } > requirements.txt
+	{ echo "# What \`make test\` installs on top of requirements.txt, pinned (pip freeze of requirements.in and"; \
+	  echo "# requirements-test.in in a clean venv, less requirements.txt). Regenerate: make lock"; \
+	  grep -vxFf .venv-lock/runtime.txt .venv-lock/all.txt; } > requirements-test.txt
 	rm -rf .venv-lock
 
 clean: ## remove build/ and site/ (keeps .venv)
