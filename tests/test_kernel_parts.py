@@ -136,7 +136,7 @@ def test_float32_from_bits_reinterprets():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("rows, cols", [(1, 1), (3, 5), (7, 112), (784, 104)])
 def test_aligned_zeros_start_on_a_cache_line(dtype, rows, cols):
-    a = layout.aligned_zeros(rows, cols, np.zeros(1, dtype))
+    a = layout.aligned_zeros((rows, cols), dtype)
     assert a.shape == (rows, cols) and a.dtype == dtype and a.flags.c_contiguous
     assert a.ctypes.data % layout.LINE_BYTES == 0
     assert not a.any()

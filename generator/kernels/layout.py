@@ -12,6 +12,9 @@ The working copies are padded so inner loops run over whole vectors: hidden unit
 images (Bv) and outputs (Kv) to vectors. Padding entries are zero and stay zero (a padding hidden
 unit has activation 0). Rows of hidden units are Hs >= Hp long, whole cache lines, and start on one:
 the threads own whole lines of every row (see `slot_units`), so no line is written by both.
+
+Plain NumPy, no numba: this runs once per epoch (once per training for `sparse_inputs`), and compiling
+it cost more than half of a cold start's compile (numba's array-shape error messages alone took 25 s).
 """
 
 from __future__ import annotations
@@ -19,9 +22,6 @@ from __future__ import annotations
 from collections import namedtuple
 
 import numpy as np
-from numba import njit, prange
-
-from .numerics import PRANGE_ONLY
 
 LANES = 8  # hidden units are padded to a multiple of 8: whole vectors in float32 and in float64
 LINE_BYTES = 64  # a cache line: what two threads must not both write, or the line goes back and forth
@@ -50,8 +50,7 @@ EpochState = namedtuple("EpochState", [
 ])
 
 
-@njit(cache=True)
-def slot_units(Hp, Bv, Kv, itemsize):
+def slot_units(Hp: int, Bv: int, Kv: int, itemsize: int) -> int:
     """Hidden units per slot, whole cache lines of them: at most MAX_SLOTS slots, whose shares take at most
     SLOT_BYTES (two slots at least). Slots are the unit of work a thread owns: more of them balance the
     threads better, but each adds a term to the output step's sums. Depends on the shapes only, never on
@@ -62,90 +61,77 @@ def slot_units(Hp, Bv, Kv, itemsize):
     return (lines + n_slots - 1) // n_slots * per_line
 
 
-@njit(cache=True)
-def aligned_zeros(rows, cols, like):
-    """np.zeros((rows, cols), like.dtype) starting on a cache line, so that whole lines of it belong to one
-    thread (with `slot_units`)."""
-    per_line = LINE_BYTES // like.itemsize
-    buf = np.zeros(rows * cols + per_line, like.dtype)
-    skip = (LINE_BYTES - buf.ctypes.data % LINE_BYTES) % LINE_BYTES // like.itemsize
-    return buf[skip:skip + rows * cols].reshape((rows, cols))
+def aligned_zeros(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """np.zeros(shape, dtype), C-contiguous, starting on a cache line, so that whole lines of it belong to
+    one thread (with `slot_units`)."""
+    itemsize = np.dtype(dtype).itemsize
+    size = int(np.prod(shape))
+    buf = np.zeros(size + LINE_BYTES // itemsize, dtype)
+    skip = (-buf.ctypes.data) % LINE_BYTES // itemsize
+    return buf[skip:skip + size].reshape(shape)
 
 
-@njit(cache=True)
-def epoch_state(W1, b1, W2, b2, batch_size, N, threads):
+def padded(n: int) -> int:
+    """n rounded up to whole vectors of LANES."""
+    return (n + LANES - 1) // LANES * LANES
+
+
+def epoch_state(W1, b1, W2, b2, batch_size: int, N: int, threads: int) -> EpochState:
     """The `EpochState` of an epoch over N images on up to `threads` threads: W1 (H, D), b1 (H,), W2 (K, H),
     b2 (K,) copied into padded, aligned working arrays (see `EpochState` for the shapes)."""
     H, D = W1.shape
     K = W2.shape[0]
     dtype = W1.dtype
     B = min(batch_size, N)
-    Hp = (H + LANES - 1) // LANES * LANES
+    Hp, Bv, Kv = padded(H), padded(B), padded(K)
     per_line = LINE_BYTES // W1.itemsize
     Hs = (Hp + per_line - 1) // per_line * per_line  # row length: every row starts on a cache line
-    Bv = (B + LANES - 1) // LANES * LANES
-    Kv = (K + LANES - 1) // LANES * LANES
-    W = aligned_zeros(D, Hs, W1)
-    W2p = aligned_zeros(K, Hs, W1)
-    bias = aligned_zeros(1, Hs, W1)[0]
-    for j in range(H):
-        for i in range(D):
-            W[i, j] = W1[j, i]
-        for k in range(K):
-            W2p[k, j] = W2[k, j]
-        bias[j] = b1[j]
+    W = aligned_zeros((D, Hs), dtype)
+    W[:, :H] = W1.T
+    W2p = aligned_zeros((K, Hs), dtype)
+    W2p[:, :H] = W2
+    bias = aligned_zeros((Hs,), dtype)
+    bias[:H] = b1
     slot = slot_units(Hp, Bv, Kv, W.itemsize)
     n_slots = (Hp + slot - 1) // slot
     Kl = (K * W.itemsize + LINE_BYTES - 1) // LINE_BYTES * LINE_BYTES // W.itemsize
-    b2c = aligned_zeros(threads, Kl, W1)
-    for c in range(threads):
-        b2c[c, :K] = b2
-    return EpochState(H, B, slot, W, bias, W2p, b2c,
-                      aligned_zeros(Bv, Hs, W1), aligned_zeros(Bv, Hs, W1), aligned_zeros(1, Hs, W1)[0],
-                      aligned_zeros(2 * n_slots, Bv * Kv, W1).reshape((2, n_slots, Bv, Kv)),
-                      aligned_zeros(threads * Bv, Kv, W1).reshape((threads, Bv, Kv)),
-                      aligned_zeros(threads * Bv, Kv, W1).reshape((threads, Bv, Kv)),
+    b2c = aligned_zeros((threads, Kl), dtype)
+    b2c[:, :K] = b2
+    return EpochState(H, B, slot, W, bias, W2p, b2c, aligned_zeros((Bv, Hs), dtype), aligned_zeros((Bv, Hs), dtype),
+                      aligned_zeros((Hs,), dtype), aligned_zeros((2, n_slots, Bv, Kv), dtype),
+                      aligned_zeros((threads, Bv, Kv), dtype), aligned_zeros((threads, Bv, Kv), dtype),
                       np.empty((N, K), dtype), np.ones(1), np.zeros(16, np.int64))
 
 
-@njit(cache=True)
-def epoch_result(W1, b1, W2, b2, s):
-    """Copy the working copies of the `EpochState` s back into W1 (scale[0] * W.T, each product rounded
-    once), b1, W2 and b2 (thread 0's copy)."""
-    H, D = W1.shape
+def epoch_result(W1, b1, W2, b2, s: EpochState) -> None:
+    """Copy the working copies of the `EpochState` s back into W1 (scale[0] * W.T, each product computed
+    in float64 and rounded once), b1, W2 and b2 (thread 0's copy), in place."""
+    H = W1.shape[0]
     K = W2.shape[0]
-    scale = s.scale[0]
-    for j in range(H):
-        for i in range(D):
-            W1[j, i] = scale * s.W[i, j]
-        for k in range(K):
-            W2[k, j] = s.W2[k, j]
-        b1[j] = s.bias[j]
-    for k in range(K):
-        b2[k] = s.b2c[0, k]
+    W1[...] = (s.scale[0] * s.W[:, :H].T.astype(np.float64)).astype(W1.dtype)
+    W2[...] = s.W2[:, :H]
+    b1[...] = s.bias[:H]
+    b2[...] = s.b2c[0, :K]
 
 
-@njit(cache=True, parallel=PRANGE_ONLY)
-def sparse_inputs(X):
+SPARSE_ROWS = 4096  # images per block in `sparse_inputs`: bounds its temporary index arrays
+
+
+def sparse_inputs(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ptr, idx, val): the nonzero pixels of the images X (N, D), image by image. Image n's are
     idx[ptr[n]:ptr[n + 1]] (int32 pixel indices, increasing) with values val[ptr[n]:ptr[n + 1]]
-    (X's dtype). NaN counts as nonzero. Depends on X only: train.py computes it once per training
-    and passes it to every `sgd_epoch` (72 MB for MNIST in float32). Each image in parallel."""
+    (X's dtype); ptr (N + 1,) int64. NaN counts as nonzero. Depends on X only: train.py computes it once
+    per training and passes it to every `sgd_epoch` (72 MB for MNIST in float32)."""
     N, D = X.shape
-    counts = np.zeros(N, np.int64)
-    for n in prange(N):
-        for i in range(D):
-            counts[n] += X[n, i] != 0
     ptr = np.zeros(N + 1, np.int64)
-    for n in range(N):
-        ptr[n + 1] = ptr[n] + counts[n]
-    idx = np.empty(ptr[N], np.int32)
-    val = np.empty(ptr[N], X.dtype)
-    for n in prange(N):
-        k = ptr[n]
-        for i in range(D):
-            if X[n, i] != 0:
-                idx[k] = i
-                val[k] = X[n, i]
-                k += 1
-    return ptr, idx, val
+    idx_parts, val_parts = [], []
+    for n0 in range(0, N, SPARSE_ROWS):
+        block = X[n0:n0 + SPARSE_ROWS]
+        nonzero = block != 0  # (n, D); True for NaN
+        np.cumsum(nonzero.sum(axis=1), out=ptr[n0 + 1:n0 + 1 + len(block)])
+        ptr[n0 + 1:n0 + 1 + len(block)] += ptr[n0]
+        idx_parts.append(np.nonzero(nonzero)[1].astype(np.int32))  # row by row, increasing within a row
+        val_parts.append(block[nonzero])
+    if not idx_parts:
+        return ptr, np.zeros(0, np.int32), np.zeros(0, X.dtype)
+    return ptr, np.concatenate(idx_parts), np.concatenate(val_parts)

@@ -71,13 +71,21 @@ def sgd_regions(t0, t1, threads, bounds, busy, s, inputs, y, order, eta, decay, 
     Hp = (H + LANES - 1) // LANES * LANES  # the units the loops run over (W.shape[1] may be longer)
     n_slots = P.shape[1]
     n_chunks = min(n_slots, threads, b2c.shape[0])
+    # Element loops, not slice assignments: numba compiles an array assignment with a shape check whose
+    # error message (string formatting) took seconds of a cold start's compile.
     for c in range(1, n_chunks):
-        b2c[c] = b2c[0]
-        Z[c] = Z[0]
-        D2[c] = D2[0]
+        for k in range(b2c.shape[1]):
+            b2c[c, k] = b2c[0, k]
+        for b in range(Z.shape[1]):
+            for k in range(Z.shape[2]):
+                Z[c, b, k] = Z[0, b, k]
+                D2[c, b, k] = D2[0, b, k]
     start_scale = scale[0]
-    sync[:] = 0  # the barrier's counters
-    busy[:] = 0
+    for i in range(sync.shape[0]):  # the barrier's counters
+        sync[i] = 0
+    for c in range(busy.shape[0]):
+        for i in range(busy.shape[1]):
+            busy[c, i] = 0
     for c in prange(n_chunks):
         s0, s1 = (0, n_slots) if n_chunks == 1 else (bounds[c], bounds[c + 1])
         u0, u1 = min(Hp, slot * s0), min(Hp, slot * s1)
