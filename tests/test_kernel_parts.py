@@ -3,6 +3,8 @@
 tests/test_kernels.py holds whole epochs to the reference; these find which layer broke.
 """
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numba
 import numpy as np
 import pytest
@@ -173,35 +175,21 @@ def test_epoch_state_pads_and_copies():
         assert got.tobytes() == want.tobytes()
 
 
-@numba.njit(parallel=True)
-def _phases(sync, seen, rounds):
-    """Two threads, `rounds` barriers: before barrier r each thread marks round r; after it, each reads
-    the other's mark. A barrier that let one through early shows as an unmarked round."""
-    for c in numba.prange(2):
-        for r in range(rounds):
-            seen[c, r, 0] = 1
-            kernels.barrier(sync, 2)
-            seen[c, r, 1] = seen[1 - c, r, 0]
-            kernels.barrier(sync, 2)
-
-
-@numba.njit(parallel=True)
-def _start_threads(x):
-    for i in numba.prange(x.shape[0]):
-        x[i] = i
+@numba.njit(nogil=True)
+def _phases(c, sync, seen, rounds):
+    """Thread c of two, `rounds` barriers: before barrier r it marks round r; after it, it reads the
+    other's mark. A barrier that let one through early shows as an unmarked round."""
+    for r in range(rounds):
+        seen[c, r, 0] = 1
+        kernels.barrier(sync, 2)
+        seen[c, r, 1] = seen[1 - c, r, 0]
+        kernels.barrier(sync, 2)
 
 
 def test_barrier_lets_no_thread_through_before_the_other_arrives():
-    if numba.config.NUMBA_NUM_THREADS < 2:
-        pytest.skip("one CPU: the barrier is only used by two threads or more")
-    _start_threads(np.zeros(4))  # starts the threading layer, which concurrent_threads() asks
-    if not kernels.concurrent_threads():
-        pytest.skip(f"threading layer {numba.threading_layer()} may not run the threads at once")
-    configured = numba.get_num_threads()
-    try:
-        numba.set_num_threads(2)
-        seen = np.zeros((2, 2000, 2), np.int64)
-        _phases(np.zeros(16, np.int64), seen, 2000)
-    finally:
-        numba.set_num_threads(configured)
-    assert seen[:, :, 1].all()
+    sync, seen = np.zeros(16, np.int64), np.zeros((2, 2000, 2), np.int64)
+    with ThreadPoolExecutor(1) as pool:
+        other = pool.submit(_phases, 1, sync, seen, 2000)
+        _phases(0, sync, seen, 2000)
+        other.result()
+    assert seen[:, :, 1].all() and sync[0] == 0 and sync[8] == 2 * 2000

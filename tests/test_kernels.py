@@ -1,6 +1,7 @@
 """The numba kernels against the NumPy reference, finite differences and themselves."""
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -135,14 +136,10 @@ def regions_in_chunks(params, X, y, order, B, chunks):
     inputs = kernels.sparse_inputs(X)
     state = kernels.epoch_state(p["W1"], p["b1"], p["W2"], p["b2"], B, len(order), 2)
     busy = np.zeros((2, 8), np.int64)
-    configured = numba.get_num_threads()
-    try:
+    with ThreadPoolExecutor(1) as pool:
         for t0, t1, threads, bounds in chunks:
-            numba.set_num_threads(threads)
             kernels.sgd_regions(t0, t1, threads, np.array(bounds), busy, state, inputs, y, order,
-                                f(0.5), f(0.99), 0.5, float(f(0.99)))
-    finally:
-        numba.set_num_threads(configured)
+                                f(0.5), f(0.99), 0.5, float(f(0.99)), pool)
     kernels.epoch_result(p["W1"], p["b1"], p["W2"], p["b2"], state)
     return p, kernels.cross_entropy_sum(state.Zall, y, order), state.P.shape[1]
 
@@ -175,27 +172,26 @@ def test_balanced_gives_each_thread_slots_in_proportion_to_its_speed():
     assert list(kernels.balanced(np.array([0, 12, 25]), np.array([0, 0]))) == [0, 12, 25]  # no cycle counter
 
 
-def test_one_thread_where_the_threading_layer_may_not_run_threads_at_once(monkeypatch):
-    # The steps' barrier needs every chunk of the parallel loop running at once; TBB may run them one
-    # after the other on one thread, and the first would wait forever. There, an epoch uses one thread.
+def test_an_epoch_uses_the_configured_threads():
     params, X, y, order = problem(np.float32, n=60, d=20, h=40, k=10, seed=9, zeros=0.5)
-    want = run(kernels.sgd_epoch, params, X, y, order, 10, 0.5, 0.99)
     used = []
     regions = threads.sgd_regions
 
-    def spy(t0, t1, threads, *rest):
-        used.append(threads)
-        regions(t0, t1, threads, *rest)
+    def spy(t0, t1, n, *rest):
+        used.append(n)
+        regions(t0, t1, n, *rest)
 
-    monkeypatch.setattr(threads, "sgd_regions", spy)
-    monkeypatch.setattr(threads, "threading_layer", lambda: "tbb")
-    got = run(kernels.sgd_epoch, params, X, y, order, 10, 0.5, 0.99)
-    assert set(used) == {1}
-    assert got[1] == want[1]
-    monkeypatch.setattr(threads, "threading_layer", lambda: "omp")
-    used.clear()
-    run(kernels.sgd_epoch, params, X, y, order, 10, 0.5, 0.99)
-    assert max(used) == min(2, numba.get_num_threads())
+    configured = numba.get_num_threads()
+    try:
+        for n in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(n)
+            used.clear()
+            with pytest.MonkeyPatch.context() as m:
+                m.setattr(threads, "sgd_regions", spy)
+                run(kernels.sgd_epoch, params, X, y, order, 10, 0.5, 0.99)
+            assert max(used) == n
+    finally:
+        numba.set_num_threads(configured)
 
 
 def test_exp32_is_within_one_ulp_of_exp_and_keeps_inf_zero_and_nan():
@@ -310,12 +306,12 @@ def test_float32_training_computes_in_float32():
     # while every test of the results still passed. Compile the epoch's kernel afresh and read its LLVM IR
     # (the callees' IR is linked into it), which names no instruction set.
     params, X, y, order = problem(np.float32, n=40, d=30, h=10, k=10, seed=8, zeros=0.5)
-    fresh = numba.njit(parallel=kernels.PRANGE_ONLY, fastmath=kernels.FAST)(kernels.sgd_regions.py_func)
+    fresh = numba.njit(nogil=True, fastmath=kernels.FAST)(kernels.thread_steps.py_func)
     p = {k: v.copy() for k, v in params.items()}
     state = kernels.epoch_state(p["W1"], p["b1"], p["W2"], p["b2"], 10, len(order), 1)
     f = np.float32
-    fresh(0, 2, 1, np.array([0, state.P.shape[1]]), np.zeros((1, 8), np.int64), state, kernels.sparse_inputs(X),
-          y, order, f(0.5), f(0.99), 0.5, float(f(0.99)))
+    fresh(0, 1, 0, 16, 0, 2, np.zeros((1, 8), np.int64), state, kernels.sparse_inputs(X), y, order,
+          f(0.5), f(0.99), 0.5, float(f(0.99)))
     (signature,) = fresh.signatures
     code = fresh.inspect_llvm(signature)
     assert "define" in code and "llvm.fma.v8f32" in code  # the step's own code is there: its vector products

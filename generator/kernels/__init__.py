@@ -24,10 +24,10 @@ from .layout import EpochState, aligned_zeros, epoch_result, epoch_state, slot_u
 from .numerics import FAST, ONE, PRANGE_ONLY, cross_entropy_sum, exp32, sigmoid, softplus
 from .reference import ablation_correct_numpy, cross_entropy, sgd_epoch_numpy, sigmoid_numpy
 from .step import RESCALE_BELOW
-from .threads import WARM_STEPS, balanced, barrier, concurrent_threads, schedule, sgd_regions
+from .threads import WARM_STEPS, balanced, barrier, schedule, sgd_regions, thread_steps
 
 __all__ = ["EpochState", "FAST", "ONE", "PRANGE_ONLY", "RESCALE_BELOW", "WARM_STEPS", "ablation_correct",
-           "ablation_correct_numpy", "aligned_zeros", "balanced", "barrier", "concurrent_threads",
+           "ablation_correct_numpy", "aligned_zeros", "balanced", "barrier",
            "cross_entropy", "cross_entropy_sum", "epoch_result", "epoch_state", "exp32", "schedule",
            "sgd_epoch", "sgd_epoch_numpy", "sigmoid", "sigmoid_numpy", "slot_units", "softplus",
-           "sparse_inputs"]
+           "sparse_inputs", "thread_steps"]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
-from numba import get_num_threads, set_num_threads
+from numba import get_num_threads
 
 from . import threads as th
 from .layout import epoch_result, epoch_state, sparse_inputs
@@ -17,7 +19,7 @@ def sgd_epoch(W1, b1, W2, b2, X, y, order, batch_size, eta, decay, inputs=None):
     inputs = sparse_inputs(X), computed here when not given. The last mini-batch may be smaller.
     Returns the summed cross-entropy of each example (float), measured just before the step that uses it.
 
-    Runs on up to numba.get_num_threads() threads. The result does not depend on the thread count, so
+    Runs on up to numba.get_num_threads() threads (NUMBA_NUM_THREADS, or numba.set_num_threads). The result does not depend on the thread count, so
     the epoch switches to one thread while two are slower (another process holds a core: every step
     would wait for it) and back when two are faster again.
     """
@@ -32,21 +34,17 @@ def sgd_epoch(W1, b1, W2, b2, X, y, order, batch_size, eta, decay, inputs=None):
     most = min(configured, n_slots)
     bounds = np.array([c * n_slots // most for c in range(most + 1)])  # the threads' slots, balanced as it runs
     busy = np.zeros((most, 8), np.int64)  # each thread's cycles in a call (a cache line each)
+    with ThreadPoolExecutor(max_workers=max(1, most - 1), thread_name_prefix="sgd") as pool:
 
-    def run(t0, t1, threads):
-        set_num_threads(threads)
-        th.sgd_regions(t0, t1, threads, bounds, busy, state, inputs, y, order, eta, decay, rate, decay64)
-        if threads == most > 1 and t1 - t0 >= th.BALANCE_STEPS:
-            bounds[:] = th.balanced(bounds, busy[:, 0])
+        def run(t0, t1, threads):
+            th.sgd_regions(t0, t1, threads, bounds, busy, state, inputs, y, order, eta, decay, rate, decay64, pool)
+            if threads == most > 1 and t1 - t0 >= th.BALANCE_STEPS:
+                bounds[:] = th.balanced(bounds, busy[:, 0])
 
-    try:
-        run(0, 1, 1)  # on one thread, which also starts numba's threading layer (`concurrent_threads` asks it)
-        most = most if th.concurrent_threads() else 1
+        run(0, 1, 1)
         if most == 1:
             run(1, steps + 1, 1)
         else:
             th.schedule(run, 1, steps + 1, most)
-    finally:
-        set_num_threads(configured)
     epoch_result(W1, b1, W2, b2, state)
     return cross_entropy_sum(state.Zall, y, order)

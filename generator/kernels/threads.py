@@ -2,7 +2,9 @@
 hidden units between threads, and the choice of one or two threads as the epoch runs.
 
 An epoch runs in a few parallel regions (chunks of about CHUNK_SECONDS), not one per step: launching a
-region costs more than a barrier between two threads that are already running. Each thread owns a
+region costs more than a barrier between two threads that are already running. A region is a nogil
+numba function (`thread_steps`) called at once from the caller's thread and from a pool's: numba's
+parallel loops (prange) did the same, but compiling one doubled the cold start's compile. Each thread owns a
 contiguous run of slots, groups of hidden units; between two regions the boundaries move so that a
 slower thread (another virtual machine on its core) gets fewer slots (see `balanced`). At step t a
 thread applies step t-1 to its units (their columns of W1 and W2 and their biases), then computes their
@@ -20,11 +22,11 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from numba import njit, prange, threading_layer
+from numba import njit
 
 from .intrinsics import atomic_add, atomic_load, atomic_store, cycles
 from .layout import LANES
-from .numerics import FAST, PRANGE_ONLY
+from .numerics import FAST
 from .step import output_step, prefetch_images, region
 
 CHUNK_SECONDS = 0.005  # steps run in parallel regions of about this long, each on the thread count that is faster
@@ -40,7 +42,7 @@ def barrier(sync, n):
 
     sync (16,) int64, zero before the first call: sync[0] counts the arrivals, sync[8] (another cache
     line) the barriers passed. The last to arrive resets the count, then releases the others, who spin.
-    Requires the n threads to run at once (see `concurrent_threads`)."""
+    Requires the n threads to run at once: they are threads of their own (see `sgd_regions`)."""
     passed = atomic_load(sync, 8)
     if atomic_add(sync, 0, 1) == n - 1:
         atomic_store(sync, 0, 0)
@@ -50,66 +52,72 @@ def barrier(sync, n):
             pass
 
 
-@njit(cache=True, parallel=PRANGE_ONLY, fastmath=FAST)
-def sgd_regions(t0, t1, threads, bounds, busy, s, inputs, y, order, eta, decay, rate, decay64):
-    """Steps t0 <= t < t1 of an epoch in one parallel region on `threads` threads (step t: step t-1's
-    update, step t's forward pass and output layer); the caller has set numba's thread count to `threads`.
-
-    Works on the `EpochState` s made by `epoch_state`; t = steps = ceil(N / B) only applies the last step.
-    inputs = (ptr, idx, val) from `sparse_inputs`; y (N,) labels; order (N,) the epoch's shuffle.
-    Thread c owns slots bounds[c] <= s < bounds[c + 1] (on one thread, all) and adds the cycles it spends
-    on them to busy[c, 0]; which thread owns a slot never changes a result. Each thread c has its own copy
-    of the output layer's state (b2c[c], Z[c], D2[c]); they start as copies of thread 0's, which the
-    previous call may have advanced alone. scale[0] (float64) is W's scale, carried from call to call.
-    eta and decay are in the weights' dtype, rate and decay64 the same numbers in float64.
-    """
-    W, b2c, P, Z, D2, Zall, scale, sync = s.W, s.b2c, s.P, s.Z, s.D2, s.Zall, s.scale, s.sync
-    H, B, slot = s.H, s.B, s.slot
+@njit(cache=True, nogil=True, fastmath=FAST)
+def thread_steps(c, n_chunks, u0, u1, t0, t1, busy, s, inputs, y, order, eta, decay, rate, decay64):
+    """Thread c's part of steps t0 <= t < t1 (of n_chunks threads running it at once, without the GIL):
+    hidden units u0 <= j < u1 of the `EpochState` s, and its own copy of the output layer (s.b2c[c],
+    s.Z[c], s.D2[c]); thread 0 also keeps the output pre-activations in s.Zall. Adds its cycles to
+    busy[c, 0]. Returns W's scale after the last step (float64; every thread computes the same)."""
+    W, b2c, P, Zall = s.W, s.b2c, s.P, s.Zall
+    B = s.B
     ptr, idx, val = inputs
     N = order.shape[0]
     K = Zall.shape[1]
-    Hp = (H + LANES - 1) // LANES * LANES  # the units the loops run over (W.shape[1] may be longer)
-    n_slots = P.shape[1]
-    n_chunks = min(n_slots, threads, b2c.shape[0])
-    # Element loops, not slice assignments: numba compiles an array assignment with a shape check whose
-    # error message (string formatting) took seconds of a cold start's compile.
-    for c in range(1, n_chunks):
-        for k in range(b2c.shape[1]):
-            b2c[c, k] = b2c[0, k]
-        for b in range(Z.shape[1]):
-            for k in range(Z.shape[2]):
-                Z[c, b, k] = Z[0, b, k]
-                D2[c, b, k] = D2[0, b, k]
-    start_scale = scale[0]
-    for i in range(sync.shape[0]):  # the barrier's counters
-        sync[i] = 0
-    for c in range(busy.shape[0]):
-        for i in range(busy.shape[1]):
-            busy[c, i] = 0
-    for c in prange(n_chunks):
+    b2, Zc, D2c = b2c[c, :K], s.Z[c], s.D2[c]
+    w_scale = s.scale[0]
+    for t in range(t0, t1):
+        lo, hi = min(N, t * B), min(N, t * B + B)  # this step's images: order[lo:hi] (none after the last)
+        plo = max(0, t * B - B)  # the previous step's: order[plo:lo]
+        mp = max(lo - plo, 1)
+        started = cycles()
+        w_scale = region(s, u0, u1, inputs, order, plo, lo, hi, D2c, t % 2,
+                         eta / W.dtype.type(mp), decay, rate / mp, decay64, w_scale)
+        prefetch_images(ptr, idx, val, order, hi, min(N, hi + B))  # the next step's images
+        busy[c, 0] += cycles() - started
+        if n_chunks > 1:
+            barrier(s.sync, n_chunks)
+        if hi > lo:
+            output_step(P, t % 2, b2, y, order, lo, hi, Zc, D2c, eta / W.dtype.type(hi - lo))
+            if c == 0:
+                for b in range(hi - lo):
+                    for k in range(K):
+                        Zall[lo + b, k] = Zc[b, k]
+    return w_scale
+
+
+def sgd_regions(t0, t1, threads, bounds, busy, s, inputs, y, order, eta, decay, rate, decay64, pool=None):
+    """Steps t0 <= t < t1 of an epoch on `threads` threads at once (step t: step t-1's update, step t's
+    forward pass and output layer): the calling thread runs thread 0's part, `pool` (a
+    concurrent.futures executor with threads - 1 workers or more; needed for threads > 1) the others.
+
+    Works on the `EpochState` s made by `epoch_state`; t = steps = ceil(N / B) only applies the last step.
+    inputs = (ptr, idx, val) from `sparse_inputs`; y (N,) labels; order (N,) the epoch's shuffle.
+    Thread c owns slots bounds[c] <= slot < bounds[c + 1] (on one thread, all) and adds the cycles it
+    spends on them to busy[c, 0]; which thread owns a slot never changes a result. Each thread c has its
+    own copy of the output layer's state (b2c[c], Z[c], D2[c]); they start as copies of thread 0's, which
+    the previous call may have advanced alone. scale[0] (float64) is W's scale, carried from call to call.
+    eta and decay are in the weights' dtype, rate and decay64 the same numbers in float64.
+    """
+    Hp = (s.H + LANES - 1) // LANES * LANES  # the units the loops run over (W.shape[1] may be longer)
+    n_slots = s.P.shape[1]
+    n_chunks = min(n_slots, threads, s.b2c.shape[0])
+    s.b2c[1:n_chunks] = s.b2c[0]
+    s.Z[1:n_chunks] = s.Z[0]
+    s.D2[1:n_chunks] = s.D2[0]
+    s.sync[:] = 0  # the barrier's counters
+    busy[:] = 0
+
+    def part(c):
         s0, s1 = (0, n_slots) if n_chunks == 1 else (bounds[c], bounds[c + 1])
-        u0, u1 = min(Hp, slot * s0), min(Hp, slot * s1)
-        b2, Zc, D2c = b2c[c, :K], Z[c], D2[c]
-        w_scale = start_scale
-        for t in range(t0, t1):
-            lo, hi = min(N, t * B), min(N, t * B + B)  # this step's images: order[lo:hi] (none after the last)
-            plo = max(0, t * B - B)  # the previous step's: order[plo:lo]
-            mp = max(lo - plo, 1)
-            started = cycles()
-            w_scale = region(s, u0, u1, inputs, order, plo, lo, hi, D2c, t % 2,
-                             eta / W.dtype.type(mp), decay, rate / mp, decay64, w_scale)
-            prefetch_images(ptr, idx, val, order, hi, min(N, hi + B))  # the next step's images
-            busy[c, 0] += cycles() - started
-            if n_chunks > 1:
-                barrier(sync, n_chunks)
-            if hi > lo:
-                output_step(P, t % 2, b2, y, order, lo, hi, Zc, D2c, eta / W.dtype.type(hi - lo))
-                if c == 0:
-                    for b in range(hi - lo):
-                        for k in range(K):
-                            Zall[lo + b, k] = Zc[b, k]
-        if c == 0:
-            scale[0] = w_scale
+        return thread_steps(c, n_chunks, min(Hp, s.slot * s0), min(Hp, s.slot * s1), t0, t1, busy, s, inputs,
+                            y, order, eta, decay, rate, decay64)
+
+    others = [pool.submit(part, c) for c in range(1, n_chunks)]
+    try:
+        s.scale[0] = part(0)
+    finally:
+        for f in others:
+            f.result()
 
 
 def balanced(bounds, busy):
@@ -126,13 +134,6 @@ def balanced(bounds, busy):
     for c in range(1, n):
         new[c] = min(max(new[c], new[c - 1] + 1), bounds[-1] - (n - c))
     return new
-
-
-def concurrent_threads() -> bool:
-    """Whether numba's threading layer runs the chunks of a parallel loop on threads of their own, all at
-    once, as `barrier` needs: OpenMP and workqueue do; TBB may run two chunks one after the other on one
-    thread, and the first would wait for the second forever."""
-    return threading_layer() in ("omp", "workqueue")
 
 
 def schedule(run, t0, t1, most, clock=time.perf_counter):
