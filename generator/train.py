@@ -123,7 +123,9 @@ def model_bytes(params: dict[str, np.ndarray], history: list[Epoch], snapshots: 
     return npz_bytes(arrays)
 
 
-TRAINING_CODE = ("data.py", *sorted(f"kernels/{p.name}" for p in (Path(__file__).parent / "kernels").glob("*.py")), "train.py", "weights.py")  # code whose change changes the weights
+# The code whose change may change the weights: every module of the kernels package, and these.
+TRAINING_CODE = ("data.py", *sorted(f"kernels/{p.name}" for p in (Path(__file__).parent / "kernels").glob("*.py")),
+                 "train.py", "weights.py")
 
 
 def fingerprint(config: Config, data_sha256: dict[str, str]) -> str:
