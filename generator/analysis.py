@@ -251,6 +251,12 @@ class Arrays:
     preferred: np.ndarray  # (K, rows, cols) preferred input of each output unit
     gradient_x_input: np.ndarray  # (K, rows, cols) for each digit's worked example
     integrated_gradients: np.ndarray  # (K, rows, cols) for each digit's worked example, black baseline
+    # The probe (generator/probe.py) runs the network in the browser on any test image: it needs them all,
+    # with their labels and the network's predictions, and the output biases atlas.json does not carry.
+    test_images: np.ndarray  # (N, rows, cols) uint8 pixels of every test image, in test-set order
+    test_labels: np.ndarray  # (N,) int64
+    test_predicted: np.ndarray  # (N,) int64 argmax of the float64 forward pass
+    output_bias: np.ndarray  # (K,) float32 b2, exact
 
 
 def analyze(config: Config, model: Model, data: Dataset) -> tuple[Atlas, Arrays]:
@@ -380,5 +386,7 @@ def analyze(config: Config, model: Model, data: Dataset) -> tuple[Atlas, Arrays]
         snapshot_epochs=np.array(epochs, np.int64),
         snapshots=np.array([model.snapshots[e] for e in epochs], np.float32).reshape(len(epochs), H, *shape),
         patterns=pattern.astype(np.float32).reshape(H, *shape),
-        **{name: np.array(v, np.float32).reshape(K, *shape) for name, v in maps.items()})
+        **{name: np.array(v, np.float32).reshape(K, *shape) for name, v in maps.items()},
+        test_images=np.round(X * 255).astype(np.uint8).reshape(len(y), *shape), test_labels=y.astype(np.int64),
+        test_predicted=f.predicted.astype(np.int64), output_bias=np.asarray(p["b2"], np.float32))
     return Atlas(FORMAT, info, history, neurons, digits, confusion.tolist()), arrays

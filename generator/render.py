@@ -13,7 +13,7 @@ import numpy as np
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from . import atlas as atlas_mod
-from . import figures
+from . import figures, probe
 from .atlas import Atlas
 from .config import REPO, Config
 from .errors import BuildError
@@ -136,6 +136,13 @@ class Names:
     def api_page(self) -> str:
         return f"{self.prefix}api.md"
 
+    def probe_page(self) -> str:
+        return f"{self.prefix}probe/index.md"
+
+    def probe_file(self, name: str) -> str:
+        """A data file of the probe (generator/probe.py), in the probe page's folder."""
+        return f"{self.prefix}probe/{name}"
+
     @staticmethod
     def url(page: str) -> str:
         """The URL of a page, relative to the site root: neurons/042.md -> neurons/042/, index.md -> ''."""
@@ -235,13 +242,18 @@ def page_files(atlas: Atlas, config: Config, names: Names, json_sizes: dict[str,
     files = {}
 
     def page(path: str, template: str, **context) -> None:
-        files[path] = env.get_template(template).render(**common, root=root_of(path), **context).encode()
+        # url_root: from the page's served address (neurons/042/) back to the site root, for raw HTML links
+        # that mkdocs does not rewrite (the probe's, whose #test=N fragments are state, not anchors).
+        files[path] = env.get_template(template).render(**common, root=root_of(path),
+                                                        url_root="../" * Names.url(path).count("/"),
+                                                        **context).encode()
 
     page(names.home(), "index.md.j2", sections=sections)
     page(names.neurons_index(), "neurons.md.j2")
     page(names.digits_index(), "digits.md.j2", confusion_header=[str(d.digit) for d in atlas.digits],
          confusion_rows=confusion_cells(atlas, names, root_of(names.digits_index())))
     page(names.mistakes_index(), "mistakes_index.md.j2")
+    page(names.probe_page(), "probe.md.j2")
     page(names.api_page(), "api.md.j2", sizes=json_sizes, run_id_hex=RUN_ID_HEX,
          example_neuron=min(42, len(atlas.neurons) - 1), example_digit=min(3, len(atlas.digits) - 1))
     for n in atlas.neurons:
@@ -323,7 +335,9 @@ def render(atlas: Atlas, arrays: dict[str, np.ndarray], config: Config, prefix: 
     files = {}
     figs = figure_files(atlas, arrays, names)
     data = data_files(atlas, names, figs)
-    for part in (page_files(atlas, config, names, json_sizes(atlas, names, data), list(sections)), figs, data):
+    probing = probe.probe_files(atlas, arrays, names)
+    sizes = {**json_sizes(atlas, names, data), **probe.sizes(probing, names)}
+    for part in (page_files(atlas, config, names, sizes, list(sections)), figs, data, probing):
         clash = files.keys() & part.keys()
         if clash:
             raise BuildError(f"two outputs target the same path {sorted(clash)[0]}; rename one of them")
@@ -339,6 +353,8 @@ def site_nav(docs: Path, section_titles: dict[str, str]) -> list:
     and the build, grow with the square of the network). Derived from the files render wrote."""
     def atlas_nav(base: Path, rel: str) -> list:
         items = [{"Home": f"{rel}index.md"}]
+        if (base / "probe" / "index.md").is_file():
+            items.append({"Probe": f"{rel}probe/index.md"})
         for folder, label in (("neurons", "Neurons"), ("digits", "Digits"), ("classes", "Classes"),
                               ("mistakes", "Mistakes")):
             if not (base / folder / "index.md").is_file():
