@@ -4,7 +4,8 @@
  * (templates/probe.md.j2) holds the places, this fills them. State lives in the address:
  * #test=1234&neuron=42. For scripts and tests: window.atlasProbe.forward(pixels) -> {hidden, output},
  * .state() -> {pixels, hidden, output, predicted, test, neuron}, .prepare(strokes) -> the prepared
- * drawing (the same algorithm as generator/probe.py's prepare), .ready (a promise).
+ * drawing (the same algorithm as generator/probe.py's prepare), .strokes() -> what was drawn (points in
+ * [0, 1] of the drawing area), .ready (a promise).
  */
 (() => {
   "use strict";
@@ -501,6 +502,9 @@
       const { a1, a2, z2 } = current.result;
       return { pixels: Array.from(current.pixels), hidden: Array.from(a1), output: Array.from(a2),
                predicted: argmax(z2), test: current.test, neuron: current.neuron };
+    },
+    strokes() {
+      return strokes.map((stroke) => stroke.map(([x, y]) => [x, y]));
     },
     prepare(strokeList) {
       const [rows, cols] = net.manifest.image_shape;
