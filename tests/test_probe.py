@@ -235,7 +235,8 @@ def test_forward_equals_numpy_on_hundreds_of_test_images_and_is_fast(browser, se
 def check_page_numbers(page, s: dict, n: int, neuron: int | None) -> None:
     """Every number and picture the probe shows for test image n, against NumPy."""
     p = {k: v.astype(np.float64) for k, v in s["params"].items()}
-    x, f, names = s["X"][n], s["f"], s["names"]
+    x = np.round(s["X"][n] * 255) / 255  # the pixels as the page has them: bytes / 255 in float64
+    f, names = s["f"], s["names"]
     a1, a2, z2 = f.A1[n], f.A2[n], f.Z2[n]
     c = int(f.predicted[n])
     state = page.evaluate("window.atlasProbe.state()")
