@@ -421,3 +421,26 @@ def test_narrow_and_dark_screenshots(browser, served, sections):  # noqa: F811
     dark.screenshot(path=str(ARTIFACTS / "probe-dark.png"), full_page=True)
     dark.close()
     assert browser.problems == [] and browser.elsewhere == []
+
+
+def test_pages_link_to_the_probe_with_their_images_and_neurons(tiny_build):
+    """Home, neuron, digit and mistake pages lead to probe/ with #test=N (and the neuron); the links resolve."""
+    from .sitecheck import parse
+
+    site_dir = tiny_build / "site"
+    atlas_json = json.loads((tiny_build / "build" / "atlas.json").read_bytes())
+
+    def probe_links(page: str) -> list[str]:
+        urls = [v for tag, attr, v, _ in parse(site_dir / page / "index.html").urls if tag == "a"]
+        hits = [u for u in urls if "probe/" in u]
+        for u in hits:  # the target resolves from the page's address
+            assert (site_dir / page / u.split("#")[0] / "index.html").resolve().is_file(), (page, u)
+        return [u.split("#", 1)[1] for u in hits if "#" in u]
+
+    assert probe_links("") == [] and any("probe/" in v for _, _, v, _ in parse(site_dir / "index.html").urls)
+    n = atlas_json["neurons"][3]
+    assert probe_links("neurons/003") == [f"test={r['index']}&neuron=3" for r in n["top_images"]]
+    for d in atlas_json["digits"]:
+        mistakes = [f"test={x['index']}" for x in d["mistakes"]]
+        assert sorted(probe_links(f"digits/{d['digit']}")) == sorted([f"test={d['example']['index']}"] + mistakes)
+        assert sorted(probe_links(f"mistakes/{d['digit']}")) == sorted(mistakes)

@@ -205,6 +205,9 @@
   // The site's formats (render.py): 0.123, and +0.123 / −0.123 with a true minus sign.
   const fixed = (v, digits = 3) => v.toFixed(digits);
   const signed = (v, digits = 3) => (v < 0 || Object.is(v, -0) ? "−" : "+") + Math.abs(v).toFixed(digits);
+  // A map's scale or total: three decimals, or two significant digits when it is smaller than that shows.
+  const small = (v) => (v !== 0 && Math.abs(v) < 0.0005
+    ? (v < 0 ? "−" : "+") + Math.abs(v).toExponential(1).replace("-", "−") : signed(v));
   const setText = (selector, text) => { for (const el of root.querySelectorAll(selector)) el.textContent = text; };
 
   // ---- test images --------------------------------------------------------------------------------
@@ -347,8 +350,8 @@
     setText("[data-probe-neuron-name]", cell.dataset.name);
     for (const a of $$("[data-probe-neuron-link]")) a.href = cell.href;
     $("[data-probe-neuron]").value = j;
-    setText("[data-probe-wmax]", signed(wmax)); setText("[data-probe-wmin]", signed(-wmax));
-    setText("[data-probe-pmax]", signed(pmax)); setText("[data-probe-pmin]", signed(-pmax));
+    setText("[data-probe-wmax]", small(wmax)); setText("[data-probe-wmin]", small(-wmax));
+    setText("[data-probe-pmax]", small(pmax)); setText("[data-probe-pmin]", small(-pmax));
     setText("[data-probe-sum]", signed(sum));
     setText("[data-probe-bias]", signed(b1[j]));
     setText("[data-probe-z]", signed(z1[j]));
@@ -368,8 +371,8 @@
     paint($("[data-probe-gradient]"), gx, gColour);
     let gsum = 0;
     for (const v of gx) gsum += v;
-    setText("[data-probe-gmax]", signed(gmax)); setText("[data-probe-gmin]", signed(-gmax));
-    setText("[data-probe-gsum]", signed(gsum));
+    setText("[data-probe-gmax]", small(gmax)); setText("[data-probe-gmin]", small(-gmax));
+    setText("[data-probe-gsum]", small(gsum));
     root.dataset.ready = "true";
   }
 
