@@ -444,3 +444,31 @@ def test_pages_link_to_the_probe_with_their_images_and_neurons(tiny_build):
         mistakes = [f"test={x['index']}" for x in d["mistakes"]]
         assert sorted(probe_links(f"digits/{d['digit']}")) == sorted([f"test={d['example']['index']}"] + mistakes)
         assert sorted(probe_links(f"mistakes/{d['digit']}")) == sorted(mistakes)
+
+
+def test_a_finger_draws_too(browser, served, sections):  # noqa: F811
+    """Touch pointer events (a phone) draw as the mouse does; typing an index shows that image."""
+    page = open_probe(browser, served + "probe/")
+    box = page.locator("[data-probe-draw]").bounding_box()
+    points = [(box["x"] + x * box["width"], box["y"] + y * box["width"]) for x, y in stroke_one(10)[0]]
+    page.evaluate("""points => {
+      const pad = document.querySelector("[data-probe-draw]");
+      const fire = (type, [x, y]) => pad.dispatchEvent(new PointerEvent(type, {clientX: x, clientY: y, pointerId: 7,
+        pointerType: "touch", isPrimary: true, bubbles: true, cancelable: true}));
+      fire("pointerdown", points[0]);
+      points.slice(1).forEach(p => fire("pointermove", p));
+      fire("pointerup", points[points.length - 1]);
+    }""", points)
+    wait_frames(page)
+    recorded = page.evaluate("window.atlasProbe.strokes()")
+    assert len(recorded) == 1 and len(recorded[0]) == len(points)
+    assert np.allclose(recorded[0], stroke_one(10)[0], atol=1e-6)
+    state = page.evaluate("window.atlasProbe.state()")
+    assert state["test"] is None and np.abs(np.array(state["pixels"]) - probe.prepare(recorded).reshape(-1)).max() < 1e-12
+    assert state["predicted"] == 1
+    page.locator("[data-probe-index]").fill("4")
+    page.locator("[data-probe-form] button[type=submit]").click()
+    page.wait_for_function("() => window.atlasProbe.state().test === 4")
+    assert page.evaluate("location.hash") == "#test=4" and page.evaluate("window.atlasProbe.strokes()") == []
+    page.close()
+    assert browser.problems == [] and browser.elsewhere == []

@@ -428,7 +428,11 @@
   pad.addEventListener("pointerdown", (event) => {
     if (!net) return;
     event.preventDefault();
-    pad.setPointerCapture(event.pointerId);
+    try {
+      pad.setPointerCapture(event.pointerId); // keep the stroke when the finger or mouse leaves the pad
+    } catch (error) {
+      // a pointer the browser no longer tracks: draw without capture
+    }
     if (current.test !== null) { // a drawing replaces the test image
       current.test = null;
       strokes = [];
@@ -457,7 +461,8 @@
   }
   $("[data-probe-form]").addEventListener("submit", (event) => {
     event.preventDefault();
-    writeHash(Number($("[data-probe-index]").value), current.neuron, true);
+    const value = $("[data-probe-index]").value;
+    if (value !== "") writeHash(Number(value), current.neuron, true);
   });
   for (const button of $$("[data-probe-random]")) {
     button.addEventListener("click", async () => {
@@ -480,7 +485,8 @@
   });
   $("[data-probe-neuron-form]").addEventListener("submit", (event) => {
     event.preventDefault();
-    writeHash(current.test, Number($("[data-probe-neuron]").value), true);
+    const value = $("[data-probe-neuron]").value;
+    if (value !== "") writeHash(current.test, Number(value), true);
   });
 
   // ---- for scripts ----------------------------------------------------------------------------------
