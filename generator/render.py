@@ -153,8 +153,16 @@ def root_of(path: str) -> str:
     return "../" * path.count("/")
 
 
-def figure_files(atlas: Atlas, arrays: dict[str, np.ndarray], names: Names) -> dict[str, bytes]:
-    """Every PNG of the site, by path."""
+def figure_files(atlas: Atlas, arrays: dict[str, np.ndarray], names: Names) -> tuple[dict[str, bytes], dict[str, str]]:
+    """Every PNG of the site, by path; and the symmetric scale of each signed map whose scale is its own,
+    formatted as the pages print it ('±0.123'), by path."""
+    scales = {}
+
+    def signed_map(path: str, values: np.ndarray) -> None:
+        vmax = float(np.abs(values).max())
+        files[path] = figures.diverging(values, vmax)
+        scales[path] = "±" + fixed(vmax)
+
     files = {
         "assets/colourbar-diverging.png": figures.colour_bar(figures.DIVERGING),
         "assets/colourbar-ink.png": figures.colour_bar(figures.INK),
@@ -171,24 +179,19 @@ def figure_files(atlas: Atlas, arrays: dict[str, np.ndarray], names: Names) -> d
         # The question's element-wise view: input times weights, pixel by pixel, each on its own scale:
         # for the typical image of the class it fires for most, and of every class.
         x = np.array(atlas.digits[n.fires_most_for].example.image)
-        files[names.neuron_fig(n.id, "product")] = figures.diverging(w * x, float(np.abs(w * x).max()))
+        signed_map(names.neuron_fig(n.id, "product"), w * x)
         for d in atlas.digits:
-            product = w * np.array(d.example.image)
-            files[names.neuron_fig(n.id, f"product-class-{d.digit}")] = figures.diverging(
-                product, float(np.abs(product).max()))
+            signed_map(names.neuron_fig(n.id, f"product-class-{d.digit}"), w * np.array(d.example.image))
         for ref in n.top_images[:PRODUCTS]:
-            product = w * pixels[ref.index]
-            files[names.neuron_fig(n.id, f"product-{ref.index}")] = figures.diverging(product, float(np.abs(product).max()))
-        pattern = arrays["patterns"][n.id]
-        files[names.neuron_fig(n.id, "pattern")] = figures.diverging(pattern, float(np.abs(pattern).max()))
+            signed_map(names.neuron_fig(n.id, f"product-{ref.index}"), w * pixels[ref.index])
+        signed_map(names.neuron_fig(n.id, "pattern"), arrays["patterns"][n.id])
         for s, epoch in enumerate(atlas.model.snapshot_epochs):
-            snap = arrays["snapshots"][s, n.id]
-            files[names.neuron_fig(n.id, f"epoch-{epoch}")] = figures.diverging(snap, float(np.abs(snap).max()))
+            signed_map(names.neuron_fig(n.id, f"epoch-{epoch}"), arrays["snapshots"][s, n.id])
         files[names.neuron_fig(n.id, "histogram")] = figures.stacked_bars(np.array(n.histogram))
     files[names.confusion_fig()] = figures.confusion(np.array(atlas.confusion))
     for name in ("templates", "contrasts", "gradient_x_input", "integrated_gradients"):
         for d, values in enumerate(arrays[name]):
-            files[names.digit_fig(d, name)] = figures.diverging(values, float(np.abs(values).max()))
+            signed_map(names.digit_fig(d, name), values)
     for d, values in enumerate(arrays["preferred"]):
         files[names.digit_fig(d, "preferred")] = figures.ink(values)
     for d in atlas.digits:
@@ -196,7 +199,7 @@ def figure_files(atlas: Atlas, arrays: dict[str, np.ndarray], names: Names) -> d
         files[names.digit_fig(d.digit, "hidden-mean")] = figures.activation_grid(means[:, d.digit])
         files[names.digit_fig(d.digit, "example")] = figures.ink(np.array(d.example.image))
         files[names.digit_fig(d.digit, "example-hidden")] = figures.activation_grid(d.example.hidden_activation)
-    return files
+    return files, scales
 
 
 def mistake_groups(mistakes: list) -> list[tuple[int, list]]:
@@ -252,8 +255,8 @@ def grid_cells(values, top: list[int] = ()) -> list[dict]:
 
 
 def page_files(atlas: Atlas, config: Config, names: Names, json_sizes: dict[str, str],
-               sections: list[tuple[str, str, str]]) -> dict[str, bytes]:
-    """Every Markdown page of the site, by path."""
+               sections: list[tuple[str, str, str]], scales: dict[str, str]) -> dict[str, bytes]:
+    """Every Markdown page of the site, by path; `scales` gives each signed map's printed scale."""
     env = environment()
     grid_rows, grid_cols = figures.grid_shape(len(atlas.neurons))
     noun = atlas.model.noun
@@ -263,7 +266,7 @@ def page_files(atlas: Atlas, config: Config, names: Names, json_sizes: dict[str,
     common = dict(atlas=atlas, model=atlas.model, train=atlas.model.config["train"], title=config.site.title,
                   names=names, grid_rows=grid_rows, grid_cols=grid_cols, digit_colours=figures.DIGIT_HEX,
                   cls=cls, noun=noun, Noun=noun.capitalize(), nouns=nouns, Nouns=nouns.capitalize(),
-                  summaries=summaries)
+                  summaries=summaries, scales=scales)
 
     files = {}
 
@@ -369,9 +372,9 @@ def render(atlas: Atlas, arrays: dict[str, np.ndarray], config: Config, prefix: 
                   image_width=max(5, len(str(atlas.model.n_test - 1))), prefix=prefix,
                   classes="digits" if atlas.model.noun == "digit" else "classes")
     files = {}
-    figs = figure_files(atlas, arrays, names)
+    figs, scales = figure_files(atlas, arrays, names)
     data = data_files(atlas, names, figs)
-    for part in (page_files(atlas, config, names, json_sizes(atlas, names, data), list(sections)), figs, data):
+    for part in (page_files(atlas, config, names, json_sizes(atlas, names, data), list(sections), scales), figs, data):
         clash = files.keys() & part.keys()
         if clash:
             raise BuildError(f"two outputs target the same path {sorted(clash)[0]}; rename one of them")

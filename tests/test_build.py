@@ -128,6 +128,7 @@ def table_after(markdown: str, header: str) -> list[list[str]]:
 
 def test_neuron_pages_show_the_json_numbers(built):
     root, atlas, _, _ = built
+    arrays = atlas_mod.load_arrays(root / "build" / "arrays.npz")
     summaries = neuron_summaries(atlas, atlas.model.class_names)
     for n in atlas.neurons:
         md = (root / "build" / "docs" / "neurons" / f"{n.id:03d}.md").read_text()
@@ -139,12 +140,19 @@ def test_neuron_pages_show_the_json_numbers(built):
                                signed(n.discriminative[d]), signed(-n.effect[d]), points(n.ablation[d])]
         assert f"changes test accuracy by {points(n.ablation_overall)}" in md
         assert f"{percent(n.share_above, 1)} / {percent(n.share_below, 1)} of test images" in md
-        captions = re.findall(r"<figcaption>(\d) · (\S+)</figcaption>", md)
+        captions = re.findall(r"<figcaption>(\d) · ([^<\s]+)", md)
         shown = n.top_images + n.bottom_images
         typical = [(str(dg.digit), fixed(dg.example.hidden_activation[n.id])) for dg in atlas.digits]
         assert captions == [(str(r.label), fixed(r.activation)) for r in shown] + typical + [
             (str(r.label), fixed(r.activation)) for r in n.top_images[:8]]
         assert summaries[n.id] in md
+        # every signed map prints its own scale: the largest |value| of the array it draws
+        pattern = arrays["patterns"][n.id]
+        assert f'pattern, own scale <span class="atlas-pm">±{fixed(np.abs(pattern).max())}</span>' in md
+        w = np.array(n.weights)
+        for dg in atlas.digits:
+            product = np.abs(w * np.array(dg.example.image)).max()
+            assert f'{fixed(dg.example.hidden_activation[n.id])}<br><span class="atlas-pm">±{fixed(product)}</span>' in md
         for r in n.top_contributor_of:
             assert f"rank {r.rank} of 3, margin change when pinned {signed(-r.effect)}" in md
 
