@@ -33,10 +33,13 @@ class Dataset:
     n_classes: int
     sha256: dict[str, str]  # decompressed SHA-256 of each file, by standard name
     class_names: tuple[str, ...] = ()  # display name of each class; the label itself unless renamed
+    test_ids: np.ndarray | None = None  # (M,) index of each test image in the source files (default: 0..M-1)
 
     def __post_init__(self):
         if not self.class_names:
             object.__setattr__(self, "class_names", tuple(str(k) for k in range(self.n_classes)))
+        if self.test_ids is None:
+            object.__setattr__(self, "test_ids", np.arange(len(self.test_labels)))
 
     @property
     def n_inputs(self) -> int:
@@ -229,9 +232,9 @@ def select_classes(data: Dataset, classes: list[int]) -> Dataset:
 
     def keep(images, labels):
         mask = relabel[labels] >= 0
-        return images[mask], relabel[labels[mask]]
+        return images[mask], relabel[labels[mask]], mask
 
-    train_x, train_y = keep(data.train_images, data.train_labels)
-    test_x, test_y = keep(data.test_images, data.test_labels)
+    train_x, train_y, _ = keep(data.train_images, data.train_labels)
+    test_x, test_y, kept = keep(data.test_images, data.test_labels)
     return Dataset(train_x, train_y, test_x, test_y, data.image_shape, len(classes), data.sha256,
-                   tuple(data.class_names[c] for c in classes))
+                   tuple(data.class_names[c] for c in classes), data.test_ids[kept])

@@ -13,7 +13,7 @@ import numpy as np
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from . import atlas as atlas_mod
-from . import figures, probe
+from . import figures, probe, prose
 from .atlas import Atlas
 from .config import REPO, Config
 from .errors import BuildError
@@ -44,6 +44,11 @@ def points(share: float, digits: int = 2) -> str:
     return f"{signed(100 * share, digits)} pts"
 
 
+def counted(n: int, word: str) -> str:
+    """'1 neuron', '16 neurons', '1,135 images': a count with its noun in the right number."""
+    return f"{n:,} {word if n == 1 else plural(word)}"
+
+
 # The characters Python-Markdown lets a backslash escape, with the tables extension's '|' (mkdocs.yml
 # enables it): each can start emphasis, code, a link, an attribute list, a heading or a table cell.
 # '<' and '>' are not among them here: they become HTML entities instead.
@@ -67,7 +72,7 @@ def environment() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined, trim_blocks=True,
                       lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
     env.filters.update(signed=signed, fixed=fixed, percent=percent, thousands=thousands, points=points,
-                       md_text=md_text)
+                       md_text=md_text, counted=counted)
     return env
 
 
@@ -155,8 +160,16 @@ def root_of(path: str) -> str:
     return "../" * path.count("/")
 
 
-def figure_files(atlas: Atlas, arrays: dict[str, np.ndarray], names: Names) -> dict[str, bytes]:
-    """Every PNG of the site, by path."""
+def figure_files(atlas: Atlas, arrays: dict[str, np.ndarray], names: Names) -> tuple[dict[str, bytes], dict[str, str]]:
+    """Every PNG of the site, by path; and the symmetric scale of each signed map whose scale is its own,
+    formatted as the pages print it ('±0.123'), by path."""
+    scales = {}
+
+    def signed_map(path: str, values: np.ndarray) -> None:
+        vmax = float(np.abs(values).max())
+        files[path] = figures.diverging(values, vmax)
+        scales[path] = "±" + fixed(vmax)
+
     files = {
         "assets/colourbar-diverging.png": figures.colour_bar(figures.DIVERGING),
         "assets/colourbar-ink.png": figures.colour_bar(figures.INK),
@@ -169,22 +182,23 @@ def figure_files(atlas: Atlas, arrays: dict[str, np.ndarray], names: Names) -> d
     for n in atlas.neurons:
         w = np.array(n.weights)
         files[names.neuron_fig(n.id, "weights")] = figures.diverging(w, n.weight_max_abs)
-        # The question's element-wise view: input times weights, pixel by pixel, each on its own scale.
+        files[names.neuron_fig(n.id, "weights-shared")] = figures.diverging(w, atlas.model.weight_max_abs)
+        # The question's element-wise view: input times weights, pixel by pixel, each on its own scale:
+        # for the typical image of the class it fires for most, and of every class.
         x = np.array(atlas.digits[n.fires_most_for].example.image)
-        files[names.neuron_fig(n.id, "product")] = figures.diverging(w * x, float(np.abs(w * x).max()))
+        signed_map(names.neuron_fig(n.id, "product"), w * x)
+        for d in atlas.digits:
+            signed_map(names.neuron_fig(n.id, f"product-class-{d.digit}"), w * np.array(d.example.image))
         for ref in n.top_images[:PRODUCTS]:
-            product = w * pixels[ref.index]
-            files[names.neuron_fig(n.id, f"product-{ref.index}")] = figures.diverging(product, float(np.abs(product).max()))
-        pattern = arrays["patterns"][n.id]
-        files[names.neuron_fig(n.id, "pattern")] = figures.diverging(pattern, float(np.abs(pattern).max()))
+            signed_map(names.neuron_fig(n.id, f"product-{ref.index}"), w * pixels[ref.index])
+        signed_map(names.neuron_fig(n.id, "pattern"), arrays["patterns"][n.id])
         for s, epoch in enumerate(atlas.model.snapshot_epochs):
-            snap = arrays["snapshots"][s, n.id]
-            files[names.neuron_fig(n.id, f"epoch-{epoch}")] = figures.diverging(snap, float(np.abs(snap).max()))
+            signed_map(names.neuron_fig(n.id, f"epoch-{epoch}"), arrays["snapshots"][s, n.id])
         files[names.neuron_fig(n.id, "histogram")] = figures.stacked_bars(np.array(n.histogram))
     files[names.confusion_fig()] = figures.confusion(np.array(atlas.confusion))
     for name in ("templates", "contrasts", "gradient_x_input", "integrated_gradients"):
         for d, values in enumerate(arrays[name]):
-            files[names.digit_fig(d, name)] = figures.diverging(values, float(np.abs(values).max()))
+            signed_map(names.digit_fig(d, name), values)
     for d, values in enumerate(arrays["preferred"]):
         files[names.digit_fig(d, "preferred")] = figures.ink(values)
     for d in atlas.digits:
@@ -192,7 +206,7 @@ def figure_files(atlas: Atlas, arrays: dict[str, np.ndarray], names: Names) -> d
         files[names.digit_fig(d.digit, "hidden-mean")] = figures.activation_grid(means[:, d.digit])
         files[names.digit_fig(d.digit, "example")] = figures.ink(np.array(d.example.image))
         files[names.digit_fig(d.digit, "example-hidden")] = figures.activation_grid(d.example.hidden_activation)
-    return files
+    return files, scales
 
 
 def mistake_groups(mistakes: list) -> list[tuple[int, list]]:
@@ -217,27 +231,49 @@ def confusion_cells(atlas: Atlas, names: Names, root: str) -> list[dict]:
     return rows
 
 
-def evidence_rows(d, top_k: int, draws: int) -> list[dict]:
-    """The digit page's ablation table: what was pinned, the accuracy, its change from the intact network."""
-    rows = [("none", d.accuracy),
-            (f"its top {len(d.top_contributors)} contributors", d.ablate_top),
-            (f"{top_k} random neurons (mean of {draws} draws)", d.ablate_random),
-            (f"its top {len(d.top_suppressors)} suppressors", d.ablate_suppressors)]
-    return [{"what": what, "accuracy": acc, "change": None if i == 0 else acc - d.accuracy}
-            for i, (what, acc) in enumerate(rows)]
+def evidence_rows(d) -> list[dict]:
+    """The digit page's pinning table: what was pinned, the mean margin change and the accuracy change, as
+    the strings the table shows (a range for the random baseline)."""
+    r = d.random_baseline
+    rows = [{"what": "none", "margin": fixed(d.margin, 3) + " (mean margin)", "accuracy": percent(d.accuracy),
+             "change": ""}]
+    if d.top_contributors:
+        rows.append({"what": f"its top {counted(len(d.top_contributors), 'contributor')}",
+                     "margin": signed(d.margin_top), "accuracy": percent(d.ablate_top),
+                     "change": points(d.ablate_top - d.accuracy)})
+    if r.draws:
+        rows.append({"what": f"{counted(len(d.top_contributors), 'random neuron')} from the other {r.pool} "
+                             f"(5–95% of {r.draws} draws, median)",
+                     "margin": f"{signed(r.margin_low)} to {signed(r.margin_high)} ({signed(r.margin_median)})",
+                     "accuracy": f"{percent(r.accuracy_low)} to {percent(r.accuracy_high)} ({percent(r.accuracy_median)})",
+                     "change": points(d.ablate_random - d.accuracy)})
+    if d.top_suppressors:
+        rows.append({"what": f"its top {counted(len(d.top_suppressors), 'suppressor')}",
+                     "margin": signed(d.margin_suppressors), "accuracy": percent(d.ablate_suppressors),
+                     "change": points(d.ablate_suppressors - d.accuracy)})
+    return rows
+
+
+def grid_cells(values, top: list[int] = ()) -> list[dict]:
+    """A hidden layer's activations as the cells of its grid (neuron 0 top left, row by row): each cell's
+    neuron, its viridis colour on the fixed scale [0, 1], its value, and whether it is outlined (in `top`)."""
+    colours = figures.activation_hex(values)
+    return [{"neuron": j, "colour": colours[j], "value": fixed(v), "top": j in top} for j, v in enumerate(values)]
 
 
 def page_files(atlas: Atlas, config: Config, names: Names, json_sizes: dict[str, str],
-               sections: list[tuple[str, str, str]]) -> dict[str, bytes]:
-    """Every Markdown page of the site, by path."""
+               sections: list[tuple[str, str, str]], scales: dict[str, str]) -> dict[str, bytes]:
+    """Every Markdown page of the site, by path; `scales` gives each signed map's printed scale."""
     env = environment()
     grid_rows, grid_cols = figures.grid_shape(len(atlas.neurons))
     noun = atlas.model.noun
-    nouns = noun + ("es" if noun.endswith(("s", "sh", "ch", "x")) else "s")
+    nouns = plural(noun)
+    cls = [md_text(c) for c in atlas.model.class_names]
+    summaries = neuron_summaries(atlas, cls)
     common = dict(atlas=atlas, model=atlas.model, train=atlas.model.config["train"], title=config.site.title,
                   names=names, grid_rows=grid_rows, grid_cols=grid_cols, digit_colours=figures.DIGIT_HEX,
-                  cls=[md_text(c) for c in atlas.model.class_names], noun=noun, Noun=noun.capitalize(),
-                  nouns=nouns, Nouns=nouns.capitalize())
+                  cls=cls, noun=noun, Noun=noun.capitalize(), nouns=nouns, Nouns=nouns.capitalize(),
+                  summaries=summaries, scales=scales)
 
     files = {}
 
@@ -258,13 +294,26 @@ def page_files(atlas: Atlas, config: Config, names: Names, json_sizes: dict[str,
          example_neuron=min(42, len(atlas.neurons) - 1), example_digit=min(3, len(atlas.digits) - 1))
     for n in atlas.neurons:
         page(names.neuron_page(n.id), "neuron.md.j2", n=n, typical=atlas.digits[n.fires_most_for],
-             products=n.top_images[:PRODUCTS],
+             products=n.top_images[:PRODUCTS], summary=summaries[n.id],
              citation=citation(atlas, config.site.title, f"Neuron {names.nid(n.id)}"))
     for d in atlas.digits:
-        page(names.digit_page(d.digit), "digit.md.j2", d=d,
-             evidence=evidence_rows(d, config.analysis.top_k, atlas.model.random_draws))
-        page(names.mistakes_page(d.digit), "mistakes.md.j2", d=d, groups=mistake_groups(d.mistakes))
+        tops = [c.neuron for c in d.top_contributors]
+        page(names.digit_page(d.digit), "digit.md.j2", d=d, evidence=evidence_rows(d),
+             mean_grid=grid_cells([n.mean_activation[d.digit] for n in atlas.neurons], tops),
+             example_grid=grid_cells(d.example.hidden_activation, tops))
+        page(names.mistakes_page(d.digit), "mistakes.md.j2", d=d, groups=mistake_groups(d.mistakes),
+             grids={m.index: grid_cells(m.hidden_activation, [q.neuron for q in m.pushes]) for m in d.mistakes})
     return files
+
+
+def plural(noun: str) -> str:
+    return noun + ("es" if noun.endswith(("s", "sh", "ch", "x")) else "s")
+
+
+def neuron_summaries(atlas: Atlas, cls: list[str]) -> list[str]:
+    """Each neuron's generated summary (prose.neuron_summary), by neuron id."""
+    nouns = plural(atlas.model.noun)
+    return [prose.neuron_summary(n, cls, atlas.model.weight_max_abs_median, nouns) for n in atlas.neurons]
 
 
 def citation(atlas: Atlas, title: str, what: str) -> str:
@@ -301,8 +350,10 @@ def data_files(atlas: Atlas, names: Names, figure_paths) -> dict[str, bytes]:
                            "atlas": names.atlas_json(), "figures": figs, kind: entry})
 
     files = {names.atlas_json(): atlas_mod.to_json(atlas)}
+    summaries = neuron_summaries(atlas, list(atlas.model.class_names))
     for n in atlas.neurons:
-        files[names.neuron_json(n.id)] = frame(names.neuron_page(n.id), "neuron", dataclasses.asdict(n))
+        files[names.neuron_json(n.id)] = frame(names.neuron_page(n.id), "neuron",
+                                               {**dataclasses.asdict(n), "summary": summaries[n.id]})
     for d in atlas.digits:
         entry = dataclasses.asdict(d)
         for key in DIGIT_PICTURES:
@@ -333,11 +384,11 @@ def render(atlas: Atlas, arrays: dict[str, np.ndarray], config: Config, prefix: 
                   image_width=max(5, len(str(atlas.model.n_test - 1))), prefix=prefix,
                   classes="digits" if atlas.model.noun == "digit" else "classes")
     files = {}
-    figs = figure_files(atlas, arrays, names)
+    figs, scales = figure_files(atlas, arrays, names)
     data = data_files(atlas, names, figs)
     probing = probe.probe_files(atlas, arrays, names)
     sizes = {**json_sizes(atlas, names, data), **probe.sizes(probing, names)}
-    for part in (page_files(atlas, config, names, sizes, list(sections)), figs, data, probing):
+    for part in (page_files(atlas, config, names, sizes, list(sections), scales), figs, data, probing):
         clash = files.keys() & part.keys()
         if clash:
             raise BuildError(f"two outputs target the same path {sorted(clash)[0]}; rename one of them")
