@@ -219,6 +219,7 @@ class Arrays:
     # The probe (generator/probe.py) runs the network in the browser on any test image: it needs them all,
     # with their labels and the network's predictions, and the output biases atlas.json does not carry.
     test_images: np.ndarray  # (N, rows, cols) uint8 pixels of every test image, in test-set order
+    test_ids: np.ndarray  # (N,) int64 index of each in the source files (MNIST's own index), as pages show
     test_labels: np.ndarray  # (N,) int64
     test_predicted: np.ndarray  # (N,) int64 argmax of the float64 forward pass
     output_bias: np.ndarray  # (K,) float32 b2, exact
@@ -407,7 +408,7 @@ def _analyze(config: Config, model: Model, data: Dataset) -> tuple[Atlas, Arrays
         patterns=pattern.astype(np.float32).reshape(H, *shape),
         **{name: np.array(v, np.float32).reshape(K, *shape) for name, v in maps.items()},
         test_images=np.round(X * 255).astype(np.uint8).reshape(len(y), *shape), test_labels=y.astype(np.int64),
-        test_predicted=f.predicted.astype(np.int64), output_bias=np.asarray(p["b2"], np.float32))
+        test_ids=np.asarray(ids, np.int64), test_predicted=f.predicted.astype(np.int64), output_bias=np.asarray(p["b2"], np.float32))
     return Atlas(FORMAT, info, history, neurons, digits, confusion.tolist()), arrays
 
 

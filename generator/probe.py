@@ -65,6 +65,7 @@ def probe_files(atlas, arrays: dict[str, np.ndarray], names) -> dict[str, bytes]
     b2 = np.asarray(arrays["output_bias"], np.float32)  # (K,)
     images = np.asarray(arrays["test_images"], np.uint8)  # (N, rows, cols)
     labels, predicted = arrays["test_labels"], arrays["test_predicted"]
+    ids = np.asarray(arrays["test_ids"], np.int64)  # (N,) the index pages and #test=N use: the source file's
     H, D = W1.shape
     K = W2.shape[0]
     label_type = "<u1" if K <= 256 else "<u2"
@@ -73,6 +74,11 @@ def probe_files(atlas, arrays: dict[str, np.ndarray], names) -> dict[str, bytes]
              names.probe_file("W2.f32"): f32(W2), names.probe_file("b2.f32"): f32(b2),
              names.probe_file("test-labels.u8"): np.asarray(labels, label_type).tobytes(),
              names.probe_file("test-predicted.u8"): np.asarray(predicted, label_type).tobytes()}
+    # Where the test set is the whole source (MNIST), image n is #test=n and no file is needed; a subset
+    # (tiny/'s 0s and 1s) lists the source index of each image, ascending.
+    identity = bool((ids == np.arange(len(ids))).all())
+    if not identity:
+        files[names.probe_file("test-ids.u32")] = ids.astype("<u4").tobytes()
     sheets = []
     for start in range(0, len(images), SHEET):
         path = names.probe_file(f"test-{start // SHEET:03d}.png")
@@ -88,7 +94,8 @@ def probe_files(atlas, arrays: dict[str, np.ndarray], names) -> dict[str, bytes]
         "test": {"count": len(images), "sheets": sheets, "per_sheet": SHEET, "columns": SHEET_COLUMNS,
                  "labels": {"file": "test-labels.u8", "dtype": "uint8" if K <= 256 else "uint16", "byteorder": "little"},
                  "predicted": {"file": "test-predicted.u8", "dtype": "uint8" if K <= 256 else "uint16",
-                               "byteorder": "little"}},
+                               "byteorder": "little"},
+                 "ids": None if identity else {"file": "test-ids.u32", "dtype": "uint32", "byteorder": "little"}},
         "drawing": {"box": BOX, "pen": PEN, "supersample": SUPERSAMPLE, "min_extent": MIN_EXTENT},
         "colour_maps": {"diverging": lut(figures.DIVERGING), "ink": lut(figures.INK),
                         "activation": lut(figures.ACTIVATION)},

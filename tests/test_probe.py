@@ -19,13 +19,23 @@ import pytest
 from PIL import Image
 
 from generator import attribution, data, figures, probe
-from generator.analysis import forward64, top_negative, top_positive
+from generator.analysis import forward64
 from generator.train import load_model
 
 from .conftest import MNIST
 from .test_browser import ARTIFACTS, browser, served, site  # noqa: F401  (fixtures)
 
 BUDGET = 2_500_000  # bytes the first load of probe/ may transfer
+
+
+def top_positive(row: np.ndarray, k: int) -> list[int]:
+    """The k largest positive entries' indices, largest first (ties: lower index)."""
+    return [int(i) for i in np.argsort(-row, kind="stable") if row[i] > 0][:k]
+
+
+def top_negative(row: np.ndarray, k: int) -> list[int]:
+    """The k most negative entries' indices, most negative first."""
+    return [int(i) for i in np.argsort(row, kind="stable") if row[i] < 0][:k]
 
 
 # ---- drawings: synthetic strokes in [0, 1] of the drawing area, y down --------------------------------------
@@ -96,13 +106,13 @@ def test_colour_tables_are_the_sites_colour_maps():
 
 # ---- the data files -------------------------------------------------------------------------------------
 
-def atlas_test_set(atlas_json: dict) -> tuple[np.ndarray, np.ndarray]:
-    """The atlas's test images (N, D) float64 and labels, read from the IDX files as its config says."""
+def atlas_test_set(atlas_json: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The atlas's test images (N, D) float64, labels and source indices, read from the IDX files as its config says."""
     d = atlas_json["model"]["config"]["data"]
     ds = data.load_dataset(MNIST, test_limit=d["test_limit"])
     if d["classes"]:
         ds = data.select_classes(ds, d["classes"])
-    return ds.test_images.astype(np.float64), ds.test_labels
+    return ds.test_images.astype(np.float64), ds.test_labels, ds.test_ids
 
 
 
@@ -133,8 +143,9 @@ def test_probe_files_hold_the_exact_network_and_every_test_image(tiny_build):
     assert m["hidden_activation"] == m["output_activation"] == "sigmoid"
     for name in ("W1", "b1", "W2", "b2"):
         assert served_files["params"][name].tobytes() == model.params[name].astype("<f4").tobytes(), name
-    X, y = atlas_test_set(atlas_json)
-    assert m["test"]["count"] == len(y) == 600
+    X, y, ids = atlas_test_set(atlas_json)
+    assert m["test"]["count"] == len(y) == 600 and (ids == np.arange(600)).all()
+    assert m["test"]["ids"] is None and not (tiny_build / "site" / "probe" / "test-ids.u32").exists()
     assert (served_files["images"] == np.round(X * 255)).all()
     assert (served_files["labels"] == y).all()
     assert (served_files["predicted"] == forward64(model.params, X).predicted).all()
@@ -154,9 +165,14 @@ def sections(site) -> list[dict]:
     for prefix, folder in (("", build), ("tiny/", build / "tiny")):
         if (site / prefix / "probe" / "index.html").is_file() and (folder / "model.npz").is_file():
             atlas_json = json.loads((folder / "atlas.json").read_bytes())
-            X, y = atlas_test_set(atlas_json)
+            X, y, ids = atlas_test_set(atlas_json)
             params = load_model(folder / "model.npz").params
-            found.append({"prefix": prefix, "params": params, "X": X, "y": y, "f": forward64(params, X),
+            served_ids = site / prefix / "probe" / "test-ids.u32"
+            if served_ids.is_file():  # a subset's source indices, as the pages number its images
+                assert (np.fromfile(served_ids, "<u4") == ids).all()
+            else:
+                assert (ids == np.arange(len(ids))).all()
+            found.append({"prefix": prefix, "params": params, "X": X, "y": y, "ids": ids, "f": forward64(params, X),
                           "names": atlas_json["model"]["class_names"], "run_id": atlas_json["model"]["run_id"]})
     assert found and found[0]["prefix"] == ""
     return found
@@ -240,11 +256,11 @@ def check_page_numbers(page, s: dict, n: int, neuron: int | None) -> None:
     a1, a2, z2 = f.A1[n], f.A2[n], f.Z2[n]
     c = int(f.predicted[n])
     state = page.evaluate("window.atlasProbe.state()")
-    assert state["test"] == n and state["predicted"] == c
+    assert state["test"] == s["ids"][n] and state["predicted"] == c
     assert np.array_equal(np.array(state["pixels"]), x), "the image shown is test image n, exactly"
     assert np.abs(np.array(state["hidden"]) - a1).max() < 1e-5 and np.abs(np.array(state["output"]) - a2).max() < 1e-5
     text = lambda sel: page.locator(sel).first.inner_text()  # noqa: E731
-    assert text("[data-probe-source]") == f"test image #{n}, labelled {names[s['y'][n]]}"
+    assert text("[data-probe-source]") == f"test image #{s['ids'][n]}, labelled {names[s['y'][n]]}"
     assert text("[data-probe-predicted]") == names[c]
     assert np.array_equal(canvas_rgb(page, "[data-probe-input]"), png_rgb(figures.ink(x.reshape(28, 28))))
     # The hidden grid: one cell per neuron, its colour and its hover text.
@@ -312,12 +328,17 @@ def test_the_address_picks_the_image_and_neuron_and_every_number_matches_numpy(b
         wrong = np.flatnonzero(f.predicted != y)
         picks = [1, len(y) - 1] + ([int(wrong[0])] if len(wrong) else [])
         H = s["params"]["W1"].shape[0]
-        page = open_probe(browser, served + s["prefix"] + f"probe/#test={picks[0]}&neuron={H - 1}")
+        ids = [int(s["ids"][n]) for n in picks]  # the address numbers images as the pages do
+        page = open_probe(browser, served + s["prefix"] + f"probe/#test={ids[0]}&neuron={H - 1}")
         check_page_numbers(page, s, picks[0], H - 1)
-        for n in picks[1:]:  # the page follows the address as it changes
-            page.evaluate("n => { location.hash = `test=${n}`; }", n)
-            page.wait_for_function("n => window.atlasProbe.state().test === n", arg=n)
+        for n, i in zip(picks[1:], ids[1:]):  # the page follows the address as it changes
+            page.evaluate("i => { location.hash = `test=${i}`; }", i)
+            page.wait_for_function("i => window.atlasProbe.state().test === i", arg=i)
             check_page_numbers(page, s, n, None)
+        if s["prefix"]:  # a number that is not in this test set: a message, the image stays
+            page.evaluate("() => { location.hash = 'test=999999'; }")
+            page.wait_for_function("() => document.querySelector('[data-probe-message]').textContent !== ''")
+            assert page.evaluate("window.atlasProbe.state().test") == ids[-1]
         page.close()
     assert browser.problems == [] and browser.elsewhere == []
 

@@ -236,14 +236,23 @@
       for (let c = 0; c < cols; c++) pixels[r * cols + c] = data.data[4 * ((top + r) * data.width + left + c)] / 255;
     return pixels;
   }
-  let tables = null; // {labels, predicted}, fetched when first needed
+  // Labels, answers and the test images' indices (#test=N is the index in the source files, as on the
+  // pages: MNIST's own; a subset such as tiny/'s lists them, else image n is #test=n), fetched when needed.
+  let tables = null; // promise of {labels, predicted, ids, position(id) -> n or undefined}
   async function testTables() {
     if (!tables) {
       const t = net.manifest.test;
       tables = (async () => {
         const [labels, predicted] = await Promise.all([t.labels, t.predicted].map(
           async (f) => integers(await fetchData(f.file), f.dtype)));
-        return { labels, predicted };
+        let ids = Array.from({ length: t.count }, (_, n) => n), position = (id) => (id < t.count ? id : undefined);
+        if (t.ids) {
+          const view = new DataView(await fetchData(t.ids.file));
+          ids = Array.from({ length: t.count }, (_, n) => view.getUint32(4 * n, true));
+          const where = new Map(ids.map((id, n) => [id, n]));
+          position = (id) => where.get(id);
+        }
+        return { labels, predicted, ids, position };
       })();
     }
     return tables;
@@ -260,7 +269,7 @@
       const v = Number(params.get(key));
       return Number.isInteger(v) && v >= 0 && v < limit ? v : undefined;
     };
-    return { test: number("test", net.manifest.test.count), neuron: number("neuron", net.H) };
+    return { test: number("test", Infinity), neuron: number("neuron", net.H) };
   }
   function writeHash(test, neuron, push) {
     const parts = [];
@@ -275,18 +284,23 @@
     const want = readHash();
     const message = $("[data-probe-message]");
     message.textContent = "";
+    const { labels, position } = await testTables();
+    let test = want.test ?? (current.pixels === null ? Number(root.dataset.defaultTest) : null);
+    if (test !== null && position(test) === undefined) {
+      want.test = undefined;
+      test = current.pixels === null ? Number(root.dataset.defaultTest) : null;
+    }
     if (want.test === undefined || want.neuron === undefined) {
-      message.textContent = `Not in this network: ${location.hash}. Test images are #test=0 to ${net.manifest.test.count - 1}, ` +
-        `neurons #neuron=0 to ${net.H - 1}.`;
+      message.textContent = `Not in this atlas: ${location.hash}. Test images are those of its test set, by the ` +
+        `number its pages show; neurons are #neuron=0 to ${net.H - 1}.`;
     }
     current.neuron = want.neuron ?? null;
-    const test = want.test ?? (current.pixels === null ? Number(root.dataset.defaultTest) : null);
     if (test !== null && test !== current.test) {
-      const pixels = await testImage(test);
-      const { labels } = await testTables();
+      const n = position(test);
+      const pixels = await testImage(n);
       strokes = [];
       clearDrawing();
-      current.pixels = pixels; current.test = test; current.label = labels[test];
+      current.pixels = pixels; current.test = test; current.label = labels[n];
     }
     $("[data-probe-index]").value = current.test ?? "";
     show();
@@ -466,17 +480,17 @@
   });
   for (const button of $$("[data-probe-random]")) {
     button.addEventListener("click", async () => {
-      const { labels } = await testTables();
+      const { labels, ids } = await testTables();
       const k = Number(button.dataset.probeRandom);
       const n = pick([...labels.keys()].filter((i) => labels[i] === k));
-      if (n !== null) writeHash(n, current.neuron, true);
+      if (n !== null) writeHash(ids[n], current.neuron, true);
     });
   }
   $("[data-probe-mistake]").addEventListener("click", async () => {
-    const { labels, predicted } = await testTables();
+    const { labels, predicted, ids } = await testTables();
     const n = pick([...labels.keys()].filter((i) => labels[i] !== predicted[i]));
     if (n === null) setText("[data-probe-message]", "The network gets every test image right.");
-    else writeHash(n, current.neuron, true);
+    else writeHash(ids[n], current.neuron, true);
   });
   $("[data-probe-clear]").addEventListener("click", () => {
     strokes = [];
