@@ -27,7 +27,7 @@ from .errors import AtlasError, BuildError, ConfigError, DataError
 from .output import swap_dir, sync_tree, write_if_changed
 from .render import TEMPLATES, render, run_facts, site_nav
 from .train import Epoch, fingerprint, load_model, save_model, train
-from .weights import check_shapes, import_network
+from .weights import load_network
 
 # A fixed build date unless the caller sets one: the site's bytes depend on its inputs only.
 DEFAULT_SOURCE_DATE_EPOCH = "315532800"  # 1980-01-01
@@ -50,7 +50,7 @@ def load_data(config: Config) -> Dataset:
 
 def _load_data(config: Config) -> Dataset:
     d = config.data
-    data = load_dataset(config.path(d.dir), d.sha256, d.train_limit, d.test_limit)
+    data = load_dataset(config.path(d.dir), d.sha256, d.train_limit, d.test_limit, d.pixel_max, d.transpose)
     if d.classes:
         missing = [c for c in d.classes if c >= data.n_classes]
         if missing:
@@ -66,16 +66,15 @@ def _load_data(config: Config) -> Dataset:
 
 
 def stage_import(config: Config, data: Dataset) -> None:
-    """The train stage for a network trained elsewhere: check it against the data and store it as model.npz."""
-    path = config.path(config.network.weights)
-    imported = import_network(path)
-    check_shapes(imported, path, data.n_inputs, data.n_classes)
-    H = imported.params["W1"].shape[0]
-    say(f"train: imported a {data.n_inputs}-{H}-{data.n_classes} network ({imported.source}); no training")
-    meta = {"config": config.to_dict(), "data_sha256": dict(sorted(data.sha256.items())),
-            "source": imported.source, "weights_sha256": imported.sha256,
-            "fingerprint": fingerprint(config, data.sha256)}
-    save_model(config.build_dir / "model.npz", imported.params, [], {}, meta)
+    """The train stage for a network trained elsewhere: read it, fit it to the data, store it as model.npz."""
+    params, meta, lines = load_network(config, data)
+    H = params["W1"].shape[0]
+    say(f"train: imported a {data.n_inputs}-{H}-{data.n_classes} network ({meta['source']}); no training")
+    for line in lines:
+        say(line)
+    meta.update({"config": config.to_dict(), "data_sha256": dict(sorted(data.sha256.items())),
+                 "fingerprint": fingerprint(config, data.sha256)})
+    save_model(config.build_dir / "model.npz", params, [], {}, meta)
     say(f"train: wrote {config.build_dir / 'model.npz'}")
 
 

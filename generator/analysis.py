@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import attribution, kernels
+from . import activations, attribution, kernels
 from .atlas import (FORMAT, Atlas, Contribution, Count, Digit, Example, HistoryRow, ImageRef, Mistake, ModelInfo,
                     Neuron, Push, Role, Score, Similar, floats)
 from .config import Config
@@ -17,8 +17,8 @@ from .train import Model
 STAT_DIGITS = 6  # decimals kept for statistics (activations, contributions, accuracies)
 EXTREMES = 16  # top- and least-activating test images shown per neuron
 SIMILAR = 5  # similar neurons listed per neuron
-HIST_BINS = 20  # activation histogram bins over [0, 1]
-ON, OFF = 0.99, 0.01  # saturation thresholds
+HIST_BINS = 20  # activation histogram bins over the activation's range (activations.value_range)
+ON, OFF = 0.99, 0.01  # saturation thresholds, as fractions of that range ([0, 1] for sigmoid)
 MOSTLY = 0.95  # share of images beyond a threshold that flags a neuron "nearly always" on or off
 RANDOM_DRAWS = 20  # random neuron sets per digit, the baseline for ablating its top-k
 PUSHES = 5  # neurons listed per misclassified example
@@ -173,6 +173,14 @@ def summarize(mean_activation, output_weights, ablation, flag: str, class_names=
     return sentence
 
 
+def network_info(meta: dict, hidden: str, output: str, value_range: tuple[float, float]) -> dict:
+    """How the network was read (ModelInfo.network): activations and where they came from, notes, warning."""
+    keep = ("activation_source", "output_source", "notes", "inputs", "warning", "imported_test_accuracy")
+    return {"activation": hidden, "output": output, "histogram_range": [rounded(v) for v in value_range],
+            "saturation": [rounded(value_range[0] + t * (value_range[1] - value_range[0])) for t in (ON, OFF)],
+            **{k: meta[k] for k in keep if k in meta}}
+
+
 @dataclass(frozen=True)
 class Forward:
     """The intact network on the test set, in float64."""
@@ -182,11 +190,11 @@ class Forward:
     predicted: np.ndarray  # (N,)
 
 
-def forward64(params: dict[str, np.ndarray], X: np.ndarray) -> Forward:
+def forward64(params: dict[str, np.ndarray], X: np.ndarray, hidden: str = "sigmoid", output: str = "sigmoid") -> Forward:
     p = {k: v.astype(np.float64) for k, v in params.items()}
-    A1 = kernels.sigmoid_numpy(X.astype(np.float64) @ p["W1"].T + p["b1"])
+    A1 = activations.apply(hidden, X.astype(np.float64) @ p["W1"].T + p["b1"])
     Z2 = A1 @ p["W2"].T + p["b2"]
-    A2 = kernels.sigmoid_numpy(Z2)
+    A2 = activations.apply(output, Z2)
     return Forward(A1, Z2, A2, Z2.argmax(axis=1))
 
 
@@ -258,7 +266,10 @@ def analyze(config: Config, model: Model, data: Dataset) -> tuple[Atlas, Arrays]
     p = model.params
     X, y, K = data.test_images, data.test_labels, data.n_classes
     shape = data.image_shape
-    f = forward64(p, X)
+    hidden, output = model.meta.get("activation", "sigmoid"), model.meta.get("output", "sigmoid")
+    f = forward64(p, X, hidden, output)
+    lo, hi = activations.value_range(hidden, f.A1)  # histograms and saturation on this range, scaled to [0, 1]
+    unit = (f.A1 - lo) / (hi - lo)  # (N, H); the activations themselves for sigmoid
     H = p["W1"].shape[0]
     means = class_means(f.A1, y, K)  # (H, K)
     contrib = contributions(p["W2"], means)  # (K, H)
@@ -269,8 +280,8 @@ def analyze(config: Config, model: Model, data: Dataset) -> tuple[Atlas, Arrays]
     mean_images = class_means(X, y, K).T  # (K, D)
     examples = typical_examples(X, y, mean_images)
     top, bottom = extremes(f.A1, min(EXTREMES, len(y)))
-    hist = histograms(f.A1, y, K, HIST_BINS)
-    above, below = saturation(f.A1)
+    hist = histograms(unit, y, K, HIST_BINS)
+    above, below = saturation(unit)
     ablation = neuron_ablation(f, p["W2"], y, K)  # (H, K)
     overall_ablation = (ablation * np.bincount(y, minlength=K)).sum(axis=1) / len(y)
     similar_w = most_similar(p["W1"], SIMILAR)
@@ -284,7 +295,7 @@ def analyze(config: Config, model: Model, data: Dataset) -> tuple[Atlas, Arrays]
     neurons = []
     for j in range(H):
         w_out = p["W2"][:, j]
-        flag = saturation_flag(above[j], below[j], bool((f.A1[:, j] < OFF).all()))
+        flag = saturation_flag(above[j], below[j], bool((unit[:, j] < OFF).all()))
         neurons.append(Neuron(
             id=j, bias=float(floats(p["b1"][j:j + 1])[0]),
             output_weights=floats(w_out),
@@ -304,12 +315,12 @@ def analyze(config: Config, model: Model, data: Dataset) -> tuple[Atlas, Arrays]
             ablation_cost=rounded(max(0.0, -ablation[j].min())), ablation_cost_digit=int(np.argmin(ablation[j])),
             similar_by_weights=[Similar(i, rounded(r)) for i, r in similar_w[j]],
             similar_by_activation=[Similar(i, rounded(r)) for i, r in similar_a[j]],
-            summary=summarize(means[j], w_out, ablation[j], flag, list(data.class_names)),
+            summary=summarize((means[j] - lo) / (hi - lo), w_out, ablation[j], flag, list(data.class_names)),
         ))
     confusion = confusion_matrix(y, f.predicted, K)
     fill = f.A1.mean(axis=0)
     draws = random_sets(config.train.seed, H, k, RANDOM_DRAWS)
-    p64 = attribution.as64(p)
+    p64 = attribution.as64(p, hidden)
     eye = np.eye(K)
     sp = attribution.sigma_prime(p64, X.astype(np.float64))  # (N, H)
     mean_image = X.astype(np.float64).mean(axis=0)
@@ -363,14 +374,15 @@ def analyze(config: Config, model: Model, data: Dataset) -> tuple[Atlas, Arrays]
     info = ModelInfo(
         run_id=run_id(data.sha256, config.to_dict(), p),
         sizes=[data.n_inputs, H, K], image_shape=list(shape),
-        test_accuracy=rounded((f.predicted == y).mean()), test_loss=rounded(kernels.cross_entropy(f.Z2, y).mean()),
+        test_accuracy=rounded((f.predicted == y).mean()), test_loss=rounded(activations.loss(output, f.Z2, y).mean()),
         seed=config.train.seed, epochs=len(model.history),
         training_seconds=round(sum(h.seconds for h in model.history), 1),
         n_train=len(data.train_labels), n_test=len(y), data_sha256=dict(sorted(data.sha256.items())),
         config=config.to_dict(), histogram_bins=HIST_BINS, pattern_images=n_pattern,
         snapshot_epochs=sorted(model.snapshots), random_draws=RANDOM_DRAWS,
         class_names=list(data.class_names), noun=config.data.noun,
-        source=model.meta.get("source", "trained by this atlas"))
+        source=model.meta.get("source", "trained by this atlas"),
+        network=network_info(model.meta, hidden, output, (lo, hi)))
     shown = sorted({r.index for n in neurons for r in n.top_images + n.bottom_images} | set(examples)
                    | {m.index for dg in digits for m in dg.mistakes})
     raw = np.round(X[shown] * 255).astype(np.uint8).reshape(len(shown), *shape)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .data import TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS
+from .activations import HIDDEN, OUTPUT
 from .errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -31,6 +32,13 @@ class DataConfig:
     class_names: list[str] = field(default_factory=list)
     # What a class is called on the pages: "digit" for MNIST, "class" elsewhere.
     noun: str = "digit"
+    # Images are stored and shown as pixel / pixel_max in [0, 1]; a network trained on normalised inputs
+    # sees (pixel / pixel_max - mean) / std (PyTorch's MNIST example: mean 0.1307, std 0.3081).
+    pixel_max: int = 255
+    mean: float = 0.0
+    std: float = 1.0
+    # Transpose every image (EMNIST's files store them transposed; the atlas undoes that by itself).
+    transpose: bool = False
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,10 @@ class NetworkConfig:
     # A network trained elsewhere to explain instead of training one: Nielsen's network2 JSON,
     # an .npz of weights_0, biases_0, ... or an atlas model.npz ("" = train). The CLI's --weights sets it.
     weights: str = ""
+    # Hidden units' activation ("sigmoid", "relu", "tanh") and the output units' ("sigmoid", "softmax").
+    # An imported file that records them wins; a setting that contradicts it is an error.
+    activation: str = "sigmoid"
+    output: str = "sigmoid"
 
 
 @dataclass(frozen=True)
@@ -164,6 +176,18 @@ def _check_ranges(config: Config) -> None:
     need(d.train_limit >= 0, "data.train_limit", ">= 0 (0 = all images)", d.train_limit)
     need(d.test_limit >= 0, "data.test_limit", ">= 0 (0 = all images)", d.test_limit)
     need(d.dir.strip() != "", "data.dir", "a directory", d.dir)
+    need(n.activation in HIDDEN, "network.activation", " or ".join(map(repr, HIDDEN)), n.activation)
+    need(n.output in OUTPUT, "network.output", " or ".join(map(repr, OUTPUT)), n.output)
+    need(1 <= d.pixel_max <= 65535, "data.pixel_max", "in 1..65535 (the largest pixel value the images can hold)",
+         d.pixel_max)
+    need(d.std > 0, "data.std", "> 0", d.std)
+    trains = not n.weights
+    for key, value in (("network.activation", n.activation), ("network.output", n.output)):
+        need(not trains or value == "sigmoid", key, "'sigmoid' when training (training supports sigmoid only; "
+             "import a network trained elsewhere with --weights)", value)
+    for key, value, default in (("data.mean", d.mean, 0.0), ("data.std", d.std, 1.0)):
+        need(not trains or value == default, key, f"{default:g} when training (normalised inputs describe a network "
+             "imported with --weights; training reads pixel / pixel_max)", value)
     need(1 <= n.hidden <= MAX_HIDDEN, "network.hidden", f">= 1 and <= {MAX_HIDDEN}", n.hidden)
     need(t.seed >= 0, "train.seed", ">= 0", t.seed)
     need(t.epochs >= 1, "train.epochs", ">= 1", t.epochs)

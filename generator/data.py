@@ -174,8 +174,13 @@ def _check_labels(path: Path, labels: np.ndarray, n_classes: int | None) -> int:
 
 
 def load_dataset(directory: Path, sha256: dict[str, str] | None = None,
-                 train_limit: int = 0, test_limit: int = 0) -> Dataset:
-    """Read the four IDX files in `directory`, check them, and return float32 images and int64 labels."""
+                 train_limit: int = 0, test_limit: int = 0, pixel_max: int = 255, transpose: bool = False) -> Dataset:
+    """Read the four IDX files in `directory`, check them, and return float32 images and int64 labels.
+
+    Images become pixel / pixel_max in [0, 1]; pixels above pixel_max, or all at most pixel_max / 4 (the
+    data is in another range, e.g. scikit-learn's 0-16 digits), are a DataError naming data.pixel_max.
+    `transpose` swaps each image's rows and columns.
+    """
     sha256 = sha256 or {}
     unknown = set(sha256) - {TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS}
     if unknown:
@@ -207,16 +212,32 @@ def load_dataset(directory: Path, sha256: dict[str, str] | None = None,
         train_x, train_y = train_x[:train_limit], train_y[:train_limit]
     if test_limit:
         test_x, test_y = test_x[:test_limit], test_y[:test_limit]
+    check_pixel_range(paths[TRAIN_IMAGES], train_x, pixel_max)
+    check_pixel_range(paths[TEST_IMAGES], test_x, pixel_max)
+    if transpose:
+        train_x, test_x = train_x.transpose(0, 2, 1), test_x.transpose(0, 2, 1)
     rows, cols = train_x.shape[1:]
     return Dataset(
-        train_images=to_float(train_x), train_labels=train_y.astype(np.int64),
-        test_images=to_float(test_x), test_labels=test_y.astype(np.int64),
+        train_images=to_float(train_x, pixel_max), train_labels=train_y.astype(np.int64),
+        test_images=to_float(test_x, pixel_max), test_labels=test_y.astype(np.int64),
         image_shape=(rows, cols), n_classes=n_classes, sha256=seen)
 
 
-def to_float(images: np.ndarray) -> np.ndarray:
-    """(N, rows, cols) uint8 -> (N, rows*cols) float32 in [0, 1], C-contiguous."""
-    return np.ascontiguousarray(images.reshape(len(images), -1), dtype=np.float32) / np.float32(255.0)
+def check_pixel_range(path: Path, images: np.ndarray, pixel_max: int) -> None:
+    """Pixels must lie in 0..pixel_max and reach above a quarter of it; otherwise the images would show
+    blank and train to chance. Raises DataError naming data.pixel_max."""
+    top = int(images.max()) if images.size else 0
+    if top > pixel_max:
+        raise DataError(f"{path}: pixels go up to {top}, above data.pixel_max = {pixel_max}; "
+                        f"set --set data.pixel_max={top if top > 255 else 255} (the largest value the pixels can take)")
+    if top <= pixel_max / 4:
+        raise DataError(f"{path}: pixels go up to {top} only, far below data.pixel_max = {pixel_max}; if {top} is "
+                        f"their full range (scikit-learn's 8x8 digits hold 0-16), set --set data.pixel_max={max(top, 1)}")
+
+
+def to_float(images: np.ndarray, pixel_max: int = 255) -> np.ndarray:
+    """(N, rows, cols) integers -> (N, rows*cols) float32 pixel / pixel_max in [0, 1], C-contiguous."""
+    return np.ascontiguousarray(images.reshape(len(images), -1), dtype=np.float32) / np.float32(pixel_max)
 
 
 def select_classes(data: Dataset, classes: list[int]) -> Dataset:
