@@ -120,7 +120,10 @@ def stage_analyze(config: Config) -> None:
         raise BuildError(f"{path}: not a readable model file ({type(e).__name__}: {e}); "
                          "rerun 'python -m generator train'") from e
     hidden, k = model.params["W1"].shape[0], config.analysis.top_k
-    if k > hidden:  # the config's network.hidden was checked; this model may have been trained with another
+    if k > hidden and "weights_sha256" in model.meta:  # an imported network may be smaller than the default top-k
+        config = dataclasses.replace(config, analysis=dataclasses.replace(config.analysis, top_k=hidden))
+        say(f"analyze: analysis.top_k {k} lowered to {hidden}, the imported network's hidden units")
+    elif k > hidden:  # the config's network.hidden was checked; this model may have been trained with another
         raise ConfigError(f"{config.where('analysis.top_k')}: 'analysis.top_k' must be in 1..{hidden} "
                           f"(the hidden neurons of {path}), got {k}")
     data = load_data(config)

@@ -181,13 +181,6 @@ def _check_ranges(config: Config) -> None:
     need(1 <= d.pixel_max <= 65535, "data.pixel_max", "in 1..65535 (the largest pixel value the images can hold)",
          d.pixel_max)
     need(d.std > 0, "data.std", "> 0", d.std)
-    trains = not n.weights
-    for key, value in (("network.activation", n.activation), ("network.output", n.output)):
-        need(not trains or value == "sigmoid", key, "'sigmoid' when training (training supports sigmoid only; "
-             "import a network trained elsewhere with --weights)", value)
-    for key, value, default in (("data.mean", d.mean, 0.0), ("data.std", d.std, 1.0)):
-        need(not trains or value == default, key, f"{default:g} when training (normalised inputs describe a network "
-             "imported with --weights; training reads pixel / pixel_max)", value)
     need(1 <= n.hidden <= MAX_HIDDEN, "network.hidden", f">= 1 and <= {MAX_HIDDEN}", n.hidden)
     need(t.seed >= 0, "train.seed", ">= 0", t.seed)
     need(t.epochs >= 1, "train.epochs", ">= 1", t.epochs)
@@ -225,7 +218,18 @@ def _check_ranges(config: Config) -> None:
 
 
 def check_against_data(config: Config, n_train: int) -> None:
-    """The settings only the data can check, right after loading it: a batch must fit in the training images."""
+    """The settings that training checks, right after loading the data: a batch must fit in the training
+    images; the kernels train sigmoid units on pixel / pixel_max (other activations and normalised inputs
+    describe imported networks)."""
+    n, d = config.network, config.data
+    for key, value in (("network.activation", n.activation), ("network.output", n.output)):
+        if value != "sigmoid":
+            raise ConfigError(f"{config.where(key)}: '{key}' is {value!r}, but training supports sigmoid only; "
+                              "import a network trained elsewhere with --weights")
+    for key, value, default in (("data.mean", d.mean, 0.0), ("data.std", d.std, 1.0)):
+        if value != default:
+            raise ConfigError(f"{config.where(key)}: '{key}' is {value:g}: normalised inputs describe a network "
+                              f"imported with --weights; training reads pixel / pixel_max (leave {key} at {default:g})")
     b = config.train.batch_size
     if b > n_train:
         raise ConfigError(f"{config.where('train.batch_size')}: 'train.batch_size' must be in 1..{n_train} "
