@@ -124,7 +124,7 @@ def model_bytes(params: dict[str, np.ndarray], history: list[Epoch], snapshots: 
 
 
 # Code whose change changes the weights (or how an imported file is read).
-TRAINING_CODE = ("data.py", "kernels.py", "train.py", "weights.py", "readers/common.py", "readers/nielsen.py",
+TRAINING_CODE = ("data.py", "dataset_files.py", "kernels.py", "train.py", "weights.py", "readers/common.py", "readers/nielsen.py",
                  "readers/frameworks.py", "readers/keras.py", "readers/onnx_file.py")
 
 
