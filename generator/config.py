@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 @dataclass(frozen=True)
 class DataConfig:
+    # A directory of IDX (MNIST, EMNIST, QMNIST) or CSV files, or a mnist.npz / mnist.pkl.gz. --data sets it.
     dir: str = "data/mnist"
     # SHA-256 of each decompressed IDX file; an empty table skips the check (other datasets).
     sha256: dict[str, str] = field(default_factory=dict)
@@ -44,8 +45,8 @@ class DataConfig:
 @dataclass(frozen=True)
 class NetworkConfig:
     hidden: int = 100
-    # A network trained elsewhere to explain instead of training one: Nielsen's network2 JSON,
-    # an .npz of weights_0, biases_0, ... or an atlas model.npz ("" = train). The CLI's --weights sets it.
+    # A network trained elsewhere to explain instead of training one ("" = train): Nielsen's network2 JSON,
+    # an .npz, safetensors, Keras .keras/.weights.h5, ONNX or a PyTorch state_dict (README). --weights sets it.
     weights: str = ""
     # Hidden units' activation ("sigmoid", "relu", "tanh") and the output units' ("sigmoid", "softmax").
     # An imported file that records them wins; a setting that contradicts it is an error.

@@ -245,3 +245,25 @@ def test_softmax_loss_and_sigmoid_loss():
     s = activations.sigmoid(Z)
     t = np.eye(3)[y]
     np.testing.assert_allclose(activations.loss("sigmoid", Z, y), -(t * np.log(s) + (1 - t) * np.log(1 - s)).sum(1))
+
+
+def test_load_network_folds_normalisation_and_warns_near_chance(tmp_path):
+    from generator.data import load_dataset
+    from generator.weights import load_network
+
+    from .conftest import write_dataset
+    data = load_dataset(write_dataset(tmp_path / "data", n_train=60, n_test=30, shape=(3, 2), n_classes=3))
+    rng = np.random.default_rng(5)
+    W1, b1, W2, b2 = rng.standard_normal((4, 6)), rng.standard_normal(4), rng.standard_normal((3, 4)), np.zeros(3)
+    np.savez(tmp_path / "net.npz", weights_0=W1, biases_0=b1, weights_1=W2, biases_1=b2)
+    config = load_config(None, [f"network.weights='{tmp_path / 'net.npz'}'", "network.activation=tanh",
+                                "data.mean=0.5", "data.std=0.25"])
+    params, meta, lines = load_network(config, data)
+    X = data.test_images.astype(np.float64)
+    theirs = (np.tanh(((X - 0.5) / 0.25) @ W1.T + b1) @ W2.T + b2).argmax(axis=1)
+    ours = (np.tanh(X @ params["W1"].T.astype(np.float64) + params["b1"]) @ params["W2"].T + params["b2"]).argmax(1)
+    assert (theirs != ours).sum() <= 1
+    assert meta["activation"] == "tanh" and meta["activation_source"] == "set by network.activation"
+    assert meta["inputs"].startswith("(pixel / 255 - 0.5) / 0.25") and any("normalised" in line for line in lines)
+    assert ("warning" in meta) == (meta["imported_test_accuracy"] < 2 / 3)
+    assert any(line.startswith("WARNING:") for line in lines) == ("warning" in meta)
