@@ -55,9 +55,9 @@ def torch_state_dict(path: Path) -> Layers:
                            f"{convert_hint(path)}") from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # weights_only refuses pickled classes: a whole model, an optimizer...
-        raise WeightsError(f"{path}: torch.load(weights_only=True) refused it ({str(e).splitlines()[0][:120]}); "
-                           "save model.state_dict() rather than the model") from None
+    except Exception:  # weights_only refuses pickled classes: a whole model, an optimizer...
+        raise WeightsError(f"{path}: torch.load(weights_only=True) refused it: it holds Python objects besides "
+                           "tensors (a whole model?); save torch.save(model.state_dict(), ...) instead") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]  # a training checkpoint that keeps the weights under 'state_dict'
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
