@@ -150,7 +150,7 @@ def _csv(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
     first, _, rest = text.partition("\n")
     body = rest if re.search(r"[A-Za-z]", first) else text  # a header names its columns
     try:
-        table = np.loadtxt(io.StringIO(body), delimiter=",", dtype=np.int64, ndmin=2)
+        table = np.loadtxt(io.StringIO(body), delimiter=",", dtype=np.int32, ndmin=2)  # (N, 1 + pixels)
     except ValueError as e:
         raise DataError(f"{path}: not a CSV of integers with the label first ({str(e).splitlines()[0][:100]})") from None
     side = int(round((table.shape[1] - 1) ** 0.5))
