@@ -72,7 +72,6 @@ def loss(output: str, Z2: np.ndarray, y: np.ndarray) -> np.ndarray:
     if output == "softmax":
         shifted = Z2 - Z2.max(axis=1, keepdims=True)
         return np.log(np.exp(shifted).sum(axis=1)) - shifted[np.arange(len(y)), y]
-    target = np.zeros_like(Z2)
-    target[np.arange(len(y)), y] = 1.0
-    # -t log s(z) - (1 - t) log(1 - s(z)) = softplus(z) - t z, computed stably
-    return (np.logaddexp(0.0, Z2) - target * Z2).sum(axis=1)
+    target = np.eye(Z2.shape[1])[y]
+    # -t log s(z) - (1 - t) log(1 - s(z)) = softplus(z) - t z, computed stably as kernels.cross_entropy does
+    return (np.maximum(Z2, 0) + np.log1p(np.exp(-np.abs(Z2))) - target * Z2).sum(axis=1)
