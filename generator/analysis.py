@@ -190,7 +190,8 @@ class Forward:
     predicted: np.ndarray  # (N,)
 
 
-def forward64(params: dict[str, np.ndarray], X: np.ndarray, hidden: str = "sigmoid", output: str = "sigmoid") -> Forward:
+def forward64(params: dict[str, np.ndarray], X: np.ndarray, hidden: str = "sigmoid",
+              output: str = "sigmoid") -> Forward:
     p = {k: v.astype(np.float64) for k, v in params.items()}
     A1 = activations.apply(hidden, X.astype(np.float64) @ p["W1"].T + p["b1"])
     Z2 = A1 @ p["W2"].T + p["b2"]

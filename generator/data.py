@@ -135,7 +135,8 @@ def _read_idx(stream, path: Path, magic: int, size: int | None) -> tuple[np.ndar
     dims = tuple(int.from_bytes(head[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(">i4") if (magic >> 8) & 0xFF == 0x0C else np.dtype(np.uint8)
     expected = math.prod(dims) * dtype.itemsize  # Python ints: no overflow, whatever the header says
-    declared = f"header declares {'x'.join(map(str, dims))}{f'x{dtype.itemsize}' if dtype.itemsize > 1 else ''} = {expected} bytes of data"
+    size_text = "x".join(map(str, dims + ((dtype.itemsize,) if dtype.itemsize > 1 else ())))
+    declared = f"header declares {size_text} = {expected} bytes of data"
     if expected > MAX_IDX_BYTES:
         raise DataError(f"{path}: {declared}, more than the limit of {MAX_IDX_BYTES} for one IDX file; "
                         "the header is corrupt or the dataset too large")
