@@ -267,3 +267,13 @@ def test_load_network_folds_normalisation_and_warns_near_chance(tmp_path):
     assert meta["inputs"].startswith("(pixel / 255 - 0.5) / 0.25") and any("normalised" in line for line in lines)
     assert ("warning" in meta) == (meta["imported_test_accuracy"] < 2 / 3)
     assert any(line.startswith("WARNING:") for line in lines) == ("warning" in meta)
+
+
+def test_npz_of_a_state_dict_or_of_keras_get_weights(tmp_path, net):
+    np.savez(tmp_path / "sd.npz", **{"fc1.weight": net["W1"], "fc1.bias": net["b1"], "fc2.weight": net["W2"],
+                                     "fc2.bias": net["b2"]})
+    same(import_network(tmp_path / "sd.npz"), net)
+    np.savez(tmp_path / "kw.npz", net["W1"].T, net["b1"], net["W2"].T, net["b2"])  # arr_0 .. arr_3
+    got = import_network(tmp_path / "kw.npz")
+    same(got, net)
+    assert "transposed" in got.source

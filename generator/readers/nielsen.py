@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import WeightsError
-from .common import Layers, as_array
+from .common import Layers, as_array, state_dict_layers
 
 COSTS = ("CrossEntropyCost", "QuadraticCost")  # the cost classes of Nielsen's network2.py
 
@@ -63,6 +63,11 @@ def npz(path: Path) -> Layers:
     if {"W1", "W2"} <= members.keys():
         return Layers("an atlas model.npz", [("W1", members["W1"]), ("W2", members["W2"])],
                       [("b1", members.get("b1")), ("b2", members.get("b2"))], layout="out_in")
+    if any(k.endswith(".weight") for k in members):  # np.savez(f, **{k: v.numpy() for k, v in sd.items()})
+        return state_dict_layers(path, members, "a PyTorch state_dict in .npz")
+    positional = sorted((int(k[4:]), v) for k, v in members.items() if k.startswith("arr_") and k[4:].isdigit())
+    if positional and len(positional) == len(members):  # np.savez(f, *model.get_weights()): Keras's order
+        return _positional(path, [(f"arr_{i}", v) for i, v in positional])
     layers = sorted(int(k.split("_")[1]) for k in members if k.startswith("weights_") and k[8:].isdigit())
     if not layers:
         raise WeightsError(f"{path}: no arrays named W1, b1, W2, b2 (model.npz) or weights_0, biases_0, ... "
@@ -72,3 +77,19 @@ def npz(path: Path) -> Layers:
     return Layers("network1-style arrays (weights_0, biases_0, ...)",
                   [(f"weights_{i}", members[f"weights_{i}"]) for i in layers],
                   [(f"biases_{i}", members.get(f"biases_{i}")) for i in layers])
+
+
+def _positional(path: Path, arrays: list[tuple[str, np.ndarray]]) -> Layers:
+    """Unnamed arrays in layer order (Keras's get_weights(): kernel, bias, kernel, bias): each matrix with the
+    vector that follows it, if any, as its bias."""
+    weights, biases = [], []
+    for name, value in arrays:
+        if np.ndim(value) == 2:
+            weights.append((name, value))
+            biases.append((f"bias after {name}", None))
+        elif np.ndim(value) == 1 and weights and biases[-1][1] is None:
+            biases[-1] = (name, value)
+        else:
+            raise WeightsError(f"{path}: '{name}' has shape {np.shape(value)}; expected matrices, each followed by "
+                               "its bias vector (np.savez(f, *model.get_weights()))")
+    return Layers("unnamed arrays (arr_0, arr_1, ...)", weights, biases)
