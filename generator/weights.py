@@ -34,6 +34,8 @@ class Imported:
     hidden: str | None = None  # hidden activation the file records ("relu"), None when it records none
     output: str | None = None  # output activation the file records ("softmax"), None when it records none
     notes: tuple[str, ...] = ()  # "matrices stored as (in, out), transposed", "no biases in the file, ..."
+    input_scale: float = 1.0  # the file's own input scaling (Keras Rescaling): it sees raw * scale + offset
+    input_offset: float = 0.0
 
 
 def _refuse(path: Path, what: str) -> WeightsError:
@@ -105,7 +107,8 @@ def import_network(path: Path, n_inputs: int | None = None) -> Imported:
     params, notes = assemble(path, layers, n_inputs)
     notes = [*layers.notes, *notes]
     source = f"{layers.kind} from {path.name}" + "".join(f"; {n}" for n in notes)
-    return Imported(params, source, hashlib.sha256(raw).hexdigest(), layers.hidden, layers.output, tuple(notes))
+    return Imported(params, source, hashlib.sha256(raw).hexdigest(), layers.hidden, layers.output, tuple(notes),
+                    layers.input_scale, layers.input_offset)
 
 
 def check_shapes(imported: Imported, path: Path, n_inputs: int, n_classes: int) -> None:
@@ -175,8 +178,18 @@ def load_network(config, data) -> tuple[dict[str, np.ndarray], dict, list[str]]:
     check_shapes(imported, path, data.n_inputs, data.n_classes)
     meta = resolve_activations(config, path, imported)
     d = config.data
-    params = fold_inputs(imported.params, d.mean, d.std)
+    mean, std = d.mean, d.std
     lines = []
+    if (imported.input_scale, imported.input_offset) != (1.0, 0.0):  # raw * scale + offset = (x - mean) / std
+        if (d.mean, d.std) != (0.0, 1.0):
+            raise ConfigError(f"{config.where('data.mean' if d.mean else 'data.std')}: {path.name} scales its inputs "
+                              "itself (a Rescaling layer); drop data.mean and data.std")
+        std = 1 / (d.pixel_max * imported.input_scale)
+        mean = -imported.input_offset * std
+        meta["inputs"] = (f"pixel * {imported.input_scale:g} + {imported.input_offset:g} (the file's Rescaling "
+                          "layer), folded into W1 and b1 so the weights shown act on pixel / pixel_max")
+        lines.append(f"train: inputs rescaled as {meta['inputs']}")
+    params = fold_inputs(imported.params, mean, std)
     if (d.mean, d.std) != (0.0, 1.0):
         meta["inputs"] = (f"(pixel / {d.pixel_max:g} - {d.mean:g}) / {d.std:g}, folded into W1 and b1 "
                           "so the weights shown act on pixel / pixel_max")

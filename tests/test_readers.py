@@ -277,3 +277,27 @@ def test_npz_of_a_state_dict_or_of_keras_get_weights(tmp_path, net):
     got = import_network(tmp_path / "kw.npz")
     same(got, net)
     assert "transposed" in got.source
+
+
+def test_keras_rescaling_layer_is_folded_into_the_weights(tmp_path, net):
+    from generator.data import load_dataset
+    from generator.weights import load_network
+
+    from .conftest import write_dataset
+    data = load_dataset(write_dataset(tmp_path / "data", n_train=60, n_test=30, shape=(3, 2), n_classes=3))
+    rescale = [{"class_name": "Rescaling", "config": {"name": "r", "scale": 1 / 255, "offset": -0.5}}]
+    path = tmp_path / "m.keras"
+    layers = [{"class_name": "InputLayer", "config": {"name": "input"}}, *rescale,
+              {"class_name": "Dense", "config": {"name": "dense", "units": 4, "activation": "relu"}},
+              {"class_name": "Dense", "config": {"name": "dense_1", "units": 3, "activation": "softmax"}}]
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("config.json", json.dumps({"class_name": "Sequential", "config": {"layers": layers}}))
+        z.writestr("model.weights.h5", keras_h5(net))
+    params, meta, lines = load_network(load_config(None, [f"network.weights='{path}'"]), data)
+    raw = data.test_images.astype(np.float64) * 255
+    theirs = (np.maximum((raw / 255 - 0.5) @ net["W1"].T + net["b1"], 0) @ net["W2"].T + net["b2"]).argmax(1)
+    ours = (np.maximum(data.test_images @ params["W1"].T.astype(np.float64) + params["b1"], 0) @ params["W2"].T
+            + params["b2"]).argmax(1)
+    assert (theirs != ours).sum() <= 1 and "Rescaling" in meta["inputs"]
+    with pytest.raises(ConfigError, match="scales its inputs itself"):
+        load_network(load_config(None, [f"network.weights='{path}'", "data.mean=0.1"]), data)

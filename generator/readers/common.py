@@ -31,6 +31,9 @@ class Layers:
     hidden: str | None = None
     output: str | None = None
     notes: list[str] = field(default_factory=list)
+    # The model's own input scaling (Keras's Rescaling layer): it sees raw_pixel * input_scale + input_offset.
+    input_scale: float = 1.0
+    input_offset: float = 0.0
 
 
 def as_array(path: Path, name: str, value, ndim: int) -> np.ndarray:

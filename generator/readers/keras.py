@@ -73,13 +73,21 @@ def weights_h5(path: Path, raw: bytes, kind: str = "Keras HDF5 weights") -> Laye
         raise WeightsError(f"{path}: not a readable HDF5 file ({e})") from None
 
 
-def _activations(path: Path, config: dict) -> list[str | None]:
-    """The activation after each Dense layer of a Keras model config, in order (None: linear)."""
+def _activations(path: Path, config: dict, found: Layers) -> list[str | None]:
+    """The activation after each Dense layer of a Keras model config, in order (None: linear); a Rescaling
+    layer before the first Dense sets found.input_scale and input_offset."""
     inner = config.get("config", {})
     layers = inner.get("layers", []) if isinstance(inner, dict) else []
     acts: list[str | None] = []
     for layer in layers:
         cls, cfg = layer.get("class_name"), layer.get("config", {})
+        if cls == "Rescaling" and not acts:
+            scale, offset = cfg.get("scale", 1.0), cfg.get("offset", 0.0)
+            if not all(isinstance(v, (int, float)) for v in (scale, offset)):
+                raise WeightsError(f"{path}: a Rescaling layer with per-channel scale {scale!r}; the atlas folds one "
+                                   "scale and offset for all pixels")
+            found.input_scale, found.input_offset = float(scale), float(offset)
+            continue
         name = cfg.get("activation") if cls in ("Dense", "Activation") else {
             "ReLU": "relu", "Softmax": "softmax"}.get(cls, "")
         if cls not in ("Dense", "Activation", "ReLU", "Softmax", "InputLayer", "Flatten", "Dropout", "Reshape"):
@@ -105,7 +113,7 @@ def keras_archive(path: Path, archive: zipfile.ZipFile) -> Layers:
     except (KeyError, ValueError, zipfile.BadZipFile) as e:
         raise WeightsError(f"{path}: a .keras archive without a readable config.json and model.weights.h5 ({e})") from None
     layers = weights_h5(path, raw, "a Keras model (.keras)")
-    acts = _activations(path, config)
+    acts = _activations(path, config, layers)
     if len(acts) == 2:
         layers.hidden, layers.output = acts
         if layers.hidden is None:
