@@ -27,7 +27,7 @@ from .errors import AtlasError, BuildError, ConfigError, DataError
 from .output import swap_dir, sync_tree, write_if_changed
 from .render import TEMPLATES, render, run_facts, site_nav
 from .train import Epoch, fingerprint, load_model, save_model, train
-from .weights import check_shapes, import_network
+from .weights import load_network
 
 # A fixed build date unless the caller sets one: the site's bytes depend on its inputs only.
 DEFAULT_SOURCE_DATE_EPOCH = "315532800"  # 1980-01-01
@@ -50,7 +50,7 @@ def load_data(config: Config) -> Dataset:
 
 def _load_data(config: Config) -> Dataset:
     d = config.data
-    data = load_dataset(config.path(d.dir), d.sha256, d.train_limit, d.test_limit)
+    data = load_dataset(config.path(d.dir), d.sha256, d.train_limit, d.test_limit, d.pixel_max, d.transpose)
     if d.classes:
         missing = [c for c in d.classes if c >= data.n_classes]
         if missing:
@@ -66,16 +66,15 @@ def _load_data(config: Config) -> Dataset:
 
 
 def stage_import(config: Config, data: Dataset) -> None:
-    """The train stage for a network trained elsewhere: check it against the data and store it as model.npz."""
-    path = config.path(config.network.weights)
-    imported = import_network(path)
-    check_shapes(imported, path, data.n_inputs, data.n_classes)
-    H = imported.params["W1"].shape[0]
-    say(f"train: imported a {data.n_inputs}-{H}-{data.n_classes} network ({imported.source}); no training")
-    meta = {"config": config.to_dict(), "data_sha256": dict(sorted(data.sha256.items())),
-            "source": imported.source, "weights_sha256": imported.sha256,
-            "fingerprint": fingerprint(config, data.sha256)}
-    save_model(config.build_dir / "model.npz", imported.params, [], {}, meta)
+    """The train stage for a network trained elsewhere: read it, fit it to the data, store it as model.npz."""
+    params, meta, lines = load_network(config, data)
+    H = params["W1"].shape[0]
+    say(f"train: imported a {data.n_inputs}-{H}-{data.n_classes} network ({meta['source']}); no training")
+    for line in lines:
+        say(line)
+    meta.update({"config": config.to_dict(), "data_sha256": dict(sorted(data.sha256.items())),
+                 "fingerprint": fingerprint(config, data.sha256)})
+    save_model(config.build_dir / "model.npz", params, [], {}, meta)
     say(f"train: wrote {config.build_dir / 'model.npz'}")
 
 
@@ -121,7 +120,10 @@ def stage_analyze(config: Config) -> None:
         raise BuildError(f"{path}: not a readable model file ({type(e).__name__}: {e}); "
                          "rerun 'python -m generator train'") from e
     hidden, k = model.params["W1"].shape[0], config.analysis.top_k
-    if k > hidden:  # the config's network.hidden was checked; this model may have been trained with another
+    if k > hidden and "weights_sha256" in model.meta:  # an imported network may be smaller than the default top-k
+        config = dataclasses.replace(config, analysis=dataclasses.replace(config.analysis, top_k=hidden))
+        say(f"analyze: analysis.top_k {k} lowered to {hidden}, the imported network's hidden units")
+    elif k > hidden:  # the config's network.hidden was checked; this model may have been trained with another
         raise ConfigError(f"{config.where('analysis.top_k')}: 'analysis.top_k' must be in 1..{hidden} "
                           f"(the hidden neurons of {path}), got {k}")
     data = load_data(config)
@@ -275,9 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override one setting, e.g. --set train.epochs=5 (repeatable)")
     parser.add_argument("--weights", metavar="FILE", help="explain this trained network instead of training one "
-                        "(Nielsen network2 JSON, .npz of weights_0, biases_0, ..., or a model.npz); "
+                        "(Nielsen network2 JSON, .npz, .safetensors, Keras .keras/.weights.h5, ONNX, PyTorch .pt); "
                         "same as --set network.weights=FILE")
-    parser.add_argument("--data", metavar="DIR", help="a directory with the four MNIST-format IDX files; "
+    parser.add_argument("--data", metavar="DIR", help="a directory with the four MNIST-format IDX files (or EMNIST, "
+                        "QMNIST or CSV files), or a mnist.npz or mnist.pkl.gz; "
                         "same as --set data.dir=DIR (and no checksums)")
     parser.add_argument("--debug", action="store_true", help="show a traceback on errors")
     args = parser.parse_args(argv)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from . import attribution, effects, kernels
+from . import activations, attribution, effects, kernels
 from .atlas import (FORMAT, Atlas, Contribution, Count, Digit, Example, HistoryRow, ImageRef, Mistake, ModelInfo,
                     Neuron, Push, RandomBaseline, Role, Score, Similar, floats)
 from .config import Config
@@ -18,8 +18,8 @@ from .train import Model
 STAT_DIGITS = 6  # decimals kept for statistics (activations, contributions, accuracies)
 EXTREMES = 16  # top- and least-activating test images shown per neuron
 SIMILAR = 5  # similar neurons listed per neuron
-HIST_BINS = 20  # activation histogram bins over [0, 1]
-ON, OFF = 0.99, 0.01  # saturation thresholds
+HIST_BINS = 20  # activation histogram bins over the activation's range (activations.value_range)
+ON, OFF = 0.99, 0.01  # saturation thresholds, as fractions of that range ([0, 1] for sigmoid)
 MOSTLY = 0.95  # share of images beyond a threshold that flags a neuron "nearly always" on or off
 SATURATED = 0.9995  # activations shown as 1.000 (three decimals): a saturated neuron's top images tie there
 SILENCED = 0.0005  # activations shown as 0.000
@@ -157,6 +157,14 @@ def patterns(activations: np.ndarray, images: np.ndarray, top: np.ndarray) -> np
     return images[top].astype(np.float64).mean(axis=1) - images.astype(np.float64).mean(axis=0)
 
 
+def network_info(meta: dict, hidden: str, output: str, value_range: tuple[float, float]) -> dict:
+    """How the network was read (ModelInfo.network): activations and where they came from, notes, warning."""
+    keep = ("activation_source", "output_source", "notes", "inputs", "warning", "imported_test_accuracy")
+    return {"activation": hidden, "output": output, "histogram_range": [rounded(v) for v in value_range],
+            "saturation": [rounded(value_range[0] + t * (value_range[1] - value_range[0])) for t in (ON, OFF)],
+            **{k: meta[k] for k in keep if k in meta}}
+
+
 @dataclass(frozen=True)
 class Forward:
     """The intact network on the test set, in float64."""
@@ -167,12 +175,13 @@ class Forward:
     predicted: np.ndarray  # (N,)
 
 
-def forward64(params: dict[str, np.ndarray], X: np.ndarray) -> Forward:
+def forward64(params: dict[str, np.ndarray], X: np.ndarray, hidden: str = "sigmoid",
+              output: str = "sigmoid") -> Forward:
     p = {k: v.astype(np.float64) for k, v in params.items()}
     Z1 = X.astype(np.float64) @ p["W1"].T + p["b1"]
-    A1 = kernels.sigmoid_numpy(Z1)
+    A1 = activations.apply(hidden, Z1)
     Z2 = A1 @ p["W2"].T + p["b2"]
-    A2 = kernels.sigmoid_numpy(Z2)
+    A2 = activations.apply(output, Z2)
     return Forward(Z1, A1, Z2, A2, Z2.argmax(axis=1))
 
 
@@ -257,10 +266,14 @@ def _analyze(config: Config, model: Model, data: Dataset) -> tuple[Atlas, Arrays
     X, y, K = data.test_images, data.test_labels, data.n_classes
     ids = data.test_ids  # source indices of the test images, for every index a page or JSON shows
     shape = data.image_shape
-    f = forward64(p, X)
+    hidden, output = model.meta.get("activation", "sigmoid"), model.meta.get("output", "sigmoid")
+    f = forward64(p, X, hidden, output)
+    lo, hi = activations.value_range(hidden, f.A1)  # histograms and saturation on this range, scaled to [0, 1]
+    unit = (f.A1 - lo) / (hi - lo)  # (N, H); the activations themselves for sigmoid
     H = p["W1"].shape[0]
     W2 = p["W2"].astype(np.float64)
     means = class_means(f.A1, y, K)  # (H, K)
+    unit_means = (means - lo) / (hi - lo)  # on the activation's range, [0, 1]: the means themselves for sigmoid
     fill = f.A1.mean(axis=0)  # (H,) what mean-pinning sets each activation to
     raw, disc = effects.logit_terms(W2, means, fill)  # (K, H) each
     effect = effects.margin_effects(f.Z2, f.A1, W2, fill, y, K)  # (H, K)
@@ -270,10 +283,10 @@ def _analyze(config: Config, model: Model, data: Dataset) -> tuple[Atlas, Arrays
     accuracy = per_class_accuracy(f.predicted, y, K)
     mean_images = class_means(X, y, K).T  # (K, D)
     examples = typical_examples(X, y, mean_images)
-    hist = histograms(f.A1, y, K, HIST_BINS)
-    above, below = saturation(f.A1)
-    spread = f.A1.std(axis=0)
-    saturated, silenced = f.A1 >= SATURATED, f.A1 <= SILENCED  # (N, H)
+    hist = histograms(unit, y, K, HIST_BINS)
+    above, below = saturation(unit)
+    spread = unit.std(axis=0)  # on the activation's range: the activation's own for sigmoid
+    saturated, silenced = unit >= SATURATED, unit <= SILENCED  # (N, H)
     ablation = neuron_ablation(f, W2, y, K)  # (H, K)
     overall_ablation = (ablation * np.bincount(y, minlength=K)).sum(axis=1) / len(y)
     similar_w = most_similar(p["W1"], SIMILAR)
@@ -305,8 +318,8 @@ def _analyze(config: Config, model: Model, data: Dataset) -> tuple[Atlas, Arrays
             weights=floats(p["W1"][j].reshape(shape)),
             weight_max_abs=float(floats(np.abs(p["W1"][j]).max(keepdims=True))[0]),
             fires_most_for=int(np.argmax(means[j])),
-            fires_for=[int(d) for d in np.argsort(-means[j], kind="stable") if means[j, d] >= 0.5],
-            silent_for=[int(d) for d in np.argsort(means[j], kind="stable") if means[j, d] < 0.1],
+            fires_for=[int(d) for d in np.argsort(-means[j], kind="stable") if unit_means[j, d] >= 0.5],
+            silent_for=[int(d) for d in np.argsort(means[j], kind="stable") if unit_means[j, d] < 0.1],
             promotes=[int(d) for d in np.argsort(-w_out, kind="stable") if w_out[d] > 0],
             suppresses=[int(d) for d in np.argsort(w_out, kind="stable") if w_out[d] < 0],
             top_contributor_of=[Role(d, tops[d].index(j) + 1, rounded(raw[d, j]), rounded(effect[j, d]))
@@ -319,14 +332,14 @@ def _analyze(config: Config, model: Model, data: Dataset) -> tuple[Atlas, Arrays
             top_images_sampled=top_sampled, bottom_images_sampled=bottom_sampled,
             histogram=hist[j].tolist(), histogram_peak=int(hist[j].sum(axis=0).max()),
             share_above=rounded(above[j]), share_below=rounded(below[j]),
-            flag=saturation_flag(above[j], below[j], bool((f.A1[:, j] < OFF).all()), spread[j]),
+            flag=saturation_flag(above[j], below[j], bool((unit[:, j] < OFF).all()), spread[j]),
             ablation=floats(ablation[j], STAT_DIGITS), ablation_overall=rounded(overall_ablation[j]),
             ablation_cost=rounded(max(0.0, -ablation[j].min())), ablation_cost_digit=int(np.argmin(ablation[j])),
             similar_by_weights=[Similar(i, rounded(r)) for i, r in similar_w[j]],
             similar_by_activation=[Similar(i, rounded(r)) for i, r in similar_a[j]],
         ))
     confusion = confusion_matrix(y, f.predicted, K)
-    p64 = attribution.as64(p)
+    p64 = attribution.as64(p, hidden)
     eye = np.eye(K)
     sp = attribution.sigma_prime(p64, X.astype(np.float64))  # (N, H)
     mean_image = X.astype(np.float64).mean(axis=0)
@@ -388,7 +401,7 @@ def _analyze(config: Config, model: Model, data: Dataset) -> tuple[Atlas, Arrays
     info = ModelInfo(
         run_id=run_id(data.sha256, config.to_dict(), p),
         sizes=[data.n_inputs, H, K], image_shape=list(shape),
-        test_accuracy=rounded((f.predicted == y).mean()), test_loss=rounded(kernels.cross_entropy(f.Z2, y).mean()),
+        test_accuracy=rounded((f.predicted == y).mean()), test_loss=rounded(activations.loss(output, f.Z2, y).mean()),
         seed=config.train.seed, epochs=len(model.history),
         training_seconds=round(sum(h.seconds for h in model.history), 1),
         n_train=len(data.train_labels), n_test=len(y), data_sha256=dict(sorted(data.sha256.items())),
@@ -397,7 +410,8 @@ def _analyze(config: Config, model: Model, data: Dataset) -> tuple[Atlas, Arrays
         weight_max_abs=float(floats(own_max.max(keepdims=True))[0]),
         weight_max_abs_median=rounded(np.median(own_max)), near_constant_std=NEAR_CONSTANT,
         class_names=list(data.class_names), noun=config.data.noun,
-        source=model.meta.get("source", "trained by this atlas"))
+        source=model.meta.get("source", "trained by this atlas"),
+        network=network_info(model.meta, hidden, output, (lo, hi)))
     shown = sorted(shown_images)  # positions in the test arrays
     raw_pixels = np.round(X[shown] * 255).astype(np.uint8).reshape(len(shown), *shape)
     epochs = sorted(model.snapshots)

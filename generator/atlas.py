@@ -220,6 +220,12 @@ class ModelInfo:
     class_names: list[str]  # display name of each class index ("0".."9" for MNIST)
     noun: str  # what a class is called on the pages: "digit", or "class"
     source: str  # where the weights came from: "trained by this atlas", or the imported file
+    # How the network is read: activation and output ("sigmoid", "relu", ...), activation_source and
+    # output_source ("read from the file", "assumed (not in the file)", ...), histogram_range [low, high]
+    # that the histogram bins span, saturation [above, below] thresholds; for an imported network also
+    # notes ("matrices stored as (in, out), transposed", "no biases in the file, taken as 0"), inputs (the
+    # normalisation folded into W1, b1) and warning (accuracy near chance).
+    network: dict
 
 
 @dataclass(frozen=True)

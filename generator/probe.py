@@ -24,12 +24,10 @@ BOX = 20 / 28  # MNIST's digits were fitted into 20 x 20 pixels of 28 x 28
 MIN_EXTENT = 0.05  # a drawing smaller than this share of the drawing area (a dot) is not blown up further
 
 
-def activations(config: dict) -> tuple[str, str]:
-    """The names of the hidden and output activation functions of the atlas's network (probe.js knows
-    sigmoid, relu, tanh and softmax). Today the atlas trains sigmoid layers only; a config that names
-    them (network.hidden_activation, network.output_activation) is followed."""
-    network = config.get("network", {})
-    return network.get("hidden_activation", "sigmoid"), network.get("output_activation", "sigmoid")
+def activations(model) -> tuple[str, str]:
+    """The names of the hidden and output activation functions of the atlas's network, as the analysis
+    used them (ModelInfo.network; probe.js knows sigmoid, relu, tanh and softmax)."""
+    return model.network["activation"], model.network["output"]
 
 
 def f32(array) -> bytes:
@@ -69,7 +67,7 @@ def probe_files(atlas, arrays: dict[str, np.ndarray], names) -> dict[str, bytes]
     H, D = W1.shape
     K = W2.shape[0]
     label_type = "<u1" if K <= 256 else "<u2"
-    hidden, output = activations(atlas.model.config)
+    hidden, output = activations(atlas.model)
     files = {names.probe_file("W1.f32"): f32(W1), names.probe_file("b1.f32"): f32(b1),
              names.probe_file("W2.f32"): f32(W2), names.probe_file("b2.f32"): f32(b2),
              names.probe_file("test-labels.u8"): np.asarray(labels, label_type).tobytes(),

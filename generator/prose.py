@@ -31,15 +31,18 @@ def majority(refs) -> tuple[int, int]:
     return label, counts[label]
 
 
-def neuron_summary(n: Neuron, cls: list[str], median_weight: float, nouns: str = "classes") -> str:
+def neuron_summary(n: Neuron, cls: list[str], median_weight: float, nouns: str = "classes",
+                   act: dict | None = None) -> str:
     """One or two sentences on what fires the neuron, on which evidence, and what removing it does.
 
     cls: the classes' display names; median_weight: the median over neurons of max |w|, against which a
-    near-constant neuron's weights are measured; nouns: what the classes are called ("digits").
+    near-constant neuron's weights are measured; nouns: what the classes are called ("digits"); act: the
+    activation's thresholds as render.activation_words gives them (sigmoid's by default).
     """
+    act = act or {"below": "0.01", "saturated": "0.9995"}
     K = len(cls)
     if n.flag == "dead":
-        return "Dead: below 0.01 on every test image, so it passes nothing on to the outputs."
+        return f"Dead: below {act['below']} on every test image, so it passes nothing on to the outputs."
     if n.flag == "near-constant":
         ratio = median_weight / n.weight_max_abs if n.weight_max_abs > 0 else float("inf")
         return (f"Near-constant: its activation stays at {n.activation_mean:.3f} ± {n.activation_std:.3f} over the "
@@ -49,27 +52,29 @@ def neuron_summary(n: Neuron, cls: list[str], median_weight: float, nouns: str =
     if n.flag:
         parts.append(n.flag[0].upper() + n.flag[1:])
     if len(n.fires_for) >= BROAD:
-        parts.append(f"fires broadly: mean activation ≥ 0.5 on {len(n.fires_for)} of {K} {nouns} "
+        parts.append(f"fires broadly: mean activation in the upper half of its range on {len(n.fires_for)} of {K} {nouns} "
                      f"(highest {join([cls[d] for d in n.fires_for[:3]])})")
     elif n.fires_for:
         means = ", ".join(f"{n.mean_activation[d]:.2f}" for d in n.fires_for)
         parts.append(f"on average fires for {join([cls[d] for d in n.fires_for])} (mean {means})")
-    else:
+    else:  # "weakly" only where the range is the function's own, not ReLU's largest activation anywhere
         best = n.fires_most_for
-        parts.append(f"fires weakly on average, most for {cls[best]} (mean {n.mean_activation[best]:.2f})")
+        how = "fires weakly on average, most" if act.get("hidden") != "relu" else "on average fires most"
+        parts.append(f"{how} for {cls[best]} (mean {n.mean_activation[best]:.2f})")
     saturated = sum(n.saturated)
     if n.top_images_sampled:
         label = max(range(K), key=lambda c: (n.saturated[c], -c))
         which = (f"all of them {cls[label]}" if n.saturated[label] == saturated
                  else f"most of them {cls[label]} ({n.saturated[label]:,})")
-        parts.append(f"{saturated:,} test images saturate it (≥ 0.9995), {which}")
+        parts.append(f"{saturated:,} test images saturate it (≥ {act['saturated']}), {which}")
     elif n.top_images:
         label, count = majority(n.top_images)
         shown = len(n.top_images)
         agree = f"{count} of its {shown} strongest responses are {cls[label]}"
         parts.append(agree if label == n.fires_most_for or len(n.fires_for) >= BROAD else "but " + agree)
     if n.silent_for:
-        parts.append(f"silent on average for {join([cls[d] for d in n.silent_for[:3]])}")
+        quiet = "silent on average" if act.get("hidden") != "relu" else "lowest on average"
+        parts.append(f"{quiet} for {join([cls[d] for d in n.silent_for[:3]])}")
     first = "; ".join(parts)
     worst = max(range(K), key=lambda d: (n.effect[d], -d))
     best = min(range(K), key=lambda d: (n.effect[d], d))

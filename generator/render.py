@@ -179,6 +179,7 @@ def figure_files(atlas: Atlas, arrays: dict[str, np.ndarray], names: Names) -> t
     for index, image in pixels.items():
         files[names.image(index)] = figures.ink(image)
     means = np.array([n.mean_activation for n in atlas.neurons])  # (H, K)
+    lo, hi = atlas.model.network["histogram_range"]  # activation grids span the activation's range
     for n in atlas.neurons:
         w = np.array(n.weights)
         files[names.neuron_fig(n.id, "weights")] = figures.diverging(w, n.weight_max_abs)
@@ -203,9 +204,10 @@ def figure_files(atlas: Atlas, arrays: dict[str, np.ndarray], names: Names) -> t
         files[names.digit_fig(d, "preferred")] = figures.ink(values)
     for d in atlas.digits:
         files[names.digit_fig(d.digit, "mean")] = figures.ink(np.array(d.mean_image))
-        files[names.digit_fig(d.digit, "hidden-mean")] = figures.activation_grid(means[:, d.digit])
+        files[names.digit_fig(d.digit, "hidden-mean")] = figures.activation_grid((means[:, d.digit] - lo) / (hi - lo))
         files[names.digit_fig(d.digit, "example")] = figures.ink(np.array(d.example.image))
-        files[names.digit_fig(d.digit, "example-hidden")] = figures.activation_grid(d.example.hidden_activation)
+        files[names.digit_fig(d.digit, "example-hidden")] = figures.activation_grid(
+            (np.array(d.example.hidden_activation) - lo) / (hi - lo))
     return files, scales
 
 
@@ -254,10 +256,12 @@ def evidence_rows(d) -> list[dict]:
     return rows
 
 
-def grid_cells(values, top: list[int] = ()) -> list[dict]:
+def grid_cells(values, value_range, top: list[int] = ()) -> list[dict]:
     """A hidden layer's activations as the cells of its grid (neuron 0 top left, row by row): each cell's
-    neuron, its viridis colour on the fixed scale [0, 1], its value, and whether it is outlined (in `top`)."""
-    colours = figures.activation_hex(values)
+    neuron, its viridis colour on the activation's fixed range (value_range: [0, 1] for sigmoid), its value,
+    and whether it is outlined (in `top`)."""
+    lo, hi = value_range
+    colours = figures.activation_hex((np.asarray(values, np.float64) - lo) / (hi - lo))
     return [{"neuron": j, "colour": colours[j], "value": fixed(v), "top": j in top} for j, v in enumerate(values)]
 
 
@@ -273,7 +277,8 @@ def page_files(atlas: Atlas, config: Config, names: Names, json_sizes: dict[str,
     common = dict(atlas=atlas, model=atlas.model, train=atlas.model.config["train"], title=config.site.title,
                   names=names, grid_rows=grid_rows, grid_cols=grid_cols, digit_colours=figures.DIGIT_HEX,
                   cls=cls, noun=noun, Noun=noun.capitalize(), nouns=nouns, Nouns=nouns.capitalize(),
-                  summaries=summaries, scales=scales)
+                  summaries=summaries, scales=scales, act=activation_words(atlas.model.network))
+    span = atlas.model.network["histogram_range"]
 
     files = {}
 
@@ -299,10 +304,10 @@ def page_files(atlas: Atlas, config: Config, names: Names, json_sizes: dict[str,
     for d in atlas.digits:
         tops = [c.neuron for c in d.top_contributors]
         page(names.digit_page(d.digit), "digit.md.j2", d=d, evidence=evidence_rows(d),
-             mean_grid=grid_cells([n.mean_activation[d.digit] for n in atlas.neurons], tops),
-             example_grid=grid_cells(d.example.hidden_activation, tops))
+             mean_grid=grid_cells([n.mean_activation[d.digit] for n in atlas.neurons], span, tops),
+             example_grid=grid_cells(d.example.hidden_activation, span, tops))
         page(names.mistakes_page(d.digit), "mistakes.md.j2", d=d, groups=mistake_groups(d.mistakes),
-             grids={m.index: grid_cells(m.hidden_activation, [q.neuron for q in m.pushes]) for m in d.mistakes})
+             grids={m.index: grid_cells(m.hidden_activation, span, [q.neuron for q in m.pushes]) for m in d.mistakes})
     return files
 
 
@@ -312,14 +317,30 @@ def plural(noun: str) -> str:
 
 def neuron_summaries(atlas: Atlas, cls: list[str]) -> list[str]:
     """Each neuron's generated summary (prose.neuron_summary), by neuron id."""
-    nouns = plural(atlas.model.noun)
-    return [prose.neuron_summary(n, cls, atlas.model.weight_max_abs_median, nouns) for n in atlas.neurons]
+    nouns, act = plural(atlas.model.noun), activation_words(atlas.model.network)
+    return [prose.neuron_summary(n, cls, atlas.model.weight_max_abs_median, nouns, act) for n in atlas.neurons]
+
+
+def short(x: float) -> str:
+    """A threshold or range end in at most 4 significant digits: 0, 1, 0.99, 0.9995, 12.35."""
+    return f"{x:.4g}"
+
+
+def activation_words(network: dict) -> dict[str, str]:
+    """How the pages name the hidden layer's activation and its scale (ModelInfo.network): its name, the
+    range the histograms and activation colours span, the saturation thresholds and the tied values."""
+    lo, hi = network["histogram_range"]
+    above, below = network["saturation"]
+    output = "" if network["output"] == "sigmoid" else f", {network['output']} outputs"
+    return {"hidden": network["activation"], "output": network["output"], "lo": short(lo), "hi": short(hi),
+            "above": short(above), "below": short(below), "saturated": short(lo + 0.9995 * (hi - lo)),
+            "silenced": short(lo + 0.0005 * (hi - lo)), "network": f"{network['activation']} network{output}"}
 
 
 def citation(atlas: Atlas, title: str, what: str) -> str:
     """A ready-to-paste line naming a unit of this run's network; the page appends its permalink."""
     m = atlas.model
-    return (f"{what}, {title}, run {m.run_id} ({'-'.join(map(str, m.sizes))} sigmoid network, seed {m.seed}, "
+    return (f"{what}, {title}, run {m.run_id} ({'-'.join(map(str, m.sizes))} {activation_words(m.network)['network']}, seed {m.seed}, "
             f"test accuracy {percent(m.test_accuracy)})")
 
 
@@ -328,7 +349,8 @@ def run_facts(atlas: Atlas) -> dict[str, str]:
     m, t = atlas.model, atlas.model.config["train"]
     training = (f"{m.epochs} epochs, batch {t['batch_size']}, learning rate {t['learning_rate']} ({t['schedule']}), "
                 f"L2 λ = {t['l2']}" if m.epochs else f"imported weights ({m.source})")
-    return {"run_id": m.run_id, "network": f"{'-'.join(map(str, m.sizes))} sigmoid network", "training": training,
+    return {"run_id": m.run_id, "network": f"{'-'.join(map(str, m.sizes))} {activation_words(m.network)['network']}",
+            "training": training,
             "seed": str(m.seed), "accuracy": percent(m.test_accuracy)}
 
 

@@ -123,7 +123,9 @@ def model_bytes(params: dict[str, np.ndarray], history: list[Epoch], snapshots: 
     return npz_bytes(arrays)
 
 
-TRAINING_CODE = ("data.py", "kernels.py", "train.py", "weights.py")  # code whose change changes the weights
+# Code whose change changes the weights (or how an imported file is read).
+TRAINING_CODE = ("data.py", "dataset_files.py", "kernels.py", "train.py", "weights.py", "readers/common.py", "readers/nielsen.py",
+                 "readers/frameworks.py", "readers/keras.py", "readers/onnx_file.py")
 
 
 def fingerprint(config: Config, data_sha256: dict[str, str]) -> str:

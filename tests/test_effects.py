@@ -174,7 +174,7 @@ def test_summaries_say_what_their_claims_rest_on():
         "On average fires for a (mean 0.76); but 15 of its 16 strongest responses are b; silent on average for c. "
         "Pinning it to its mean lowers the margin of a most (−1.19) and raises that of b most (+0.20).")
     broad = prose.neuron_summary(neuron(fires_for=[0, 1, 3, 2]), cls, 0.6, "digits")
-    assert broad.startswith("Fires broadly: mean activation ≥ 0.5 on 4 of 4 digits (highest a, b and d)")
+    assert broad.startswith("Fires broadly: mean activation in the upper half of its range on 4 of 4 digits (highest a, b and d)")
     sampled = prose.neuron_summary(neuron(top_images_sampled=True, saturated=[3, 700, 0, 31]), cls, 0.6)
     assert "734 test images saturate it (≥ 0.9995), most of them b (700)" in sampled
     flat = prose.neuron_summary(neuron(flag="near-constant", activation_mean=0.047, activation_std=0.003,
