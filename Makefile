@@ -14,9 +14,12 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1
 TEST_STAMP := $(VENV)/.installed-test-$(shell cat requirements.txt requirements-test.txt | cksum | cut -d' ' -f1)
 
 DATA := $(wildcard data/mnist/*)
-MODEL_SRC := generator/config.py generator/data.py $(wildcard generator/kernels/*.py) generator/train.py generator/weights.py
-ANALYSIS_SRC := generator/analysis.py generator/atlas.py generator/attribution.py generator/provenance.py
-RENDER_SRC := generator/render.py generator/figures.py $(wildcard templates/*.j2 templates/static/*)
+MODEL_SRC := generator/config.py generator/data.py $(wildcard generator/kernels/*.py) generator/train.py \
+	generator/weights.py generator/activations.py generator/dataset_files.py $(wildcard generator/readers/*.py)
+ANALYSIS_SRC := generator/analysis.py generator/activations.py generator/atlas.py generator/attribution.py \
+	generator/effects.py generator/provenance.py
+RENDER_SRC := generator/render.py generator/figures.py generator/prose.py generator/probe.py \
+	$(wildcard templates/*.j2 templates/static/*)
 SITE_SRC := mkdocs.yml generator/site.py generator/mkdocs_hooks.py $(shell find templates/overrides -type f)
 
 .DEFAULT_GOAL := help

@@ -55,9 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override one setting, e.g. --set train.epochs=5 (repeatable)")
     parser.add_argument("--weights", metavar="FILE", help="explain this trained network instead of training one "
-                        "(Nielsen network2 JSON, .npz of weights_0, biases_0, ..., or a model.npz); "
+                        "(Nielsen network2 JSON, .npz, .safetensors, Keras .keras/.weights.h5, ONNX, PyTorch .pt); "
                         "same as --set network.weights=FILE")
-    parser.add_argument("--data", metavar="DIR", help="a directory with the four MNIST-format IDX files; "
+    parser.add_argument("--data", metavar="DIR", help="a directory with the four MNIST-format IDX files (or EMNIST, "
+                        "QMNIST or CSV files), or a mnist.npz or mnist.pkl.gz; "
                         "same as --set data.dir=DIR (and no checksums)")
     parser.add_argument("--debug", action="store_true", help="show a traceback on errors")
     args = parser.parse_args(argv)

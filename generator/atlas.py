@@ -12,27 +12,40 @@ import numpy as np
 
 from .output import npz_bytes
 
-FORMAT = 1  # bump when a field changes meaning or disappears
+FORMAT = 2  # bump when a field changes meaning or disappears
+# Format 2 (from 1): a class's top_contributors/top_suppressors are ranked by measured effect (`effect`, the
+# drop of its margin when the neuron is pinned to its mean), no longer by `contribution`, which stays beside
+# it with `discriminative`; ablate_random is the median over draws from outside the top k (random_baseline
+# gives its 5-95% range); mistakes[].pushes are ranked by net push and list only neurons that pushed the
+# predicted class harder than the true one; top_images/bottom_images of a saturated neuron are a sample of
+# its tied set by class; image indices are the source test set's (MNIST's) indices; toward/away are ranked by
+# (W2[d] - W2[rival]) x (mean on d - mean on rival); flag may be "near-constant"; the neuron's one-sentence
+# summary is written by the render stage and served in neurons/NNN.json, not in atlas.json.
 
 
 @dataclass(frozen=True)
 class Contribution:
     neuron: int
-    contribution: float  # W2[digit, neuron] * mean activation of neuron over test images of digit
+    contribution: float  # W2[digit, neuron] * mean activation of neuron over test images of digit (raw share)
+    discriminative: float  # W2[digit, neuron] * (mean on digit - mean on all test images)
+    effect: float  # mean drop of the digit's margin over its test images when the neuron is pinned to its mean
+    accuracy_change: float  # change of the digit's test accuracy under the same pinning (a share)
 
 
 @dataclass(frozen=True)
 class Role:
     digit: int
-    rank: int  # 1 = strongest
+    rank: int  # 1 = strongest, by effect
     contribution: float
+    effect: float  # margin drop when pinned (Contribution.effect)
 
 
 @dataclass(frozen=True)
 class ImageRef:
-    index: int  # position in the test set
+    index: int  # index in the source test set (MNIST's t10k files), also for a class subset
     label: int
     activation: float  # the neuron's activation on it
+    pre_activation: float  # the neuron's input before the sigmoid, w . x + b: orders images that saturate
 
 
 @dataclass(frozen=True)
@@ -43,7 +56,7 @@ class Similar:
 
 @dataclass(frozen=True)
 class Example:
-    index: int  # position in the test set
+    index: int  # index in the source test set
     label: int
     predicted: int
     image: list[list[float]]  # (rows, cols) pixels in [0, 1]
@@ -57,28 +70,39 @@ class Neuron:
     bias: float
     output_weights: list[float]  # (K,) W2[:, id]
     mean_activation: list[float]  # (K,) mean activation over the test images of each class
-    contribution: list[float]  # (K,) output_weights * mean_activation: its push towards each class
+    contribution: list[float]  # (K,) output_weights * mean_activation: its raw share of each class's logit
+    discriminative: list[float]  # (K,) output_weights * (mean_activation - mean over all test images)
+    effect: list[float]  # (K,) mean drop of each class's margin when it is pinned to its mean (effects.py)
+    effect_largest: float  # max of effect: the most one class's margin drops when it is pinned
+    effect_largest_digit: int  # the class that drop is on
+    activation_mean: float  # mean activation over all test images: the value it is pinned to
+    activation_std: float  # standard deviation of its activation over the test images
     weights: list[list[float]]  # (rows, cols) W1[id] as an image
     weight_max_abs: float  # max |W1[id]|: the symmetric colour scale of its weight map
     fires_most_for: int  # class with the largest mean activation
+    fires_for: list[int]  # classes with mean activation >= 0.5, highest first
+    silent_for: list[int]  # classes with mean activation < 0.1, lowest first
     promotes: list[int]  # classes with a positive outgoing weight, strongest first
     suppresses: list[int]  # classes with a negative outgoing weight, strongest first
     top_contributor_of: list[Role]
     top_suppressor_of: list[Role]
-    top_images: list[ImageRef]  # highest activations first
-    bottom_images: list[ImageRef]  # lowest activations first
+    top_images: list[ImageRef]  # highest pre-activation first; a sample by class if top_images_sampled
+    bottom_images: list[ImageRef]  # lowest pre-activation first; a sample by class if bottom_images_sampled
+    saturated: list[int]  # (K,) test images of each class with activation >= 0.9995 (shown as 1.000)
+    silenced: list[int]  # (K,) test images of each class with activation <= 0.0005 (shown as 0.000)
+    top_images_sampled: bool  # more images saturate it than are shown: top_images samples them by class
+    bottom_images_sampled: bool  # the same for the silenced images
     histogram: list[list[int]]  # (K, bins) test images per class in equal activation bins over [0, 1]
     histogram_peak: int  # images in the fullest bin, all classes together
     share_above: float  # share of test images with activation > 0.99
     share_below: float  # share of test images with activation < 0.01
-    flag: str  # "dead", "nearly always off", "nearly always on" or ""
+    flag: str  # "dead", "near-constant", "nearly always off", "nearly always on" or ""
     ablation: list[float]  # (K,) change in per-class test accuracy when replaced by its mean activation
     ablation_overall: float  # change in overall test accuracy, same ablation
     ablation_cost: float  # largest drop of one class's accuracy under that ablation (>= 0)
     ablation_cost_digit: int  # the class that drop is on
     similar_by_weights: list[Similar]  # highest weight-map correlation first
     similar_by_activation: list[Similar]  # highest activation correlation over the test set first
-    summary: str  # one generated sentence
 
 
 @dataclass(frozen=True)
@@ -99,6 +123,7 @@ class Push:
     activation: float  # a_j(x) on the example
     to_predicted: float  # W2[predicted, j] * a_j(x)
     to_true: float  # W2[label, j] * a_j(x)
+    net: float  # to_predicted - to_true: how far it moved the image towards the wrong answer
 
 
 @dataclass(frozen=True)
@@ -108,7 +133,25 @@ class Mistake:
     predicted: int
     output_predicted: float  # sigmoid output of the predicted class
     output_true: float  # sigmoid output of the true class
-    pushes: list[Push]  # hidden neurons with the largest W2[predicted, j] * a_j(x), largest first
+    logit_gap: float  # z_predicted - z_true (> 0): the sum of every neuron's net push plus bias_gap
+    bias_gap: float  # b2[predicted] - b2[true]
+    pushes: list[Push]  # the neurons with the largest positive net push, largest first
+    hidden_activation: list[float]  # (H,)
+    output: list[float]  # (K,) sigmoid outputs
+
+
+@dataclass(frozen=True)
+class RandomBaseline:
+    """Pinning k random neurons drawn from outside a class's top k, `draws` times (effects.random_baseline)."""
+    draws: int  # 0 when fewer than k neurons lie outside the top k: no baseline
+    pool: int  # neurons drawn from
+    margin_low: float  # 5th percentile of the mean margin change
+    margin_median: float
+    margin_high: float  # 95th percentile
+    accuracy_low: float
+    accuracy_median: float
+    accuracy_high: float
+    top_outside: bool  # the top k's margin change lies below margin_low: they matter more than random neurons
 
 
 @dataclass(frozen=True)
@@ -116,20 +159,27 @@ class Digit:
     digit: int
     count: int  # test images of this class
     accuracy: float  # share of them classified correctly
-    top_contributors: list[Contribution]  # largest positive contributions first
-    top_suppressors: list[Contribution]  # most negative contributions first
+    top_contributors: list[Contribution]  # largest positive effect first: pinning them lowers the margin most
+    top_suppressors: list[Contribution]  # most negative effect first: pinning them raises the margin most
     mean_image: list[list[float]]  # (rows, cols)
     example: Example  # the test image of this class closest to the class mean
-    ablate_top: float  # accuracy on this class with its top-k contributors pinned to their mean activations
-    ablate_random: float  # the same for k random neurons, mean over `random_draws` draws
+    ablate_top: float  # accuracy on this class with its top-k contributors pinned together to their means
+    ablate_random: float  # the same for k random neurons from outside the top k, median over the draws
     ablate_suppressors: float  # the same for its top-k suppressors
+    margin: float  # mean margin z_d - max_{k != d} z_k over the class's test images, intact network
+    margin_top: float  # mean margin change with its top-k contributors pinned together
+    margin_suppressors: float  # the same with its top-k suppressors pinned together
+    random_baseline: RandomBaseline  # k random neurons from outside the top k, pinned together
     mistaken_for: list[Count]  # what its misclassified images were called, most frequent first
     mistaken_as: list[Count]  # which other classes' images were called this one, most frequent first
     rival: int  # the class it is confused with most (both directions together)
-    toward: list[Score]  # neurons ranked by (W2[d, j] - W2[rival, j]) * mean activation: push to this class
+    toward: list[Score]  # neurons ranked by (W2[d, j] - W2[rival, j]) * (mean on d - mean on rival)
     away: list[Score]  # most negative of the same: push to the rival
     mistakes: list[Mistake]  # every misclassified test image of this class
     preferred_logit: float  # z2[d] at the preferred input
+    median_logit: float  # median z2[d] over the class's real test images: what the preferred input must reach
+    preferred_penalty: float  # pull towards the mean image the preferred input was found with
+    preferred_smoothness: float  # its smoothness weight
     start_logit: float  # z2[d] at the mean image the ascent started from
     example_logit: float  # z2[d] at the worked example
     baseline_logit: float  # z2[d] at the all-black image
@@ -163,10 +213,19 @@ class ModelInfo:
     histogram_bins: int
     pattern_images: int  # top-activating images averaged into each neuron's pattern
     snapshot_epochs: list[int]  # epochs whose W1 the "how it formed" figures show (0 = before training)
-    random_draws: int  # random neuron sets averaged for each digit's ablate_random
+    random_draws: int  # random neuron sets drawn for each class's random baseline
+    weight_max_abs: float  # max |W1| over every neuron: the shared colour scale of the weights-shared maps
+    weight_max_abs_median: float  # median over neurons of their own max |W1|
+    near_constant_std: float  # activation spread below which a neuron is flagged near-constant
     class_names: list[str]  # display name of each class index ("0".."9" for MNIST)
     noun: str  # what a class is called on the pages: "digit", or "class"
     source: str  # where the weights came from: "trained by this atlas", or the imported file
+    # How the network is read: activation and output ("sigmoid", "relu", ...), activation_source and
+    # output_source ("read from the file", "assumed (not in the file)", ...), histogram_range [low, high]
+    # that the histogram bins span, saturation [above, below] thresholds; for an imported network also
+    # notes ("matrices stored as (in, out), transposed", "no biases in the file, taken as 0"), inputs (the
+    # normalisation folded into W1, b1) and warning (accuracy near chance).
+    network: dict
 
 
 @dataclass(frozen=True)

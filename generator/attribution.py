@@ -8,22 +8,23 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernels import sigmoid_numpy
+from . import activations
 
 
-def as64(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {k: np.asarray(v, np.float64) for k, v in params.items()}
+def as64(params: dict[str, np.ndarray], activation: str = "sigmoid") -> dict:
+    """The params in float64, plus "activation": the hidden layer's (activations.HIDDEN), which every
+    function here applies."""
+    return {**{k: np.asarray(v, np.float64) for k, v in params.items()}, "activation": activation}
 
 
 def logits(p: dict[str, np.ndarray], X: np.ndarray) -> np.ndarray:
     """(N, D) inputs -> (N, K) output pre-activations."""
-    return sigmoid_numpy(X @ p["W1"].T + p["b1"]) @ p["W2"].T + p["b2"]
+    return activations.apply(p.get("activation", "sigmoid"), X @ p["W1"].T + p["b1"]) @ p["W2"].T + p["b2"]
 
 
 def sigma_prime(p: dict[str, np.ndarray], X: np.ndarray) -> np.ndarray:
-    """(N, D) -> (N, H) derivative of each hidden sigmoid at each input."""
-    a = sigmoid_numpy(X @ p["W1"].T + p["b1"])
-    return a * (1 - a)
+    """(N, D) -> (N, H) derivative of each hidden unit's activation at each input (sigma' for sigmoid units)."""
+    return activations.derivative(p.get("activation", "sigmoid"), X @ p["W1"].T + p["b1"])
 
 
 def input_gradient(p: dict[str, np.ndarray], X: np.ndarray, direction: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .data import TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS
+from .activations import HIDDEN, OUTPUT
 from .errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -19,6 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 @dataclass(frozen=True)
 class DataConfig:
+    # A directory of IDX (MNIST, EMNIST, QMNIST) or CSV files, or a mnist.npz / mnist.pkl.gz. --data sets it.
     dir: str = "data/mnist"
     # SHA-256 of each decompressed IDX file; an empty table skips the check (other datasets).
     sha256: dict[str, str] = field(default_factory=dict)
@@ -31,14 +33,25 @@ class DataConfig:
     class_names: list[str] = field(default_factory=list)
     # What a class is called on the pages: "digit" for MNIST, "class" elsewhere.
     noun: str = "digit"
+    # Images are stored and shown as pixel / pixel_max in [0, 1]; a network trained on normalised inputs
+    # sees (pixel / pixel_max - mean) / std (PyTorch's MNIST example: mean 0.1307, std 0.3081).
+    pixel_max: int = 255
+    mean: float = 0.0
+    std: float = 1.0
+    # Transpose every image (EMNIST's files store them transposed; the atlas undoes that by itself).
+    transpose: bool = False
 
 
 @dataclass(frozen=True)
 class NetworkConfig:
     hidden: int = 100
-    # A network trained elsewhere to explain instead of training one: Nielsen's network2 JSON,
-    # an .npz of weights_0, biases_0, ... or an atlas model.npz ("" = train). The CLI's --weights sets it.
+    # A network trained elsewhere to explain instead of training one ("" = train): Nielsen's network2 JSON,
+    # an .npz, safetensors, Keras .keras/.weights.h5, ONNX or a PyTorch state_dict (README). --weights sets it.
     weights: str = ""
+    # Hidden units' activation ("sigmoid", "relu", "tanh") and the output units' ("sigmoid", "softmax").
+    # An imported file that records them wins; a setting that contradicts it is an error.
+    activation: str = "sigmoid"
+    output: str = "sigmoid"
 
 
 @dataclass(frozen=True)
@@ -189,6 +202,11 @@ def _check_ranges(config: Config) -> None:
     need(d.train_limit >= 0, "data.train_limit", ">= 0 (0 = all images)", d.train_limit)
     need(d.test_limit >= 0, "data.test_limit", ">= 0 (0 = all images)", d.test_limit)
     need(d.dir.strip() != "", "data.dir", "a directory", d.dir)
+    need(n.activation in HIDDEN, "network.activation", " or ".join(map(repr, HIDDEN)), n.activation)
+    need(n.output in OUTPUT, "network.output", " or ".join(map(repr, OUTPUT)), n.output)
+    need(1 <= d.pixel_max <= 65535, "data.pixel_max", "in 1..65535 (the largest pixel value the images can hold)",
+         d.pixel_max)
+    need(d.std > 0, "data.std", "> 0", d.std)
     need(1 <= n.hidden <= MAX_HIDDEN, "network.hidden", f">= 1 and <= {MAX_HIDDEN}", n.hidden)
     need(t.seed >= 0, "train.seed", ">= 0", t.seed)
     need(t.epochs >= 1, "train.epochs", ">= 1", t.epochs)
@@ -226,7 +244,18 @@ def _check_ranges(config: Config) -> None:
 
 
 def check_against_data(config: Config, n_train: int) -> None:
-    """The settings only the data can check, right after loading it: a batch must fit in the training images."""
+    """The settings that training checks, right after loading the data: a batch must fit in the training
+    images; the kernels train sigmoid units on pixel / pixel_max (other activations and normalised inputs
+    describe imported networks)."""
+    n, d = config.network, config.data
+    for key, value in (("network.activation", n.activation), ("network.output", n.output)):
+        if value != "sigmoid":
+            raise ConfigError(f"{config.where(key)}: '{key}' is {value!r}, but training supports sigmoid only; "
+                              "import a network trained elsewhere with --weights")
+    for key, value, default in (("data.mean", d.mean, 0.0), ("data.std", d.std, 1.0)):
+        if value != default:
+            raise ConfigError(f"{config.where(key)}: '{key}' is {value:g}: normalised inputs describe a network "
+                              f"imported with --weights; training reads pixel / pixel_max (leave {key} at {default:g})")
     b = config.train.batch_size
     if b > n_train:
         raise ConfigError(f"{config.where('train.batch_size')}: 'train.batch_size' must be in 1..{n_train} "

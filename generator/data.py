@@ -1,4 +1,8 @@
-"""The only reader of datasets: IDX files (gzip or plain), checksums, float32 images and integer labels."""
+"""The only reader of datasets: IDX files (gzip or plain), checksums, float32 images and integer labels.
+
+Datasets in other containers (EMNIST's and QMNIST's names, Keras's mnist.npz, CSV, Nielsen's pickle) are
+read by generator.dataset_files, on this module's behalf, and checked here like IDX files.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import dataset_files
 from .errors import DataError
 
 # The four standard names, with or without .gz.
@@ -33,20 +38,28 @@ class Dataset:
     n_classes: int
     sha256: dict[str, str]  # decompressed SHA-256 of each file, by standard name
     class_names: tuple[str, ...] = ()  # display name of each class; the label itself unless renamed
+    test_ids: np.ndarray | None = None  # (M,) index of each test image in the source files (default: 0..M-1)
 
     def __post_init__(self):
         if not self.class_names:
             object.__setattr__(self, "class_names", tuple(str(k) for k in range(self.n_classes)))
+        if self.test_ids is None:
+            object.__setattr__(self, "test_ids", np.arange(len(self.test_labels)))
 
     @property
     def n_inputs(self) -> int:
         return self.image_shape[0] * self.image_shape[1]
 
 
+def _named(directory: Path, name: str) -> list[Path]:
+    """The files of `name`, gzip'd or plain, with '-idx' or '.idx' (as some copies spell it)."""
+    dotted = name.replace("-idx", ".idx")
+    return [p for n in (name, dotted) for p in (directory / f"{n}.gz", directory / n) if p.is_file()]
+
+
 def _find(directory: Path, name: str) -> Path:
-    for candidate in (directory / f"{name}.gz", directory / name):
-        if candidate.is_file():
-            return candidate
+    for candidate in _named(directory, name):
+        return candidate
     raise DataError(f"{directory / name}(.gz): file not found; put the four MNIST-format IDX files in {directory}")
 
 
@@ -55,7 +68,8 @@ def _find(directory: Path, name: str) -> Path:
 MAX_IDX_BYTES = 1 << 30
 _CHUNK = 1 << 20
 _GZIP_MAGIC = b"\x1f\x8b"
-_KIND = {IMAGES_MAGIC: ("an image file", 3), LABELS_MAGIC: ("a label file", 1)}
+_KIND = {IMAGES_MAGIC: ("an image file", 3), LABELS_MAGIC: ("a label file", 1),
+         0x00000C02: ("a QMNIST label file (int32)", 2)}
 # IDX data type codes (third byte of the magic); this reader takes unsigned bytes only.
 _IDX_TYPES = {0x08: "unsigned bytes", 0x09: "signed bytes", 0x0B: "16-bit integers", 0x0C: "32-bit integers",
               0x0D: "32-bit floats", 0x0E: "64-bit floats"}
@@ -122,8 +136,10 @@ def _read_idx(stream, path: Path, magic: int, size: int | None) -> tuple[np.ndar
     if found != magic:
         raise DataError(f"{path}: {_magic_problem(found, magic)}")
     dims = tuple(int.from_bytes(head[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    expected = math.prod(dims)  # Python ints: no overflow, whatever the header says
-    declared = f"header declares {'x'.join(map(str, dims))} = {expected} bytes of data"
+    dtype = np.dtype(">i4") if (magic >> 8) & 0xFF == 0x0C else np.dtype(np.uint8)
+    expected = math.prod(dims) * dtype.itemsize  # Python ints: no overflow, whatever the header says
+    size_text = "x".join(map(str, dims + ((dtype.itemsize,) if dtype.itemsize > 1 else ())))
+    declared = f"header declares {size_text} = {expected} bytes of data"
     if expected > MAX_IDX_BYTES:
         raise DataError(f"{path}: {declared}, more than the limit of {MAX_IDX_BYTES} for one IDX file; "
                         "the header is corrupt or the dataset too large")
@@ -141,7 +157,7 @@ def _read_idx(stream, path: Path, magic: int, size: int | None) -> tuple[np.ndar
         found_size = f"{len(body)}" if len(body) < expected else f"more than {expected}"
         what = "is truncated" if len(body) < expected else "has trailing bytes"
         raise DataError(f"{path}: {declared}, file holds {found_size}; the file {what}")
-    return np.frombuffer(body, dtype=np.uint8).reshape(dims), digest.hexdigest()
+    return np.frombuffer(body, dtype=dtype).reshape(dims), digest.hexdigest()
 
 
 def _load(path: Path, name: str, magic: int, sha256: dict[str, str], seen: dict[str, str]) -> np.ndarray:
@@ -174,20 +190,42 @@ def _check_labels(path: Path, labels: np.ndarray, n_classes: int | None) -> int:
 
 
 def load_dataset(directory: Path, sha256: dict[str, str] | None = None,
-                 train_limit: int = 0, test_limit: int = 0) -> Dataset:
-    """Read the four IDX files in `directory`, check them, and return float32 images and int64 labels."""
+                 train_limit: int = 0, test_limit: int = 0, pixel_max: int = 255, transpose: bool = False) -> Dataset:
+    """Read the four IDX files in `directory`, check them, and return float32 images and int64 labels.
+
+    Images become pixel / pixel_max in [0, 1]; pixels above pixel_max, or all at most pixel_max / 4 (the
+    data is in another range, e.g. scikit-learn's 0-16 digits), are a DataError naming data.pixel_max.
+    `transpose` swaps each image's rows and columns.
+    """
     sha256 = sha256 or {}
     unknown = set(sha256) - {TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS}
     if unknown:
         raise DataError(f"data.sha256 names unknown file(s) {sorted(unknown)}; use the four standard IDX names")
-    seen: dict[str, str] = {}
-    paths = {name: _find(directory, name) for name in (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)}
-    parts = {}
-    for name, magic in ((TRAIN_IMAGES, IMAGES_MAGIC), (TRAIN_LABELS, LABELS_MAGIC),
-                        (TEST_IMAGES, IMAGES_MAGIC), (TEST_LABELS, LABELS_MAGIC)):
-        parts[name] = _load(paths[name], name, magic, sha256, seen)
+    if directory.is_dir() and any(_named(directory, name) for name in (TRAIN_IMAGES, TEST_IMAGES)):
+        seen: dict[str, str] = {}
+        paths = {name: _find(directory, name) for name in (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)}
+        parts = {}
+        for name, magic in ((TRAIN_IMAGES, IMAGES_MAGIC), (TRAIN_LABELS, LABELS_MAGIC),
+                            (TEST_IMAGES, IMAGES_MAGIC), (TEST_LABELS, LABELS_MAGIC)):
+            parts[name] = _load(paths[name], name, magic, sha256, seen)
+        names: tuple[str, ...] = ()
+        floats = False
+    else:  # EMNIST, QMNIST, CSV, Keras npz, Nielsen's pickle: checksums are for the MNIST-named IDX files only
+        if sha256:
+            raise DataError(f"{directory}: data.sha256 checks the four MNIST-named IDX files, which are not here; "
+                            "set data.sha256 = {} for other datasets")
+        other = dataset_files.read_other(directory, read_idx)
+        keys = ("train images", "train labels", "test images", "test labels")
+        paths = dict(zip((TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS), (other.paths[k] for k in keys)))
+        parts = dict(zip(paths, (other.train_x, other.train_y, other.test_x, other.test_y)))
+        seen, names, floats = other.sha256, other.class_names, other.floats
+        transpose = transpose != other.transposed  # EMNIST stores images transposed: undo it (data.transpose flips)
     train_x, train_y = parts[TRAIN_IMAGES], parts[TRAIN_LABELS]
     test_x, test_y = parts[TEST_IMAGES], parts[TEST_LABELS]
+    for labels, name in ((train_y, TRAIN_LABELS), (test_y, TEST_LABELS)):
+        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or (labels.size and labels.min() < 0):
+            raise DataError(f"{paths[name]}: labels must be integers 0..K-1, one per image; got {labels.dtype} "
+                            f"{labels.shape}{' with negative values' if labels.ndim == 1 and labels.size else ''}")
     for images, labels, iname, lname in ((train_x, train_y, TRAIN_IMAGES, TRAIN_LABELS),
                                          (test_x, test_y, TEST_IMAGES, TEST_LABELS)):
         if len(images) != len(labels):
@@ -207,16 +245,37 @@ def load_dataset(directory: Path, sha256: dict[str, str] | None = None,
         train_x, train_y = train_x[:train_limit], train_y[:train_limit]
     if test_limit:
         test_x, test_y = test_x[:test_limit], test_y[:test_limit]
+    if floats:  # already pixel / pixel_max in [0, 1]
+        pixel_max = 1
+    else:
+        check_pixel_range(paths[TRAIN_IMAGES], train_x, pixel_max)
+        check_pixel_range(paths[TEST_IMAGES], test_x, pixel_max)
+    if transpose:
+        train_x, test_x = train_x.transpose(0, 2, 1), test_x.transpose(0, 2, 1)
     rows, cols = train_x.shape[1:]
     return Dataset(
-        train_images=to_float(train_x), train_labels=train_y.astype(np.int64),
-        test_images=to_float(test_x), test_labels=test_y.astype(np.int64),
-        image_shape=(rows, cols), n_classes=n_classes, sha256=seen)
+        train_images=to_float(train_x, pixel_max), train_labels=train_y.astype(np.int64),
+        test_images=to_float(test_x, pixel_max), test_labels=test_y.astype(np.int64),
+        image_shape=(rows, cols), n_classes=n_classes, sha256=seen,
+        class_names=names if len(names) == n_classes else ())
 
 
-def to_float(images: np.ndarray) -> np.ndarray:
-    """(N, rows, cols) uint8 -> (N, rows*cols) float32 in [0, 1], C-contiguous."""
-    return np.ascontiguousarray(images.reshape(len(images), -1), dtype=np.float32) / np.float32(255.0)
+def check_pixel_range(path: Path, images: np.ndarray, pixel_max: int) -> None:
+    """Pixels must lie in 0..pixel_max and reach above a quarter of it; otherwise the images would show
+    blank and train to chance. Raises DataError naming data.pixel_max."""
+    top = int(images.max()) if images.size else 0
+    if top > pixel_max:
+        raise DataError(f"{path}: pixels go up to {top}, above data.pixel_max = {pixel_max}; "
+                        f"set --set data.pixel_max={top if top > 255 else 255} (the largest value the pixels can take)")
+    if top <= pixel_max / 4:
+        raise DataError(f"{path}: pixels go up to {top} only, far below data.pixel_max = {pixel_max}; if {top} is "
+                        f"their full range (scikit-learn's 8x8 digits hold 0-16), set --set data.pixel_max={max(top, 1)}")
+
+
+def to_float(images: np.ndarray, pixel_max: int = 255) -> np.ndarray:
+    """(N, rows, cols) integers (or floats in [0, 1] with pixel_max 1) -> (N, rows*cols) float32 pixel / pixel_max
+    in [0, 1], C-contiguous."""
+    return np.ascontiguousarray(images.reshape(len(images), -1), dtype=np.float32) / np.float32(pixel_max)
 
 
 def select_classes(data: Dataset, classes: list[int]) -> Dataset:
@@ -229,9 +288,9 @@ def select_classes(data: Dataset, classes: list[int]) -> Dataset:
 
     def keep(images, labels):
         mask = relabel[labels] >= 0
-        return images[mask], relabel[labels[mask]]
+        return images[mask], relabel[labels[mask]], mask
 
-    train_x, train_y = keep(data.train_images, data.train_labels)
-    test_x, test_y = keep(data.test_images, data.test_labels)
+    train_x, train_y, _ = keep(data.train_images, data.train_labels)
+    test_x, test_y, kept = keep(data.test_images, data.test_labels)
     return Dataset(train_x, train_y, test_x, test_y, data.image_shape, len(classes), data.sha256,
-                   tuple(data.class_names[c] for c in classes))
+                   tuple(data.class_names[c] for c in classes), data.test_ids[kept])

@@ -60,6 +60,12 @@ def activation_grid(values: np.ndarray, scale: int = 1) -> bytes:
     return png(rgba.reshape(rows, cols, 4), scale)
 
 
+def activation_hex(values) -> list[str]:
+    """Activations as viridis colours '#rrggbb' on the fixed scale [0, 1], the activation grids' colours."""
+    rgb = np.round(ACTIVATION(np.clip(np.asarray(values, np.float64), 0, 1))[:, :3] * 255).astype(int)
+    return [f"#{r:02x}{g:02x}{b:02x}" for r, g, b in rgb]
+
+
 def colour_bar(cmap, width: int = 256, height: int = 12) -> bytes:
     """A horizontal gradient of a colour map, low values on the left."""
     row = cmap(np.linspace(0, 1, width))[None, :, :]

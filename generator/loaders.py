@@ -21,7 +21,7 @@ def load_data(config: Config) -> Dataset:
     Raises DataError for missing or bad files (data.py), ConfigError for data.classes or
     data.class_names that do not fit the data."""
     d = config.data
-    data = load_dataset(config.path(d.dir), d.sha256, d.train_limit, d.test_limit)
+    data = load_dataset(config.path(d.dir), d.sha256, d.train_limit, d.test_limit, d.pixel_max, d.transpose)
     if d.classes:
         missing = [c for c in d.classes if c >= data.n_classes]
         if missing:
@@ -48,7 +48,7 @@ def load_trained(config: Config) -> Model:
         raise BuildError(f"{path}: not a readable model file ({type(e).__name__}: {e}); "
                          "rerun 'python -m generator train'") from e
     hidden, k = model.params["W1"].shape[0], config.analysis.top_k
-    if k > hidden:  # the config's network.hidden was checked; this model may have been trained with another
+    if k > hidden and "weights_sha256" not in model.meta:  # trained with another config (an import may be smaller)
         raise ConfigError(f"{config.where('analysis.top_k')}: 'analysis.top_k' must be in 1..{hidden} "
                           f"(the hidden neurons of {path}), got {k}")
     return model

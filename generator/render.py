@@ -13,7 +13,7 @@ import numpy as np
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from . import atlas as atlas_mod
-from . import figures
+from . import figures, probe, prose
 from .atlas import Atlas
 from .config import REPO, Config
 from .errors import BuildError
@@ -44,6 +44,11 @@ def points(share: float, digits: int = 2) -> str:
     return f"{signed(100 * share, digits)} pts"
 
 
+def counted(n: int, word: str) -> str:
+    """'1 neuron', '16 neurons', '1,135 images': a count with its noun in the right number."""
+    return f"{n:,} {word if n == 1 else plural(word)}"
+
+
 # The characters Python-Markdown lets a backslash escape, with the tables extension's '|' (mkdocs.yml
 # enables it): each can start emphasis, code, a link, an attribute list, a heading or a table cell.
 # '<' and '>' are not among them here: they become HTML entities instead.
@@ -67,7 +72,7 @@ def environment() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined, trim_blocks=True,
                       lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
     env.filters.update(signed=signed, fixed=fixed, percent=percent, thousands=thousands, points=points,
-                       md_text=md_text)
+                       md_text=md_text, counted=counted)
     return env
 
 
@@ -136,6 +141,13 @@ class Names:
     def api_page(self) -> str:
         return f"{self.prefix}api.md"
 
+    def probe_page(self) -> str:
+        return f"{self.prefix}probe/index.md"
+
+    def probe_file(self, name: str) -> str:
+        """A data file of the probe (generator/probe.py), in the probe page's folder."""
+        return f"{self.prefix}probe/{name}"
+
     @staticmethod
     def url(page: str) -> str:
         """The URL of a page, relative to the site root: neurons/042.md -> neurons/042/, index.md -> ''."""
@@ -148,8 +160,16 @@ def root_of(path: str) -> str:
     return "../" * path.count("/")
 
 
-def figure_files(atlas: Atlas, arrays: dict[str, np.ndarray], names: Names) -> dict[str, bytes]:
-    """Every PNG of the site, by path."""
+def figure_files(atlas: Atlas, arrays: dict[str, np.ndarray], names: Names) -> tuple[dict[str, bytes], dict[str, str]]:
+    """Every PNG of the site, by path; and the symmetric scale of each signed map whose scale is its own,
+    formatted as the pages print it ('±0.123'), by path."""
+    scales = {}
+
+    def signed_map(path: str, values: np.ndarray) -> None:
+        vmax = float(np.abs(values).max())
+        files[path] = figures.diverging(values, vmax)
+        scales[path] = "±" + fixed(vmax)
+
     files = {
         "assets/colourbar-diverging.png": figures.colour_bar(figures.DIVERGING),
         "assets/colourbar-ink.png": figures.colour_bar(figures.INK),
@@ -159,33 +179,36 @@ def figure_files(atlas: Atlas, arrays: dict[str, np.ndarray], names: Names) -> d
     for index, image in pixels.items():
         files[names.image(index)] = figures.ink(image)
     means = np.array([n.mean_activation for n in atlas.neurons])  # (H, K)
+    lo, hi = atlas.model.network["histogram_range"]  # activation grids span the activation's range
     for n in atlas.neurons:
         w = np.array(n.weights)
         files[names.neuron_fig(n.id, "weights")] = figures.diverging(w, n.weight_max_abs)
-        # The question's element-wise view: input times weights, pixel by pixel, each on its own scale.
+        files[names.neuron_fig(n.id, "weights-shared")] = figures.diverging(w, atlas.model.weight_max_abs)
+        # The question's element-wise view: input times weights, pixel by pixel, each on its own scale:
+        # for the typical image of the class it fires for most, and of every class.
         x = np.array(atlas.digits[n.fires_most_for].example.image)
-        files[names.neuron_fig(n.id, "product")] = figures.diverging(w * x, float(np.abs(w * x).max()))
+        signed_map(names.neuron_fig(n.id, "product"), w * x)
+        for d in atlas.digits:
+            signed_map(names.neuron_fig(n.id, f"product-class-{d.digit}"), w * np.array(d.example.image))
         for ref in n.top_images[:PRODUCTS]:
-            product = w * pixels[ref.index]
-            files[names.neuron_fig(n.id, f"product-{ref.index}")] = figures.diverging(product, float(np.abs(product).max()))
-        pattern = arrays["patterns"][n.id]
-        files[names.neuron_fig(n.id, "pattern")] = figures.diverging(pattern, float(np.abs(pattern).max()))
+            signed_map(names.neuron_fig(n.id, f"product-{ref.index}"), w * pixels[ref.index])
+        signed_map(names.neuron_fig(n.id, "pattern"), arrays["patterns"][n.id])
         for s, epoch in enumerate(atlas.model.snapshot_epochs):
-            snap = arrays["snapshots"][s, n.id]
-            files[names.neuron_fig(n.id, f"epoch-{epoch}")] = figures.diverging(snap, float(np.abs(snap).max()))
+            signed_map(names.neuron_fig(n.id, f"epoch-{epoch}"), arrays["snapshots"][s, n.id])
         files[names.neuron_fig(n.id, "histogram")] = figures.stacked_bars(np.array(n.histogram))
     files[names.confusion_fig()] = figures.confusion(np.array(atlas.confusion))
     for name in ("templates", "contrasts", "gradient_x_input", "integrated_gradients"):
         for d, values in enumerate(arrays[name]):
-            files[names.digit_fig(d, name)] = figures.diverging(values, float(np.abs(values).max()))
+            signed_map(names.digit_fig(d, name), values)
     for d, values in enumerate(arrays["preferred"]):
         files[names.digit_fig(d, "preferred")] = figures.ink(values)
     for d in atlas.digits:
         files[names.digit_fig(d.digit, "mean")] = figures.ink(np.array(d.mean_image))
-        files[names.digit_fig(d.digit, "hidden-mean")] = figures.activation_grid(means[:, d.digit])
+        files[names.digit_fig(d.digit, "hidden-mean")] = figures.activation_grid((means[:, d.digit] - lo) / (hi - lo))
         files[names.digit_fig(d.digit, "example")] = figures.ink(np.array(d.example.image))
-        files[names.digit_fig(d.digit, "example-hidden")] = figures.activation_grid(d.example.hidden_activation)
-    return files
+        files[names.digit_fig(d.digit, "example-hidden")] = figures.activation_grid(
+            (np.array(d.example.hidden_activation) - lo) / (hi - lo))
+    return files, scales
 
 
 def mistake_groups(mistakes: list) -> list[tuple[int, list]]:
@@ -210,55 +233,114 @@ def confusion_cells(atlas: Atlas, names: Names, root: str) -> list[dict]:
     return rows
 
 
-def evidence_rows(d, top_k: int, draws: int) -> list[dict]:
-    """The digit page's ablation table: what was pinned, the accuracy, its change from the intact network."""
-    rows = [("none", d.accuracy),
-            (f"its top {len(d.top_contributors)} contributors", d.ablate_top),
-            (f"{top_k} random neurons (mean of {draws} draws)", d.ablate_random),
-            (f"its top {len(d.top_suppressors)} suppressors", d.ablate_suppressors)]
-    return [{"what": what, "accuracy": acc, "change": None if i == 0 else acc - d.accuracy}
-            for i, (what, acc) in enumerate(rows)]
+def evidence_rows(d) -> list[dict]:
+    """The digit page's pinning table: what was pinned, the mean margin change and the accuracy change, as
+    the strings the table shows (a range for the random baseline)."""
+    r = d.random_baseline
+    rows = [{"what": "none", "margin": fixed(d.margin, 3) + " (mean margin)", "accuracy": percent(d.accuracy),
+             "change": ""}]
+    if d.top_contributors:
+        rows.append({"what": f"its top {counted(len(d.top_contributors), 'contributor')}",
+                     "margin": signed(d.margin_top), "accuracy": percent(d.ablate_top),
+                     "change": points(d.ablate_top - d.accuracy)})
+    if r.draws:
+        rows.append({"what": f"{counted(len(d.top_contributors), 'random neuron')} from the other {r.pool} "
+                             f"(5–95% of {r.draws} draws, median)",
+                     "margin": f"{signed(r.margin_low)} to {signed(r.margin_high)} ({signed(r.margin_median)})",
+                     "accuracy": f"{percent(r.accuracy_low)} to {percent(r.accuracy_high)} ({percent(r.accuracy_median)})",
+                     "change": points(d.ablate_random - d.accuracy)})
+    if d.top_suppressors:
+        rows.append({"what": f"its top {counted(len(d.top_suppressors), 'suppressor')}",
+                     "margin": signed(d.margin_suppressors), "accuracy": percent(d.ablate_suppressors),
+                     "change": points(d.ablate_suppressors - d.accuracy)})
+    return rows
+
+
+def grid_cells(values, value_range, top: list[int] = ()) -> list[dict]:
+    """A hidden layer's activations as the cells of its grid (neuron 0 top left, row by row): each cell's
+    neuron, its viridis colour on the activation's fixed range (value_range: [0, 1] for sigmoid), its value,
+    and whether it is outlined (in `top`)."""
+    lo, hi = value_range
+    colours = figures.activation_hex((np.asarray(values, np.float64) - lo) / (hi - lo))
+    return [{"neuron": j, "colour": colours[j], "value": fixed(v), "top": j in top} for j, v in enumerate(values)]
 
 
 def page_files(atlas: Atlas, config: Config, names: Names, json_sizes: dict[str, str],
-               sections: list[tuple[str, str, str]]) -> dict[str, bytes]:
-    """Every Markdown page of the site, by path."""
+               sections: list[tuple[str, str, str]], scales: dict[str, str]) -> dict[str, bytes]:
+    """Every Markdown page of the site, by path; `scales` gives each signed map's printed scale."""
     env = environment()
     grid_rows, grid_cols = figures.grid_shape(len(atlas.neurons))
     noun = atlas.model.noun
-    nouns = noun + ("es" if noun.endswith(("s", "sh", "ch", "x")) else "s")
+    nouns = plural(noun)
+    cls = [md_text(c) for c in atlas.model.class_names]
+    summaries = neuron_summaries(atlas, cls)
     common = dict(atlas=atlas, model=atlas.model, train=atlas.model.config["train"], title=config.site.title,
                   names=names, grid_rows=grid_rows, grid_cols=grid_cols, digit_colours=figures.DIGIT_HEX,
-                  cls=[md_text(c) for c in atlas.model.class_names], noun=noun, Noun=noun.capitalize(),
-                  nouns=nouns, Nouns=nouns.capitalize())
+                  cls=cls, noun=noun, Noun=noun.capitalize(), nouns=nouns, Nouns=nouns.capitalize(),
+                  summaries=summaries, scales=scales, act=activation_words(atlas.model.network))
+    span = atlas.model.network["histogram_range"]
 
     files = {}
 
     def page(path: str, template: str, **context) -> None:
-        files[path] = env.get_template(template).render(**common, root=root_of(path), **context).encode()
+        # url_root: from the page's served address (neurons/042/) back to the site root, for raw HTML links
+        # that mkdocs does not rewrite (the probe's, whose #test=N fragments are state, not anchors).
+        files[path] = env.get_template(template).render(**common, root=root_of(path),
+                                                        url_root="../" * Names.url(path).count("/"),
+                                                        **context).encode()
 
     page(names.home(), "index.md.j2", sections=sections)
     page(names.neurons_index(), "neurons.md.j2")
     page(names.digits_index(), "digits.md.j2", confusion_header=[str(d.digit) for d in atlas.digits],
          confusion_rows=confusion_cells(atlas, names, root_of(names.digits_index())))
     page(names.mistakes_index(), "mistakes_index.md.j2")
+    page(names.probe_page(), "probe.md.j2")
     page(names.api_page(), "api.md.j2", sizes=json_sizes, run_id_hex=RUN_ID_HEX,
          example_neuron=min(42, len(atlas.neurons) - 1), example_digit=min(3, len(atlas.digits) - 1))
     for n in atlas.neurons:
         page(names.neuron_page(n.id), "neuron.md.j2", n=n, typical=atlas.digits[n.fires_most_for],
-             products=n.top_images[:PRODUCTS],
+             products=n.top_images[:PRODUCTS], summary=summaries[n.id],
              citation=citation(atlas, config.site.title, f"Neuron {names.nid(n.id)}"))
     for d in atlas.digits:
-        page(names.digit_page(d.digit), "digit.md.j2", d=d,
-             evidence=evidence_rows(d, config.analysis.top_k, atlas.model.random_draws))
-        page(names.mistakes_page(d.digit), "mistakes.md.j2", d=d, groups=mistake_groups(d.mistakes))
+        tops = [c.neuron for c in d.top_contributors]
+        page(names.digit_page(d.digit), "digit.md.j2", d=d, evidence=evidence_rows(d),
+             mean_grid=grid_cells([n.mean_activation[d.digit] for n in atlas.neurons], span, tops),
+             example_grid=grid_cells(d.example.hidden_activation, span, tops))
+        page(names.mistakes_page(d.digit), "mistakes.md.j2", d=d, groups=mistake_groups(d.mistakes),
+             grids={m.index: grid_cells(m.hidden_activation, span, [q.neuron for q in m.pushes]) for m in d.mistakes})
     return files
+
+
+def plural(noun: str) -> str:
+    return noun + ("es" if noun.endswith(("s", "sh", "ch", "x")) else "s")
+
+
+def neuron_summaries(atlas: Atlas, cls: list[str]) -> list[str]:
+    """Each neuron's generated summary (prose.neuron_summary), by neuron id."""
+    nouns, act = plural(atlas.model.noun), activation_words(atlas.model.network)
+    return [prose.neuron_summary(n, cls, atlas.model.weight_max_abs_median, nouns, act) for n in atlas.neurons]
+
+
+def short(x: float) -> str:
+    """A threshold or range end in at most 4 significant digits: 0, 1, 0.99, 0.9995, 12.35."""
+    return f"{x:.4g}"
+
+
+def activation_words(network: dict) -> dict[str, str]:
+    """How the pages name the hidden layer's activation and its scale (ModelInfo.network): its name, the
+    range the histograms and activation colours span, the saturation thresholds and the tied values."""
+    lo, hi = network["histogram_range"]
+    above, below = network["saturation"]
+    output = "" if network["output"] == "sigmoid" else f", {network['output']} outputs"
+    return {"hidden": network["activation"], "output": network["output"], "lo": short(lo), "hi": short(hi),
+            "above": short(above), "below": short(below), "saturated": short(lo + 0.9995 * (hi - lo)),
+            "silenced": short(lo + 0.0005 * (hi - lo)), "network": f"{network['activation']} network{output}"}
 
 
 def citation(atlas: Atlas, title: str, what: str) -> str:
     """A ready-to-paste line naming a unit of this run's network; the page appends its permalink."""
     m = atlas.model
-    return (f"{what}, {title}, run {m.run_id} ({'-'.join(map(str, m.sizes))} sigmoid network, seed {m.seed}, "
+    return (f"{what}, {title}, run {m.run_id} ({'-'.join(map(str, m.sizes))} {activation_words(m.network)['network']}, seed {m.seed}, "
             f"test accuracy {percent(m.test_accuracy)})")
 
 
@@ -267,7 +349,8 @@ def run_facts(atlas: Atlas) -> dict[str, str]:
     m, t = atlas.model, atlas.model.config["train"]
     training = (f"{m.epochs} epochs, batch {t['batch_size']}, learning rate {t['learning_rate']} ({t['schedule']}), "
                 f"L2 λ = {t['l2']}" if m.epochs else f"imported weights ({m.source})")
-    return {"run_id": m.run_id, "network": f"{'-'.join(map(str, m.sizes))} sigmoid network", "training": training,
+    return {"run_id": m.run_id, "network": f"{'-'.join(map(str, m.sizes))} {activation_words(m.network)['network']}",
+            "training": training,
             "seed": str(m.seed), "accuracy": percent(m.test_accuracy)}
 
 
@@ -289,8 +372,10 @@ def data_files(atlas: Atlas, names: Names, figure_paths) -> dict[str, bytes]:
                            "atlas": names.atlas_json(), "figures": figs, kind: entry})
 
     files = {names.atlas_json(): atlas_mod.to_json(atlas)}
+    summaries = neuron_summaries(atlas, list(atlas.model.class_names))
     for n in atlas.neurons:
-        files[names.neuron_json(n.id)] = frame(names.neuron_page(n.id), "neuron", dataclasses.asdict(n))
+        files[names.neuron_json(n.id)] = frame(names.neuron_page(n.id), "neuron",
+                                               {**dataclasses.asdict(n), "summary": summaries[n.id]})
     for d in atlas.digits:
         entry = dataclasses.asdict(d)
         for key in DIGIT_PICTURES:
@@ -321,9 +406,11 @@ def render(atlas: Atlas, arrays: dict[str, np.ndarray], config: Config, prefix: 
                   image_width=max(5, len(str(atlas.model.n_test - 1))), prefix=prefix,
                   classes="digits" if atlas.model.noun == "digit" else "classes")
     files = {}
-    figs = figure_files(atlas, arrays, names)
+    figs, scales = figure_files(atlas, arrays, names)
     data = data_files(atlas, names, figs)
-    for part in (page_files(atlas, config, names, json_sizes(atlas, names, data), list(sections)), figs, data):
+    probing = probe.probe_files(atlas, arrays, names)
+    sizes = {**json_sizes(atlas, names, data), **probe.sizes(probing, names)}
+    for part in (page_files(atlas, config, names, sizes, list(sections), scales), figs, data, probing):
         clash = files.keys() & part.keys()
         if clash:
             raise BuildError(f"two outputs target the same path {sorted(clash)[0]}; rename one of them")
@@ -339,6 +426,8 @@ def site_nav(docs: Path, section_titles: dict[str, str]) -> list:
     and the build, grow with the square of the network). Derived from the files render wrote."""
     def atlas_nav(base: Path, rel: str) -> list:
         items = [{"Home": f"{rel}index.md"}]
+        if (base / "probe" / "index.md").is_file():
+            items.append({"Probe": f"{rel}probe/index.md"})
         for folder, label in (("neurons", "Neurons"), ("digits", "Digits"), ("classes", "Classes"),
                               ("mistakes", "Mistakes")):
             if not (base / folder / "index.md").is_file():

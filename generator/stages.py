@@ -4,6 +4,7 @@ prints (the CLI gives `say`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -17,7 +18,7 @@ from .loaders import check_model_fits, load_analysis, load_data, load_trained, s
 from .output import sync_tree, write_if_changed
 from .render import render
 from .train import Epoch, fingerprint, load_model, save_model, train
-from .weights import check_shapes, import_network
+from .weights import load_network
 
 
 @dataclass
@@ -37,17 +38,16 @@ class Run:
 
 
 def stage_import(config: Config, run: Run, data: Dataset) -> None:
-    """The train stage for a network trained elsewhere: check it against the data and store it as model.npz.
+    """The train stage for a network trained elsewhere: read it, fit it to the data, store it as model.npz.
     Raises WeightsError (weights.py) for a file that is not a network that fits the data."""
-    path = config.path(config.network.weights)
-    imported = import_network(path)
-    check_shapes(imported, path, data.n_inputs, data.n_classes)
-    H = imported.params["W1"].shape[0]
-    run.say(f"train: imported a {data.n_inputs}-{H}-{data.n_classes} network ({imported.source}); no training")
-    meta = {"config": config.to_dict(), "data_sha256": dict(sorted(data.sha256.items())),
-            "source": imported.source, "weights_sha256": imported.sha256,
-            "fingerprint": fingerprint(config, data.sha256)}
-    save_model(config.model_path, imported.params, [], {}, meta)
+    params, meta, lines = load_network(config, data)
+    H = params["W1"].shape[0]
+    run.say(f"train: imported a {data.n_inputs}-{H}-{data.n_classes} network ({meta['source']}); no training")
+    for line in lines:
+        run.say(line)
+    meta.update({"config": config.to_dict(), "data_sha256": dict(sorted(data.sha256.items())),
+                 "fingerprint": fingerprint(config, data.sha256)})
+    save_model(config.model_path, params, [], {}, meta)
     run.say(f"train: wrote {config.model_path}")
 
 
@@ -87,6 +87,10 @@ def stage_train(config: Config, run: Run) -> None:
 def stage_analyze(config: Config, run: Run) -> None:
     """build/model.npz and the data -> build/atlas.json and build/arrays.npz (each written only if changed)."""
     model = load_trained(config)
+    hidden, k = model.params["W1"].shape[0], config.analysis.top_k
+    if k > hidden:  # an imported network smaller than the default top-k (load_trained refuses a trained one)
+        config = dataclasses.replace(config, analysis=dataclasses.replace(config.analysis, top_k=hidden))
+        run.say(f"analyze: analysis.top_k {k} lowered to {hidden}, the imported network's hidden units")
     data = run.data(config)
     check_model_fits(config, model, data)
     result, arrays = analyze(config, model, data)

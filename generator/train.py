@@ -123,8 +123,11 @@ def model_bytes(params: dict[str, np.ndarray], history: list[Epoch], snapshots: 
     return npz_bytes(arrays)
 
 
-# The code whose change may change the weights: every module of the kernels package, and these.
-TRAINING_CODE = ("data.py", *sorted(f"kernels/{p.name}" for p in (Path(__file__).parent / "kernels").glob("*.py")),
+# The code whose change may change the weights (or how an imported file is read): every module of the
+# kernels package and of the readers, and these.
+TRAINING_CODE = ("data.py", "dataset_files.py",
+                 *sorted(f"kernels/{p.name}" for p in (Path(__file__).parent / "kernels").glob("*.py")),
+                 *sorted(f"readers/{p.name}" for p in (Path(__file__).parent / "readers").glob("*.py")),
                  "train.py", "weights.py")
 
 

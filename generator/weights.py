@@ -1,137 +1,114 @@
-"""Reading networks trained elsewhere: Nielsen's network2 JSON, network1-style .npz arrays, our model.npz.
+"""Importing a network trained elsewhere: tell the file's format by its content, read it, and fit it to the data.
 
-Never unpickles (np.load with allow_pickle=False, plain JSON). Every problem is a one-line
-WeightsError naming the file and the field.
+The readers, one per format, are in generator/readers/. Never unpickles: npz with allow_pickle=False,
+PyTorch through torch.load(weights_only=True), pickles refused. Every problem is a one-line WeightsError
+(exit 6) naming the file, or a ConfigError (exit 2) when a setting contradicts the file.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
-import json
+import io
 import math
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .errors import WeightsError
+from . import activations
+from .errors import ConfigError, WeightsError
+from .readers import frameworks, keras, nielsen, onnx_file
+from .readers.common import FORMATS, Layers, assemble
 
-COSTS = ("CrossEntropyCost", "QuadraticCost")  # the cost classes of Nielsen's network2.py
+MAX_WEIGHTS_BYTES = 1 << 30  # a one-hidden-layer network of 10,000 units on 28x28 images is 31 MB
 
 
 @dataclass(frozen=True)
 class Imported:
-    params: dict[str, np.ndarray]  # W1 (H, D), b1 (H,), W2 (K, H), b2 (K,), float32
-    source: str  # what the home page says about where the weights came from
+    params: dict[str, np.ndarray]  # W1 (H, D), b1 (H,), W2 (K, H), b2 (K,), float32, as the file stores them
+    source: str  # what the home page says about where the weights came from, with the notes
     sha256: str  # of the file's bytes
+    hidden: str | None = None  # hidden activation the file records ("relu"), None when it records none
+    output: str | None = None  # output activation the file records ("softmax"), None when it records none
+    notes: tuple[str, ...] = ()  # "matrices stored as (in, out), transposed", "no biases in the file, ..."
+    input_scale: float = 1.0  # the file's own input scaling (Keras Rescaling): it sees raw * scale + offset
+    input_offset: float = 0.0
 
 
-def _array(path: Path, field: str, value, ndim: int) -> np.ndarray:
-    """A finite float array of `ndim` dimensions from JSON lists or an npz member."""
+def _refuse(path: Path, what: str) -> WeightsError:
+    return WeightsError(f"{path}: {what}; the atlas reads {FORMATS}")
+
+
+PICKLE_WHY = ("the atlas never unpickles a file, since loading a pickle runs whatever code it names; save the arrays "
+              "instead: np.savez('net.npz', weights_0=W1, biases_0=b1, weights_1=W2, biases_1=b2), or Nielsen's "
+              "network2 net.save('net.json')")
+
+
+def sniff(path: Path, raw: bytes, n_inputs: int | None = None) -> Layers:
+    """The file's layers, by its content: zip (npz, .keras, PyTorch), HDF5, safetensors, JSON, ONNX."""
+    if raw[:4] == b"PK\x03\x04":
+        try:
+            archive = zipfile.ZipFile(io.BytesIO(raw))
+            names = archive.namelist()
+        except zipfile.BadZipFile as e:
+            raise WeightsError(f"{path}: a damaged zip archive ({e}); export the network again") from None
+        if "config.json" in names and "model.weights.h5" in names:
+            return keras.keras_archive(path, archive)
+        if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
+            return frameworks.torch_state_dict(path)
+        if names and all(n.endswith(".npy") for n in names):
+            return nielsen.npz(path)
+        raise _refuse(path, f"a zip archive of {', '.join(names[:3]) or 'nothing'}, none of the known kinds")
+    if raw[:8] == keras.HDF5_MAGIC:
+        return keras.weights_h5(path, raw)
+    if raw[:6] == b"\x93NUMPY":
+        raise _refuse(path, "a single NumPy array (.npy), which holds one matrix, not a network: save the four arrays "
+                            "in one file, np.savez('net.npz', weights_0=W1, biases_0=b1, weights_1=W2, biases_1=b2);")
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(raw, 16)
+        except zlib.error:
+            head = b""
+        if head[:1] == b"\x80":
+            raise WeightsError(f"{path}: a gzip'd Python pickle; {PICKLE_WHY}")
+        raise _refuse(path, "a gzip file of an unknown kind")
+    if raw[:1] == b"\x80":
+        if path.suffix.lower() in (".pt", ".pth"):  # torch.save's legacy (pre-1.6) format is a pickle
+            return frameworks.torch_state_dict(path)
+        raise WeightsError(f"{path}: a Python pickle; {PICKLE_WHY}")
+    if frameworks.is_safetensors(raw):
+        return frameworks.safetensors(path, raw)
+    if raw.lstrip()[:1] in (b"{", b"[") or path.suffix.lower() == ".json":
+        return nielsen.network2_json(path, raw)
+    if onnx_file.looks_like_onnx(raw) or path.suffix.lower() == ".onnx":
+        return onnx_file.onnx_model(path, raw)
+    raise _refuse(path, "a file of an unknown kind")
+
+
+def import_network(path: Path, n_inputs: int | None = None) -> Imported:
+    """Read a trained one-hidden-layer network from a file in any supported format (see FORMATS).
+
+    n_inputs (pixels per image), when known, settles which layout square-ish matrices are in.
+    """
     try:
-        array = np.array(value, dtype=np.float64)
-    except (ValueError, TypeError):
-        raise WeightsError(f"{path}: '{field}' is not a rectangular array of numbers") from None
-    if ndim == 1 and array.ndim == 2 and array.shape[1] == 1:
-        array = array[:, 0]  # Nielsen stores biases as column vectors (n, 1)
-    if array.ndim != ndim:
-        raise WeightsError(f"{path}: '{field}' has shape {array.shape}, expected {ndim} dimension(s)")
-    if not np.isfinite(array).all():
-        raise WeightsError(f"{path}: '{field}' holds NaN or Inf values; export the network again")
-    return array.astype(np.float32)
-
-
-def _params(path: Path, weights: list, biases: list, names: tuple[str, str],
-            sizes: list[int] | None = None) -> dict[str, np.ndarray]:
-    """Check a one-hidden-layer network's arrays (against `sizes` when the file declares them) and name
-    them W1, b1, W2, b2."""
-    wname, bname = names
-    if len(weights) != 2 or len(biases) != 2:
-        raise WeightsError(f"{path}: '{wname}' has {len(weights)} layer(s) and '{bname}' {len(biases)}; "
-                           "the atlas explains networks with exactly one hidden layer (2 of each)")
-    W1 = _array(path, f"{wname}[0]", weights[0], 2)
-    W2 = _array(path, f"{wname}[1]", weights[1], 2)
-    if sizes is not None:
-        for i, W in enumerate((W1, W2)):
-            if W.shape != (sizes[i + 1], sizes[i]):
-                raise WeightsError(f"{path}: '{wname}[{i}]' has shape {W.shape}, but 'sizes' {sizes} needs "
-                                   f"({sizes[i + 1]}, {sizes[i]})")
-    b1 = _array(path, f"{bname}[0]", biases[0], 1)
-    b2 = _array(path, f"{bname}[1]", biases[1], 1)
-    if W2.shape[1] != W1.shape[0]:
-        raise WeightsError(f"{path}: '{wname}[1]' has shape {W2.shape} but '{wname}[0]' has {W1.shape[0]} rows "
-                           f"(hidden units); expected ({W2.shape[0]}, {W1.shape[0]})")
-    for field, b, n in ((f"{bname}[0]", b1, W1.shape[0]), (f"{bname}[1]", b2, W2.shape[0])):
-        if len(b) != n:
-            raise WeightsError(f"{path}: '{field}' has {len(b)} values, expected {n} (one per unit)")
-    return {"W1": W1, "b1": b1, "W2": W2, "b2": b2}
-
-
-def _network2_json(path: Path, raw: bytes) -> tuple[dict, str]:
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise WeightsError(f"{path}: not valid JSON ({e.msg if hasattr(e, 'msg') else e})") from None
-    if not isinstance(data, dict):
-        raise WeightsError(f"{path}: expected a JSON object with 'sizes', 'weights', 'biases' and 'cost'")
-    for key in ("sizes", "weights", "biases"):
-        if key not in data:
-            raise WeightsError(f"{path}: missing field '{key}' (Nielsen's network2.save writes sizes, weights, "
-                               "biases, cost)")
-    sizes = data["sizes"]
-    if not (isinstance(sizes, list) and all(isinstance(n, int) and n > 0 for n in sizes)):
-        raise WeightsError(f"{path}: 'sizes' must be a list of positive integers, got {sizes!r}")
-    if len(sizes) != 3:
-        raise WeightsError(f"{path}: 'sizes' is {sizes}: {len(sizes) - 2} hidden layers; the atlas explains "
-                           "networks with exactly one hidden layer")
-    cost = data.get("cost", "CrossEntropyCost")
-    if cost not in COSTS:
-        raise WeightsError(f"{path}: unknown 'cost' {cost!r}; expected one of {', '.join(COSTS)}")
-    if not isinstance(data["weights"], list) or not isinstance(data["biases"], list):
-        raise WeightsError(f"{path}: 'weights' and 'biases' must be lists of layers")
-    params = _params(path, data["weights"], data["biases"], ("weights", "biases"), sizes)
-    return params, f"Nielsen network2 JSON ({cost})"
-
-
-def _npz(path: Path) -> tuple[dict, str]:
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            members = {k: f[k] for k in f.files}
-    except ValueError as e:
-        raise WeightsError(f"{path}: an array needs pickle, which is never loaded ({e})") from None
-    except (OSError, zipfile.BadZipFile, EOFError) as e:
-        raise WeightsError(f"{path}: not a readable .npz archive ({e})") from None
-    if {"W1", "b1", "W2", "b2"} <= members.keys():
-        return _params(path, [members["W1"], members["W2"]], [members["b1"], members["b2"]], ("W", "b")), \
-            "an atlas model.npz"
-    layers = sorted(int(k.split("_")[1]) for k in members if k.startswith("weights_") and k[8:].isdigit())
-    if not layers:
-        raise WeightsError(f"{path}: no arrays named W1, b1, W2, b2 (model.npz) or weights_0, biases_0, ... "
-                           f"(network1 style); found {sorted(members)[:6]}")
-    if layers != list(range(len(layers))):
-        raise WeightsError(f"{path}: weight arrays {['weights_%d' % i for i in layers]} are not numbered 0, 1, ...")
-    try:
-        biases = [members[f"biases_{i}"] for i in layers]
-    except KeyError as e:
-        raise WeightsError(f"{path}: missing array {e.args[0]!r} beside weights_{e.args[0].split('_')[1]}") from None
-    return _params(path, [members[f"weights_{i}"] for i in layers], biases, ("weights_*", "biases_*")), \
-        "network1-style arrays (weights_0, biases_0, ...)"
-
-
-def import_network(path: Path) -> Imported:
-    """Read a trained one-hidden-layer network from a file in any of the supported formats."""
-    try:
+        size = path.stat().st_size
+        if size > MAX_WEIGHTS_BYTES:
+            raise WeightsError(f"{path}: {size:,} bytes, more than the {MAX_WEIGHTS_BYTES:,} a one-hidden-layer "
+                               "network of 10,000 units needs; is this the right file?")
         raw = path.read_bytes()
     except FileNotFoundError:
         raise WeightsError(f"{path}: weights file not found") from None
     except OSError as e:
         raise WeightsError(f"{path}: cannot read ({e.strerror})") from None
-    if raw[:2] == b"PK":
-        params, kind = _npz(path)
-    else:
-        params, kind = _network2_json(path, raw)
-    return Imported(params, f"{kind} from {path.name}", hashlib.sha256(raw).hexdigest())
+    layers = sniff(path, raw, n_inputs)
+    params, notes = assemble(path, layers, n_inputs)
+    notes = [*layers.notes, *notes]
+    source = f"{layers.kind} from {path.name}" + "".join(f"; {n}" for n in notes)
+    return Imported(params, source, hashlib.sha256(raw).hexdigest(), layers.hidden, layers.output, tuple(notes),
+                    layers.input_scale, layers.input_offset)
 
 
 def check_shapes(imported: Imported, path: Path, n_inputs: int, n_classes: int) -> None:
@@ -144,3 +121,91 @@ def check_shapes(imported: Imported, path: Path, n_inputs: int, n_classes: int) 
                            f"the data has {n_inputs} pixels per image")
     if W2.shape[0] != n_classes:
         raise WeightsError(f"{path}: the network has {W2.shape[0]} outputs, the data has {n_classes} classes")
+
+
+def resolve_activations(config, path: Path, imported: Imported) -> dict[str, str]:
+    """The hidden and output activations: the file's where it records them, else the config's.
+
+    A setting that contradicts the file is a ConfigError. Returns the model meta's fields: activation,
+    output, activation_source, output_source ("read from the file", "set by network.activation" or
+    "assumed (not in the file)").
+    """
+    meta = {}
+    for key, field, found, allowed in (("network.activation", "activation", imported.hidden, activations.HIDDEN),
+                                       ("network.output", "output", imported.output, activations.OUTPUT)):
+        setting = getattr(config.network, field)
+        explicit = key in config.origins
+        if found is not None:
+            if found not in allowed:
+                raise WeightsError(f"{path}: the file's {field} is {found!r}; the atlas explains "
+                                   f"{' or '.join(allowed)} for {key}")
+            if explicit and setting != found:
+                raise ConfigError(f"{config.where(key)}: '{key}' is {setting!r} but {path.name} records {found!r}; "
+                                  f"drop the setting or set it to {found!r}")
+            meta[field], meta[f"{field}_source"] = found, "read from the file"
+        else:
+            meta[field] = setting
+            meta[f"{field}_source"] = f"set by {key}" if explicit else "assumed (not in the file)"
+    return meta
+
+
+def fold_inputs(params: dict[str, np.ndarray], mean: float, std: float) -> dict[str, np.ndarray]:
+    """The network on x in [0, 1] for one trained on (x - mean) / std: W1 / std, b1 - (mean / std) * sum_i W1[:, i].
+
+    Exactly the same pre-activations (up to float32 rounding), so the whole analysis works on the
+    images as stored and shown; computed in float64, returned as float32.
+    """
+    if mean == 0.0 and std == 1.0:
+        return params
+    W1 = params["W1"].astype(np.float64)
+    return {**params, "W1": (W1 / std).astype(np.float32),
+            "b1": (params["b1"] - (mean / std) * W1.sum(axis=1)).astype(np.float32)}
+
+
+def accuracy(params: dict[str, np.ndarray], hidden: str, X: np.ndarray, y: np.ndarray) -> float:
+    """Share of (N, D) images X whose largest output (before the output activation, same argmax) is y."""
+    p = {k: v.astype(np.float64) for k, v in params.items()}
+    Z2 = activations.apply(hidden, X.astype(np.float64) @ p["W1"].T + p["b1"]) @ p["W2"].T + p["b2"]
+    return float((Z2.argmax(axis=1) == y).mean())
+
+
+def load_network(config, data) -> tuple[dict[str, np.ndarray], dict, list[str]]:
+    """The network of network.weights, fitted to `data`: (params on pixel/pixel_max inputs, model meta, lines
+    for stdout). The meta records the source, the activations and where they came from, the notes (transposed,
+    no biases), the input normalisation folded into W1 and b1, and a warning when accuracy is near chance."""
+    path = config.path(config.network.weights)
+    imported = import_network(path, data.n_inputs)
+    check_shapes(imported, path, data.n_inputs, data.n_classes)
+    meta = resolve_activations(config, path, imported)
+    d = config.data
+    mean, std = d.mean, d.std
+    lines = []
+    if (imported.input_scale, imported.input_offset) != (1.0, 0.0):  # raw * scale + offset = (x - mean) / std
+        if (d.mean, d.std) != (0.0, 1.0):
+            raise ConfigError(f"{config.where('data.mean' if d.mean else 'data.std')}: {path.name} scales its inputs "
+                              "itself (a Rescaling layer); drop data.mean and data.std")
+        std = 1 / (d.pixel_max * imported.input_scale)
+        mean = -imported.input_offset * std
+        meta["inputs"] = (f"pixel * {imported.input_scale:g} + {imported.input_offset:g} (the file's Rescaling "
+                          "layer), folded into W1 and b1 so the weights shown act on pixel / pixel_max")
+        lines.append(f"train: inputs rescaled as {meta['inputs']}")
+    params = fold_inputs(imported.params, mean, std)
+    if (d.mean, d.std) != (0.0, 1.0):
+        meta["inputs"] = (f"(pixel / {d.pixel_max:g} - {d.mean:g}) / {d.std:g}, folded into W1 and b1 "
+                          "so the weights shown act on pixel / pixel_max")
+        lines.append(f"train: inputs normalised as {meta['inputs']}")
+    for field, key in (("activation", "network.activation"), ("output", "network.output")):
+        lines.append(f"train: {field} {meta[field]}: {meta[field + '_source']}"
+                     + (f" (set {key} if it is not {meta[field]})" if meta[f"{field}_source"].startswith("assumed")
+                        else ""))
+    for note in imported.notes:
+        lines.append(f"train: {note}")
+    acc, chance = accuracy(params, meta["activation"], data.test_images, data.test_labels), 1 / data.n_classes
+    meta.update(source=imported.source, weights_sha256=imported.sha256, notes=list(imported.notes),
+                imported_test_accuracy=round(acc, 6))
+    if acc < 2 * chance:
+        meta["warning"] = (f"test accuracy {100 * acc:.1f}% is near chance ({100 * chance:.1f}%): the network is "
+                           f"probably read wrongly; check network.activation ({meta['activation']}, "
+                           f"{meta['activation_source']}), data.mean, data.std and data.pixel_max")
+        lines.append(f"WARNING: {meta['warning']}")
+    return params, meta, lines

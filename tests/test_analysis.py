@@ -18,27 +18,6 @@ def test_class_means_equal_a_loop():
             assert math.isclose(got[c, k], sum(rows) / len(rows), rel_tol=1e-12)
 
 
-def test_contributions_and_top_k_equal_a_loop():
-    rng = np.random.default_rng(1)
-    W2, means = rng.standard_normal((10, 30)), rng.random((30, 10))
-    got = analysis.contributions(W2, means)
-    for d in range(10):
-        pairs = [(W2[d, j] * means[j, d], j) for j in range(30)]
-        for j in range(30):
-            assert math.isclose(got[d, j], pairs[j][0], rel_tol=1e-12)
-        best = [j for c, j in sorted(pairs, key=lambda p: -p[0]) if c > 0][:5]
-        worst = [j for c, j in sorted(pairs, key=lambda p: p[0]) if c < 0][:5]
-        assert analysis.top_positive(got[d], 5) == best
-        assert analysis.top_negative(got[d], 5) == worst
-
-
-def test_top_k_keeps_only_the_right_sign_and_breaks_ties_by_index():
-    row = np.array([0.5, -1.0, 0.5, 0.0, 2.0])
-    assert analysis.top_positive(row, 10) == [4, 0, 2]
-    assert analysis.top_negative(row, 10) == [1]
-    assert analysis.top_positive(row, 2) == [4, 0]
-
-
 def test_per_class_accuracy_equals_counting():
     predicted = np.array([0, 1, 1, 2, 2, 2, 0])
     labels = np.array([0, 1, 2, 2, 2, 1, 1])
@@ -84,10 +63,6 @@ def test_saturation_and_flags():
     above, below = analysis.saturation(A)
     np.testing.assert_allclose(above, [2 / 3, 0, 1 / 3, 0])
     np.testing.assert_allclose(below, [0, 1, 0, 2 / 3])
-    assert analysis.saturation_flag(0, 1, True) == "dead"
-    assert analysis.saturation_flag(0, 0.96, False) == "nearly always off"
-    assert analysis.saturation_flag(0.95, 0, False) == "nearly always on"
-    assert analysis.saturation_flag(0.5, 0.4, False) == ""
 
 
 def pearson(x, y):
@@ -140,15 +115,3 @@ def test_ablation_kernel_matches_reference_and_full_reevaluation():
         predicted = (ablated @ W2.T + b2).argmax(axis=1)
         for k in range(K):
             assert got[j, k] == sum(1 for n in range(N) if y[n] == k and predicted[n] == k)
-
-
-def test_summary_of_a_hand_worked_neuron():
-    mean = np.array([0.9, 0.05, 0.3, 0.3, 0.3, 0.3, 0.7, 0.3, 0.3, 0.3])
-    w_out = np.array([2.0, -0.5, 0.1, 0.1, 0.1, 0.1, 1.0, -3.0, 0.1, 0.1])
-    ablation = np.zeros(10)
-    ablation[6] = -0.008
-    assert analysis.summarize(mean, w_out, ablation, "") == (
-        "Fires for 0 and 6; silent for 1; promotes 0 and 6, suppresses 7 and 1, "
-        "removing it costs 0.8 points on 6.")
-    assert analysis.summarize(mean * 0, w_out, ablation * 0, "dead").startswith("Dead: below 0.01 on every test image;")
-    assert "removing it changes no class's accuracy" in analysis.summarize(mean, w_out, ablation * 0, "")

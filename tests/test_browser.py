@@ -219,7 +219,7 @@ def test_citation_permalink_is_absolute_and_figures_zoom_but_linked_thumbnails_n
     # A thumbnail inside a link is not lightboxed: it leads to its page.
     page.goto(served, wait_until="load")
     assert page.locator(".atlas-grid a.glightbox").count() == 0
-    page.locator('.atlas-grid a[href="neurons/001/"]').click()
+    page.locator('.atlas-grid a[href="neurons/001/"]').first.click()
     page.wait_for_url("**/neurons/001/")
     page.close()
     assert browser.problems == [] and browser.elsewhere == []

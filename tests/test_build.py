@@ -10,7 +10,7 @@ from generator import atlas as atlas_mod
 from generator.__main__ import main
 from generator.config import REPO, load_config
 from generator.data import load_dataset
-from generator.render import fixed, percent, points, signed
+from generator.render import fixed, neuron_summaries, percent, points, signed
 from generator.train import load_model
 
 from .conftest import MNIST, tiny_overrides
@@ -57,6 +57,7 @@ def test_json_matches_the_model_and_a_brute_force_pass(built):
     p = model.params
     A1, A2 = brute_force_activations(p, data.test_images)
     y = data.test_labels
+    raw_differs = False
     assert atlas.model.sizes == [784, 16, 10] and atlas.model.n_test == 600
     assert atlas.model.test_accuracy == pytest.approx((A2.argmax(1) == y).mean(), abs=1e-6)
     for n in atlas.neurons:
@@ -74,21 +75,43 @@ def test_json_matches_the_model_and_a_brute_force_pass(built):
         d = dg.digit
         assert dg.count == (y == d).sum()
         assert dg.accuracy == pytest.approx((A2[y == d].argmax(1) == d).mean(), abs=1e-6)
-        contrib = [(p["W2"][d, j] * A1[y == d, j].mean(), j) for j in range(16)]
-        best = [j for c, j in sorted(contrib, key=lambda t: -t[0]) if c > 0][:3]
-        worst = [j for c, j in sorted(contrib, key=lambda t: t[0]) if c < 0][:3]
+        effect = [(margin_drop(p, A1, y, j, d), j) for j in range(16)]
+        best = [j for c, j in sorted(effect, key=lambda t: -t[0]) if c > 0][:3]
+        worst = [j for c, j in sorted(effect, key=lambda t: t[0]) if c < 0][:3]
         assert [c.neuron for c in dg.top_contributors] == best
         assert [c.neuron for c in dg.top_suppressors] == worst
+        raw = sorted(range(16), key=lambda j: -p["W2"][d, j] * A1[y == d, j].mean())[:3]
+        raw_differs |= raw != best
+        for c in dg.top_contributors + dg.top_suppressors:
+            j = c.neuron
+            assert c.effect == pytest.approx(margin_drop(p, A1, y, j, d), abs=2e-6)
+            assert c.contribution == pytest.approx(p["W2"][d, j] * A1[y == d, j].mean(), abs=1e-5)
+            assert c.discriminative == pytest.approx(p["W2"][d, j] * (A1[y == d, j].mean() - A1[:, j].mean()), abs=1e-5)
+            assert c.accuracy_change == atlas.neurons[j].ablation[d]
         e = dg.example
         assert y[e.index] == d == e.label
         np.testing.assert_allclose(e.hidden_activation, A1[e.index], atol=2e-6)
         np.testing.assert_allclose(e.output, A2[e.index], atol=2e-6)
         assert e.predicted == A2[e.index].argmax()
         np.testing.assert_allclose(np.array(dg.mean_image).ravel(), data.test_images[y == d].mean(0), atol=1e-6)
+    assert raw_differs, "the raw-contribution ranking equals the measured one here: the test would not see a swap"
     for dg in atlas.digits:  # each neuron lists exactly the digits whose top-k name it, with its rank
         for rank, c in enumerate(dg.top_contributors, 1):
-            assert atlas_mod.Role(dg.digit, rank, c.contribution) in atlas.neurons[c.neuron].top_contributor_of
+            assert atlas_mod.Role(dg.digit, rank, c.contribution, c.effect) in atlas.neurons[c.neuron].top_contributor_of
     assert sum(len(n.top_contributor_of) for n in atlas.neurons) == sum(len(d.top_contributors) for d in atlas.digits)
+
+
+def margin_drop(p, A1, y, j, d):
+    """Mean over the test images of d of the drop of z_d - max_{k != d} z_k when a_j is pinned to its mean,
+    one image at a time."""
+    drops = []
+    for n in np.flatnonzero(y == d):
+        a = A1[n].copy()
+        before = a @ p["W2"].T.astype(np.float64) + p["b2"]
+        a[j] = A1[:, j].mean()
+        after = a @ p["W2"].T.astype(np.float64) + p["b2"]
+        drops.append((before[d] - np.delete(before, d).max()) - (after[d] - np.delete(after, d).max()))
+    return float(np.mean(drops))
 
 
 def table_after(markdown: str, header: str) -> list[list[str]]:
@@ -105,6 +128,8 @@ def table_after(markdown: str, header: str) -> list[list[str]]:
 
 def test_neuron_pages_show_the_json_numbers(built):
     root, atlas, _, _ = built
+    arrays = atlas_mod.load_arrays(root / "build" / "arrays.npz")
+    summaries = neuron_summaries(atlas, atlas.model.class_names)
     for n in atlas.neurons:
         md = (root / "build" / "docs" / "neurons" / f"{n.id:03d}.md").read_text()
         assert f"| Bias | {signed(n.bias)} |" in md
@@ -112,15 +137,24 @@ def test_neuron_pages_show_the_json_numbers(built):
         assert len(table) == 10
         for d, row in enumerate(table):
             assert row[1:] == [signed(n.output_weights[d]), fixed(n.mean_activation[d]), signed(n.contribution[d]),
-                               points(n.ablation[d])]
+                               signed(n.discriminative[d]), signed(-n.effect[d]), points(n.ablation[d])]
         assert f"changes test accuracy by {points(n.ablation_overall)}" in md
         assert f"{percent(n.share_above, 1)} / {percent(n.share_below, 1)} of test images" in md
-        captions = re.findall(r"<figcaption>(\d) · (\S+)</figcaption>", md)
-        shown = n.top_images + n.bottom_images + n.top_images[:8]
-        assert captions == [(str(r.label), fixed(r.activation)) for r in shown]
-        assert n.summary in md
+        captions = re.findall(r"<figcaption>(\d) · ([^<\s]+)", md)
+        shown = n.top_images + n.bottom_images
+        typical = [(str(dg.digit), fixed(dg.example.hidden_activation[n.id])) for dg in atlas.digits]
+        assert captions == [(str(r.label), fixed(r.activation)) for r in shown] + typical + [
+            (str(r.label), fixed(r.activation)) for r in n.top_images[:8]]
+        assert summaries[n.id] in md
+        # every signed map prints its own scale: the largest |value| of the array it draws
+        pattern = arrays["patterns"][n.id]
+        assert f'pattern, own scale <span class="atlas-pm">±{fixed(np.abs(pattern).max())}</span>' in md
+        w = np.array(n.weights)
+        for dg in atlas.digits:
+            product = np.abs(w * np.array(dg.example.image)).max()
+            assert f'{fixed(dg.example.hidden_activation[n.id])}<br><span class="atlas-pm">±{fixed(product)}</span>' in md
         for r in n.top_contributor_of:
-            assert f"rank {r.rank} of 3, contribution {signed(r.contribution)}" in md
+            assert f"rank {r.rank} of 3, margin change when pinned {signed(-r.effect)}" in md
 
 
 def test_digit_pages_show_the_json_numbers(built):
@@ -128,10 +162,12 @@ def test_digit_pages_show_the_json_numbers(built):
     for dg in atlas.digits:
         md = (root / "build" / "docs" / "digits" / f"{dg.digit}.md").read_text()
         assert f"**{percent(dg.accuracy)}**" in md
-        rows = re.findall(r"^\| (\d) \| .*? \| \[neuron (\d{3})\]\(.*?\) \| (\S+) \| (\S+) \| (\S+) \|$", md, re.M)
-        listed = [(int(n), c) for _, n, _, _, c in rows]
-        expected = [(c.neuron, signed(c.contribution)) for c in dg.top_contributors + dg.top_suppressors]
-        assert listed == expected
+        rows = [r for r in md.splitlines() if re.match(r"^\| \d \| \[!\[Weight map", r)]
+        listed = [[c.strip() for c in r.strip("|").split("|")] for r in rows]
+        expected = [[str(rank), f"[neuron {c.neuron:03d}](../neurons/{c.neuron:03d}.md)", signed(-c.effect),
+                     points(c.accuracy_change), signed(c.contribution), signed(c.discriminative)]
+                    for group in (dg.top_contributors, dg.top_suppressors) for rank, c in enumerate(group, 1)]
+        assert [[r[0], *r[2:]] for r in listed] == expected
         outputs = table_after(md, "| output unit |")
         assert [row[1] for row in outputs] == [fixed(o) for o in dg.example.output]
         assert [row[0] for row in outputs] == [f"[{k}](../digits/{k}.md)" for k in range(10)]
@@ -189,13 +225,34 @@ def test_neuron_statistics_equal_brute_force(built):
     Z2 = np.log(A2 / (1 - A2))  # logits, recovered
     arrays = atlas_mod.load_arrays(root / "build" / "arrays.npz")
     base = [(A2[y == d].argmax(1) == d).mean() for d in range(10)]
+    sampled = 0
     for n in atlas.neurons:
         j, a = n.id, A1[:, n.id]
-        order = sorted(range(N), key=lambda i: (-a[i], i))
-        assert [r.index for r in n.top_images] == order[:16]
-        assert [r.index for r in n.bottom_images] == sorted(range(N), key=lambda i: (a[i], i))[:16]
-        for r in n.top_images:
+        z = data.test_images.astype(np.float64) @ p["W1"][j].astype(np.float64) + float(p["b1"][j])
+        order = sorted(range(N), key=lambda i: (-z[i], i))
+        bottom_order = sorted(range(N), key=lambda i: (z[i], i))
+        for refs, is_sample, tied, ranking, sign in ((n.top_images, n.top_images_sampled, a >= 0.9995, order, -1),
+                                                     (n.bottom_images, n.bottom_images_sampled, a <= 0.0005,
+                                                      bottom_order, 1)):
+            if tied.sum() <= 16:
+                assert not is_sample and [r.index for r in refs] == ranking[:16]
+                continue
+            sampled += 1  # a sample of the tied set: each class's share of 16 seats, its strongest images
+            counts = np.bincount(y[tied], minlength=10)
+            assert is_sample and len(refs) == 16
+            shown = np.bincount([r.label for r in refs], minlength=10)
+            assert all(abs(shown[c] - 16 * counts[c] / counts.sum()) < 1 for c in range(10))
+            assert shown[np.argmax(counts)] >= 1
+            for c in range(10):
+                strongest = sorted(np.flatnonzero(tied & (y == c)), key=lambda i: (sign * z[i], i))[:shown[c]]
+                assert sorted(r.index for r in refs if r.label == c) == sorted(strongest)
+            assert [r.index for r in refs] == [i for i in ranking if i in {r.index for r in refs}]
+        assert n.saturated == np.bincount(y[a >= 0.9995], minlength=10).tolist()
+        for r in n.top_images + n.bottom_images:
             assert r.label == y[r.index] and r.activation == pytest.approx(a[r.index], abs=2e-6)
+            assert r.pre_activation == pytest.approx(z[r.index], abs=2e-5)
+        assert n.activation_std == pytest.approx(a.std(), abs=1e-6)
+        assert n.effect == pytest.approx([margin_drop(p, A1, y, j, d) for d in range(10)], abs=2e-6)
         hist = np.zeros((10, 20), int)
         for i in range(N):
             hist[y[i], min(int(a[i] * 20), 19)] += 1
@@ -222,6 +279,7 @@ def test_neuron_statistics_equal_brute_force(built):
         top = order[:atlas.model.pattern_images]
         pattern = data.test_images[top].mean(0) - data.test_images.mean(0)
         np.testing.assert_allclose(arrays["patterns"][j].ravel(), pattern, atol=1e-5)
+    assert sampled, "no neuron of the tiny atlas saturates: the sampling went untested"
     for s, e in enumerate(atlas.model.snapshot_epochs):
         assert arrays["snapshots"][s].reshape(16, 784).tobytes() == model.snapshots[e].tobytes()
     assert atlas.model.snapshot_epochs == [0, 1, 2]
@@ -230,8 +288,6 @@ def test_neuron_statistics_equal_brute_force(built):
 
 
 def test_digit_decisions_equal_brute_force(built):
-    from generator.analysis import random_sets
-
     root, atlas, model, data = built
     p = {k: v.astype(np.float64) for k, v in model.params.items()}
     A1, A2 = brute_force_activations(model.params, data.test_images)
@@ -249,6 +305,14 @@ def test_digit_decisions_equal_brute_force(built):
         pinned[:, neurons] = fill[neurons]
         return ((pinned @ p["W2"].T + p["b2"]).argmax(1)[y == d] == d).mean()
 
+    def margin_change(neurons, d):
+        pinned = A1.copy()
+        pinned[:, neurons] = fill[neurons]
+        changes = []
+        for before, after in zip((A1 @ p["W2"].T + p["b2"])[y == d], (pinned @ p["W2"].T + p["b2"])[y == d]):
+            changes.append((after[d] - np.delete(after, d).max()) - (before[d] - np.delete(before, d).max()))
+        return np.mean(changes)
+
     def logit(x, d):
         return (1 / (1 + np.exp(-(x @ p["W1"].T + p["b1"])))) @ p["W2"][d] + p["b2"][d]
 
@@ -257,9 +321,22 @@ def test_digit_decisions_equal_brute_force(built):
         d = dg.digit
         assert dg.ablate_top == pytest.approx(accuracy_pinned([c.neuron for c in dg.top_contributors], d), abs=1e-6)
         assert dg.ablate_suppressors == pytest.approx(accuracy_pinned([c.neuron for c in dg.top_suppressors], d), abs=1e-6)
-        draws = random_sets(atlas.model.seed, 16, 3, atlas.model.random_draws)
-        assert len({tuple(s) for s in draws}) > 1 and all(len(set(s)) == 3 for s in draws)
-        assert dg.ablate_random == pytest.approx(np.mean([accuracy_pinned(s, d) for s in draws]), abs=1e-6)
+        top = [c.neuron for c in dg.top_contributors]
+        assert dg.margin_top == pytest.approx(margin_change(top, d), abs=1e-6)
+        assert dg.margin_suppressors == pytest.approx(margin_change([c.neuron for c in dg.top_suppressors], d), abs=1e-6)
+        # The random baseline: the same draws, re-evaluated here from outside the top k.
+        draw = np.random.default_rng([atlas.model.seed, 5, d])
+        outside = [j for j in range(16) if j not in top]
+        sets = [sorted(draw.choice(outside, size=len(top), replace=False).tolist()) for _ in range(atlas.model.random_draws)]
+        b = dg.random_baseline
+        assert b.draws == atlas.model.random_draws == 200 and b.pool == 16 - len(top)
+        changes = [margin_change(s, d) for s in sets]
+        assert [b.margin_low, b.margin_median, b.margin_high] == pytest.approx(np.percentile(changes, [5, 50, 95]), abs=1e-6)
+        accuracies = [accuracy_pinned(s, d) for s in sets]
+        assert [b.accuracy_low, b.accuracy_median, b.accuracy_high] == pytest.approx(
+            np.percentile(accuracies, [5, 50, 95]), abs=1e-6)
+        assert dg.ablate_random == b.accuracy_median
+        assert b.top_outside == (dg.margin_top < b.margin_low)
         assert [(c.digit, c.count) for c in dg.mistaken_for] == sorted(
             ((c, confusion[d, c]) for c in range(10) if c != d and confusion[d, c]), key=lambda t: (-t[1], t[0]))
         assert [(c.digit, c.count) for c in dg.mistaken_as] == sorted(
@@ -268,7 +345,7 @@ def test_digit_decisions_equal_brute_force(built):
         r = dg.rival
         assert both[r] == max(both)
         pair = (y == d) | (y == r)
-        scores = [(p["W2"][d, j] - p["W2"][r, j]) * A1[pair, j].mean() for j in range(16)]
+        scores = [(p["W2"][d, j] - p["W2"][r, j]) * (A1[y == d, j].mean() - A1[y == r, j].mean()) for j in range(16)]
         assert [s.neuron for s in dg.toward] == [j for j in sorted(range(16), key=lambda j: -scores[j]) if scores[j] > 0][:3]
         for s in dg.toward + dg.away:
             assert s.score == pytest.approx(scores[s.neuron], abs=1e-6)
@@ -277,10 +354,17 @@ def test_digit_decisions_equal_brute_force(built):
         for m in dg.mistakes:
             c = pred[m.index]
             assert m.predicted == c and m.output_predicted == pytest.approx(A2[m.index, c], abs=1e-6)
-            push = [p["W2"][c, j] * A1[m.index, j] for j in range(16)]
-            assert [q.neuron for q in m.pushes] == sorted(range(16), key=lambda j: -push[j])[:5]
+            net = [(p["W2"][c, j] - p["W2"][d, j]) * A1[m.index, j] for j in range(16)]
+            assert [q.neuron for q in m.pushes] == [j for j in sorted(range(16), key=lambda j: -net[j]) if net[j] > 0][:5]
             for q in m.pushes:
                 assert q.to_true == pytest.approx(p["W2"][d, q.neuron] * A1[m.index, q.neuron], abs=1e-6)
+                assert q.to_predicted == pytest.approx(p["W2"][c, q.neuron] * A1[m.index, q.neuron], abs=1e-6)
+                assert q.to_true < q.to_predicted  # no neuron is blamed that pushed the true digit as hard
+            z = A1[m.index] @ p["W2"].T + p["b2"]
+            assert m.logit_gap == pytest.approx(z[c] - z[d], abs=1e-6) and m.logit_gap > 0
+            assert m.bias_gap == pytest.approx(p["b2"][c] - p["b2"][d], abs=1e-6)
+            np.testing.assert_allclose(m.hidden_activation, A1[m.index], atol=2e-6)
+            np.testing.assert_allclose(m.output, A2[m.index], atol=2e-6)
         # Contrast map and template: finite-difference slopes of the logits, averaged over the images.
         eps = 1e-5
         for i in rng.choice(784, 4, replace=False):
@@ -301,6 +385,8 @@ def test_digit_decisions_equal_brute_force(built):
         assert preferred.min() >= 0 and preferred.max() <= 1
         assert dg.preferred_logit == pytest.approx(logit(preferred, d), abs=1e-3)
         assert dg.preferred_logit > dg.start_logit == pytest.approx(logit(X.mean(0), d), abs=1e-6)
+        assert dg.median_logit == pytest.approx(np.median([logit(x, d) for x in X[y == d]]), abs=1e-6)
+        assert dg.preferred_logit >= dg.median_logit  # as strong as a typical test image of the digit
 
 
 def test_digit_and_mistake_pages_show_the_json_numbers(built):
@@ -309,20 +395,33 @@ def test_digit_and_mistake_pages_show_the_json_numbers(built):
     for dg in atlas.digits:
         md = (docs / "digits" / f"{dg.digit}.md").read_text()
         rows = table_after(md, "| neurons pinned |")
-        assert [r[1] for r in rows] == [percent(v) for v in (dg.accuracy, dg.ablate_top, dg.ablate_random,
-                                                              dg.ablate_suppressors)]
-        assert [r[2] for r in rows[1:]] == [points(v - dg.accuracy) for v in (dg.ablate_top, dg.ablate_random,
-                                                                               dg.ablate_suppressors)]
+        b = dg.random_baseline
+        assert [r[1:] for r in rows] == [
+            [f"{fixed(dg.margin)} (mean margin)", percent(dg.accuracy), ""],
+            [signed(dg.margin_top), percent(dg.ablate_top), points(dg.ablate_top - dg.accuracy)],
+            [f"{signed(b.margin_low)} to {signed(b.margin_high)} ({signed(b.margin_median)})",
+             f"{percent(b.accuracy_low)} to {percent(b.accuracy_high)} ({percent(b.accuracy_median)})",
+             points(dg.ablate_random - dg.accuracy)],
+            [signed(dg.margin_suppressors), percent(dg.ablate_suppressors), points(dg.ablate_suppressors - dg.accuracy)]]
+        verdict = "they matter more than chance" if b.top_outside else "lie inside the random range"
+        assert verdict in md
+        check_grid(md.split('id="fig-hidden-mean"')[1], [n.mean_activation[dg.digit] for n in atlas.neurons],
+                   [c.neuron for c in dg.top_contributors])
+        check_grid(md.split('id="fig-example-hidden"')[1], dg.example.hidden_activation,
+                   [c.neuron for c in dg.top_contributors])
         assert f"strongest rival, counting both directions, is **[{dg.rival}]" in md
         assert f"adds up to\n{signed(dg.example_ig_sum)}" in md or f"add up to\n{signed(dg.example_ig_sum)}" in md
         assert md.count("<figcaption>→ ") == len(dg.mistakes)
         mistakes = (docs / "mistakes" / f"{dg.digit}.md").read_text()
         for m in dg.mistakes:
             section = mistakes.split(f"{{ #test-{m.index:05d} }}", 1)[1]
-            assert f"Output {m.predicted}: {fixed(m.output_predicted)}, output {dg.digit}: {fixed(m.output_true)}." in section
+            assert f"Output {m.predicted}: {fixed(m.output_predicted)}, output {dg.digit}: {fixed(m.output_true)};" in section
+            assert f"= {signed(m.logit_gap)}, of which the output biases give {signed(m.bias_gap)}." in section
             table = table_after(section, "| neuron | activation |")
-            assert [r[1:] for r in table] == [[fixed(q.activation), signed(q.to_predicted), signed(q.to_true)]
-                                              for q in m.pushes]
+            assert [r[1:] for r in table] == [[fixed(q.activation), signed(q.to_predicted), signed(q.to_true),
+                                               signed(q.net)] for q in m.pushes]
+            assert "All outputs: " + " · ".join(f"{k} {fixed(o)}" for k, o in enumerate(m.output)) in section
+            check_grid(section, m.hidden_activation, [q.neuron for q in m.pushes])
     overview = (docs / "digits" / "index.md").read_text()
     table = table_after(overview, "| true ↓ called →")
     for d, row in enumerate(table):
@@ -331,14 +430,32 @@ def test_digit_and_mistake_pages_show_the_json_numbers(built):
             assert cell == (f"**{n:,}**" if c == d else f"[{n}](../mistakes/{d}.md#predicted-{c})" if n else "·")
 
 
+def check_grid(markdown: str, values, outlined):
+    """The first activation grid in `markdown`: one link per neuron to its page, its value on hover, its
+    viridis colour (matplotlib's, independently of figures.py) and the outline on exactly `outlined`."""
+    import matplotlib
+
+    cells = re.findall(r'^\[(\d{3})\]\(\.\./neurons/(\d{3})\.md "neuron (\d{3}): (\S+)"\)\{ style="background: (#[0-9a-f]{6})"( \.atlas-top)? \}$',
+                       markdown.split("</div>")[0], re.M)
+    assert len(cells) == len(values)
+    for j, (a, b, c, value, colour, top) in enumerate(cells):
+        assert int(a) == int(b) == int(c) == j and value == fixed(values[j])
+        assert colour == matplotlib.colors.to_hex(matplotlib.colormaps["viridis"](min(max(values[j], 0), 1)))
+        assert bool(top) == (j in outlined)
+
+
 def test_overview_tables_show_the_json_numbers(built):
     root, atlas, model, _ = built
     docs = root / "build" / "docs"
-    rows = table_after((docs / "neurons" / "index.md").read_text(), "| neuron | weights | summary")
+    rows = table_after((docs / "neurons" / "index.md").read_text(), "| neuron | weights | shared scale | summary")
     assert len(rows) == len(atlas.neurons)
+    summaries = neuron_summaries(atlas, atlas.model.class_names)
     for n, row in zip(atlas.neurons, rows):
-        assert row[0] == f"[neuron {n.id:03d}](../neurons/{n.id:03d}.md)" and row[2] == n.summary
-        assert row[4:] == [f"{100 * n.ablation_cost:.2f} on {n.ablation_cost_digit}", percent(n.share_above, 1),
+        flagged = f" ({n.flag})" if n.flag in ("near-constant", "dead") else ""
+        assert row[0] == f"[neuron {n.id:03d}](../neurons/{n.id:03d}.md){flagged}" and row[3] == summaries[n.id]
+        assert "weights-shared.png" in row[2]
+        assert row[5:] == [f"{fixed(max(n.effect))} on {int(np.argmax(n.effect))}",
+                           f"{100 * n.ablation_cost:.2f} on {n.ablation_cost_digit}", percent(n.share_above, 1),
                            percent(n.share_below, 1)]
     rows = table_after((docs / "digits" / "index.md").read_text(), "| digit | mean image")
     assert [(r[2], r[3]) for r in rows] == [(f"{d.count:,}", percent(d.accuracy)) for d in atlas.digits]

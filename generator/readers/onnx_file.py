@@ -1,0 +1,91 @@
+"""ONNX: a chain of Gemm (or MatMul + Add) nodes with Sigmoid, Relu, Tanh or Softmax between them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import WeightsError
+from .common import Layers
+
+ACTIVATIONS = {"Sigmoid": "sigmoid", "Relu": "relu", "Tanh": "tanh", "Softmax": "softmax", "LogSoftmax": "softmax"}
+PASS_THROUGH = ("Flatten", "Reshape", "Identity", "Dropout", "Cast")
+
+
+def looks_like_onnx(raw: bytes) -> bool:
+    """An ONNX ModelProto begins with field 1 (ir_version, a varint): byte 0x08."""
+    return raw[:1] == b"\x08"
+
+
+def onnx_model(path: Path, raw: bytes) -> Layers:
+    """The linear layers (weights as (out, in)), in graph order, and the activation after each."""
+    import onnx
+    from onnx import numpy_helper
+    try:
+        model = onnx.load_model_from_string(raw)
+    except Exception as e:  # protobuf's DecodeError and friends
+        raise WeightsError(f"{path}: not a readable ONNX model ({type(e).__name__})") from None
+    graph = model.graph
+    consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    inputs = [i.name for i in graph.input if i.name not in consts]
+    if len(inputs) != 1:
+        raise WeightsError(f"{path}: the ONNX graph has {len(inputs)} inputs; expected one (the image)")
+    current = inputs[0]
+    weights, biases, acts = [], [], []
+
+    def const(name: str, node) -> np.ndarray:
+        if name not in consts:
+            raise WeightsError(f"{path}: node '{node.name or node.op_type}' takes '{name}', which is not a stored "
+                               "weight; the atlas reads fixed weights only")
+        return consts[name].astype(np.float64)
+
+    pending_matmul = None
+    for node in graph.node:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        if node.op_type == "Constant" and "value" in attrs:
+            consts[node.output[0]] = numpy_helper.to_array(attrs["value"])
+            continue
+        op = node.op_type
+        if current not in node.input or op == "Shape":
+            continue  # a side computation (e.g. the shape a Reshape takes)
+        if op == "Gemm":
+            if attrs.get("transA", 0):
+                raise WeightsError(f"{path}: Gemm node '{node.name}' has transA=1; export the model again")
+            B = const(node.input[1], node)
+            W = B if attrs.get("transB", 0) else B.T  # (out, in)
+            W = attrs.get("alpha", 1.0) * W
+            C = const(node.input[2], node) * attrs.get("beta", 1.0) if len(node.input) > 2 and node.input[2] else None
+            weights.append((node.input[1], W))
+            biases.append((node.input[2] if C is not None else "bias", None if C is None
+                           else np.broadcast_to(C.reshape(-1) if C.size > 1 else C, (W.shape[0],))))
+            acts.append(None)
+        elif op == "MatMul":
+            weights.append((node.input[1], const(node.input[1], node).T))
+            biases.append(("bias", None))
+            acts.append(None)
+            pending_matmul = node.output[0]
+        elif op == "Add" and pending_matmul == current:
+            other = node.input[1] if node.input[0] == current else node.input[0]
+            C = const(other, node)
+            biases[-1] = (other, np.broadcast_to(C.reshape(-1) if C.size > 1 else C, (weights[-1][1].shape[0],)))
+        elif op in ACTIVATIONS and weights and acts[-1] is None:
+            acts[-1] = ACTIVATIONS[op]
+        elif op in PASS_THROUGH and (not weights or op in ("Identity", "Dropout", "Cast")):
+            pass
+        else:
+            raise WeightsError(f"{path}: ONNX node '{node.name or op}' ({op}) is not part of a Gemm/MatMul chain with "
+                               "Sigmoid, Relu, Tanh or Softmax; the atlas explains two linear layers")
+        current = node.output[0]
+        if op != "MatMul":
+            pending_matmul = None
+    layers = Layers("an ONNX model", weights, biases, layout="out_in")
+    if len(acts) == 2:
+        if acts[0] is None:
+            raise WeightsError(f"{path}: no activation between the two linear layers; the atlas explains sigmoid, "
+                               "relu or tanh hidden units")
+        if acts[0] == "softmax":
+            raise WeightsError(f"{path}: a Softmax after the hidden layer; the atlas explains sigmoid, relu or "
+                               "tanh hidden units")
+        layers.hidden, layers.output = acts
+    return layers

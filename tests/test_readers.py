@@ -1,0 +1,303 @@
+"""Each network format on small files the tests make: safetensors, Keras, ONNX, PyTorch, npz variants, refusals."""
+
+import gzip
+import io
+import json
+import pickle
+import sys
+import zipfile
+
+import h5py
+import numpy as np
+import pytest
+
+from generator import activations
+from generator.config import check_against_data, load_config
+from generator.errors import ConfigError, WeightsError
+from generator.weights import fold_inputs, import_network, resolve_activations
+
+
+@pytest.fixture
+def net():
+    """A 6-4-3 network as PyTorch stores it: weights (out, in), biases (out,), float32."""
+    rng = np.random.default_rng(0)
+    return {"W1": rng.standard_normal((4, 6)).astype(np.float32), "b1": rng.standard_normal(4).astype(np.float32),
+            "W2": rng.standard_normal((3, 4)).astype(np.float32), "b2": rng.standard_normal(3).astype(np.float32)}
+
+
+def same(got, net):
+    for k in ("W1", "b1", "W2", "b2"):
+        np.testing.assert_allclose(got.params[k], net[k], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("names", [("0", "2"), ("fc1", "fc2"), ("layers.2", "layers.10")])
+def test_safetensors_state_dict_in_layer_order(tmp_path, net, names):
+    from safetensors.numpy import save_file
+    a, b = names
+    save_file({f"{b}.weight": net["W2"], f"{b}.bias": net["b2"], f"{a}.weight": net["W1"], f"{a}.bias": net["b1"]},
+              str(tmp_path / "m.bin"))  # no telling extension: recognised by content
+    got = import_network(tmp_path / "m.bin")
+    same(got, net)
+    assert "safetensors" in got.source and got.hidden is None and got.notes == ()
+
+
+def test_safetensors_other_tensors_are_refused(tmp_path, net):
+    from safetensors.numpy import save_file
+    save_file({"0.weight": net["W1"], "2.weight": net["W2"], "1.running_mean": net["b1"]}, str(tmp_path / "m.safetensors"))
+    with pytest.raises(WeightsError, match="'1.running_mean' is not the weight or bias of a Linear layer"):
+        import_network(tmp_path / "m.safetensors")
+
+
+def keras_h5(net, keras2=False) -> bytes:
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as h5:
+        for i, (W, b) in enumerate(((net["W1"], net["b1"]), (net["W2"], net["b2"]))):
+            name = "dense" if i == 0 else "dense_1"
+            if keras2:
+                h5.attrs["layer_names"] = [b"dense", b"dense_1"]
+                h5[f"{name}/{name}/kernel:0"], h5[f"{name}/{name}/bias:0"] = W.T, b
+            else:
+                h5[f"layers/{name}/vars/0"], h5[f"layers/{name}/vars/1"] = W.T, b
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("keras2", [False, True])
+def test_keras_weights_h5_kernels_are_transposed(tmp_path, net, keras2):
+    (tmp_path / "model.weights.h5").write_bytes(keras_h5(net, keras2))
+    got = import_network(tmp_path / "model.weights.h5")
+    same(got, net)
+    assert "Keras" in got.source and "transposed" in got.source and got.hidden is None
+
+
+def keras_archive(path, net, hidden="relu", output="softmax", extra=()):
+    layers = [{"class_name": "InputLayer", "config": {"name": "input"}},
+              {"class_name": "Dense", "config": {"name": "dense", "units": 4, "activation": hidden}},
+              *extra,
+              {"class_name": "Dense", "config": {"name": "dense_1", "units": 3, "activation": output}}]
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("metadata.json", json.dumps({"keras_version": "3.5.0"}))
+        z.writestr("config.json", json.dumps({"class_name": "Sequential", "config": {"layers": layers}}))
+        z.writestr("model.weights.h5", keras_h5(net))
+    return path
+
+
+def test_keras_archive_gives_activations(tmp_path, net):
+    got = import_network(keras_archive(tmp_path / "m.keras", net))
+    same(got, net)
+    assert (got.hidden, got.output) == ("relu", "softmax") and "Keras model" in got.source
+    relu_layer = [{"class_name": "Activation", "config": {"name": "a", "activation": "tanh"}}]
+    got = import_network(keras_archive(tmp_path / "t.keras", net, hidden="linear", output="linear", extra=relu_layer))
+    assert (got.hidden, got.output) == ("tanh", None)
+    conv = [{"class_name": "Conv2D", "config": {"name": "c"}}]
+    with pytest.raises(WeightsError, match="Conv2D layer"):
+        import_network(keras_archive(tmp_path / "c.keras", net, extra=conv))
+
+
+def onnx_file(path, net, style="gemm", hidden="Relu", output="Softmax", alpha=1.0, beta=1.0, transB=1):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    inits, nodes = [], []
+    cur = "input"
+    for i, (W, b, act) in enumerate(((net["W1"], net["b1"], hidden), (net["W2"], net["b2"], output))):
+        if style == "gemm":
+            B = W if transB else W.T
+            inits += [numpy_helper.from_array(B / alpha, f"w{i}"), numpy_helper.from_array(b / beta, f"b{i}")]
+            nodes.append(helper.make_node("Gemm", [cur, f"w{i}", f"b{i}"], [f"z{i}"], alpha=alpha, beta=beta,
+                                          transB=transB))
+        else:
+            inits += [numpy_helper.from_array(W.T.copy(), f"w{i}"), numpy_helper.from_array(b, f"b{i}")]
+            nodes += [helper.make_node("MatMul", [cur, f"w{i}"], [f"m{i}"]),
+                      helper.make_node("Add", [f"m{i}", f"b{i}"], [f"z{i}"])]
+        cur = f"z{i}"
+        if act:
+            nodes.append(helper.make_node(act, [cur], [f"a{i}"]))
+            cur = f"a{i}"
+    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, 6])],
+                              [helper.make_tensor_value_info(cur, TensorProto.FLOAT, [None, 3])], inits)
+    onnx.save(helper.make_model(graph), str(path))
+    return path
+
+
+@pytest.mark.parametrize("style, alpha, beta, transB", [("gemm", 1.0, 1.0, 1), ("gemm", 2.0, 0.5, 0),
+                                                         ("matmul", 1.0, 1.0, 1)])
+def test_onnx_chains(tmp_path, net, style, alpha, beta, transB):
+    got = import_network(onnx_file(tmp_path / "m.onnx", net, style, alpha=alpha, beta=beta, transB=transB))
+    same(got, net)
+    assert (got.hidden, got.output) == ("relu", "softmax") and "ONNX" in got.source
+    got = import_network(onnx_file(tmp_path / "s.onnx", net, hidden="Sigmoid", output=None))
+    assert (got.hidden, got.output) == ("sigmoid", None)
+    with pytest.raises(WeightsError, match="no activation between"):
+        import_network(onnx_file(tmp_path / "l.onnx", net, hidden=None))
+
+
+def test_torch_checkpoint_without_torch_says_how_to_convert(tmp_path, monkeypatch):
+    with zipfile.ZipFile(tmp_path / "model.pt", "w") as z:  # the layout of torch.save's zip format
+        z.writestr("model/data.pkl", b"\x80\x02}q\x00.")
+        z.writestr("model/version", "3")
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch raises ImportError
+    with pytest.raises(WeightsError) as e:
+        import_network(tmp_path / "model.pt")
+    message = str(e.value)
+    assert "torch is not installed" in message and "save_file(torch.load('model.pt', weights_only=True)" in message
+    assert "\n" not in message
+
+
+def test_torch_checkpoint_with_torch(tmp_path, net):
+    torch = pytest.importorskip("torch")
+    torch.save({k.replace("W1", "0.weight").replace("b1", "0.bias").replace("W2", "2.weight").replace("b2", "2.bias"):
+                torch.from_numpy(v) for k, v in net.items()}, tmp_path / "model.pt")
+    same(import_network(tmp_path / "model.pt"), net)
+
+
+def test_npz_transposed_and_without_biases(tmp_path, net):
+    np.savez(tmp_path / "k.npz", weights_0=net["W1"].T, biases_0=net["b1"], weights_1=net["W2"].T, biases_1=net["b2"])
+    got = import_network(tmp_path / "k.npz")
+    same(got, net)
+    assert "(in, out), transposed" in got.source
+    np.savez(tmp_path / "nb.npz", weights_0=net["W1"], weights_1=net["W2"])
+    got = import_network(tmp_path / "nb.npz")
+    assert not got.params["b1"].any() and not got.params["b2"].any()
+    assert "no biases in the file, taken as 0" in got.source
+    np.savez(tmp_path / "bad.npz", weights_0=np.zeros((4, 6)), weights_1=np.zeros((3, 5)))
+    with pytest.raises(WeightsError, match=r"chain neither as \(out, in\)"):
+        import_network(tmp_path / "bad.npz")
+
+
+def test_square_shapes_are_settled_by_the_biases(tmp_path):
+    rng = np.random.default_rng(1)
+    W1, W2 = rng.standard_normal((5, 5)), rng.standard_normal((5, 5))
+    np.savez(tmp_path / "sq.npz", weights_0=W1, biases_0=np.zeros(5), weights_1=W2, biases_1=np.zeros(5))
+    got = import_network(tmp_path / "sq.npz")  # chains both ways: the usual (out, in) layout wins
+    np.testing.assert_array_equal(got.params["W1"], W1.astype(np.float32))
+
+
+def npy_bytes(array) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("content, words", [
+    (lambda: npy_bytes(np.zeros((4, 6))), ["single NumPy array (.npy)", "np.savez", "the atlas reads"]),
+    (lambda: pickle.dumps({"sizes": [6, 4, 3], "weights": [np.zeros((4, 6))]}), ["Python pickle", "never unpickles"]),
+    (lambda: gzip.compress(pickle.dumps({"sizes": [6, 4, 3]})), ["gzip'd Python pickle", "runs whatever code"]),
+    (lambda: b"\x00\x01garbage" * 10, ["unknown kind", "the atlas reads", "safetensors", "ONNX"]),
+    (lambda: b"PK\x03\x04" + b"\x00" * 30, ["damaged zip"]),
+])
+def test_other_files_are_refused_in_one_line(tmp_path, content, words):
+    path = tmp_path / "net.bin"
+    path.write_bytes(content())
+    with pytest.raises(WeightsError) as e:
+        import_network(path)
+    message = str(e.value)
+    assert "\n" not in message and str(path) in message
+    for w in words:
+        assert w in message
+
+
+def test_a_config_that_contradicts_the_file_is_an_error(tmp_path, net):
+    path = keras_archive(tmp_path / "m.keras", net)  # relu, softmax
+    imported = import_network(path)
+    config = load_config(None, [f"network.weights='{path}'"])
+    meta = resolve_activations(config, path, imported)
+    assert meta == {"activation": "relu", "activation_source": "read from the file", "output": "softmax",
+                    "output_source": "read from the file"}
+    with pytest.raises(ConfigError, match="'network.activation' is 'tanh' but m.keras records 'relu'"):
+        resolve_activations(load_config(None, [f"network.weights='{path}'", "network.activation=tanh"]), path, imported)
+    np.savez(tmp_path / "n.npz", weights_0=net["W1"], weights_1=net["W2"])
+    meta = resolve_activations(config, path, import_network(tmp_path / "n.npz"))
+    assert meta["activation"] == "sigmoid" and meta["activation_source"] == "assumed (not in the file)"
+
+
+def test_training_refuses_other_activations_and_normalised_inputs():
+    with pytest.raises(ConfigError, match="'network.activation' is 'relu', but training supports sigmoid only; "
+                                          "import a network trained elsewhere with --weights"):
+        check_against_data(load_config(None, ["network.activation=relu"]), 100)
+    with pytest.raises(ConfigError, match="'data.mean' is 0.1307: normalised inputs describe a network imported"):
+        check_against_data(load_config(None, ["data.mean=0.1307", "data.std=0.3081"]), 100)
+    with pytest.raises(ConfigError, match="'network.activation' must be 'sigmoid' or 'relu' or 'tanh'"):
+        load_config(None, ["network.activation=gelu"])
+    with pytest.raises(ConfigError, match="'data.std' must be > 0"):
+        load_config(None, ["data.std=0"])
+
+
+def test_folded_normalisation_gives_the_same_pre_activations(net):
+    rng = np.random.default_rng(2)
+    X = rng.random((20, 6))
+    folded = fold_inputs(net, 0.1307, 0.3081)
+    z_file = ((X - 0.1307) / 0.3081) @ net["W1"].T.astype(np.float64) + net["b1"]
+    z_ours = X @ folded["W1"].T.astype(np.float64) + folded["b1"]
+    np.testing.assert_allclose(z_ours, z_file, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", activations.HIDDEN)
+def test_derivatives_match_finite_differences(name):
+    z = np.linspace(-3, 3, 61) + 0.01  # off the ReLU kink
+    numeric = (activations.apply(name, z + 1e-6) - activations.apply(name, z - 1e-6)) / 2e-6
+    np.testing.assert_allclose(activations.derivative(name, z), numeric, atol=1e-6)
+
+
+def test_softmax_loss_and_sigmoid_loss():
+    Z = np.array([[2.0, -1.0, 0.5], [0.0, 0.0, 0.0]])
+    y = np.array([0, 2])
+    p = activations.softmax(Z)
+    np.testing.assert_allclose(activations.loss("softmax", Z, y), -np.log(p[[0, 1], y]))
+    s = activations.sigmoid(Z)
+    t = np.eye(3)[y]
+    np.testing.assert_allclose(activations.loss("sigmoid", Z, y), -(t * np.log(s) + (1 - t) * np.log(1 - s)).sum(1))
+
+
+def test_load_network_folds_normalisation_and_warns_near_chance(tmp_path):
+    from generator.data import load_dataset
+    from generator.weights import load_network
+
+    from .conftest import write_dataset
+    data = load_dataset(write_dataset(tmp_path / "data", n_train=60, n_test=30, shape=(3, 2), n_classes=3))
+    rng = np.random.default_rng(5)
+    W1, b1, W2, b2 = rng.standard_normal((4, 6)), rng.standard_normal(4), rng.standard_normal((3, 4)), np.zeros(3)
+    np.savez(tmp_path / "net.npz", weights_0=W1, biases_0=b1, weights_1=W2, biases_1=b2)
+    config = load_config(None, [f"network.weights='{tmp_path / 'net.npz'}'", "network.activation=tanh",
+                                "data.mean=0.5", "data.std=0.25"])
+    params, meta, lines = load_network(config, data)
+    X = data.test_images.astype(np.float64)
+    theirs = (np.tanh(((X - 0.5) / 0.25) @ W1.T + b1) @ W2.T + b2).argmax(axis=1)
+    ours = (np.tanh(X @ params["W1"].T.astype(np.float64) + params["b1"]) @ params["W2"].T + params["b2"]).argmax(1)
+    assert (theirs != ours).sum() <= 1
+    assert meta["activation"] == "tanh" and meta["activation_source"] == "set by network.activation"
+    assert meta["inputs"].startswith("(pixel / 255 - 0.5) / 0.25") and any("normalised" in line for line in lines)
+    assert ("warning" in meta) == (meta["imported_test_accuracy"] < 2 / 3)
+    assert any(line.startswith("WARNING:") for line in lines) == ("warning" in meta)
+
+
+def test_npz_of_a_state_dict_or_of_keras_get_weights(tmp_path, net):
+    np.savez(tmp_path / "sd.npz", **{"fc1.weight": net["W1"], "fc1.bias": net["b1"], "fc2.weight": net["W2"],
+                                     "fc2.bias": net["b2"]})
+    same(import_network(tmp_path / "sd.npz"), net)
+    np.savez(tmp_path / "kw.npz", net["W1"].T, net["b1"], net["W2"].T, net["b2"])  # arr_0 .. arr_3
+    got = import_network(tmp_path / "kw.npz")
+    same(got, net)
+    assert "transposed" in got.source
+
+
+def test_keras_rescaling_layer_is_folded_into_the_weights(tmp_path, net):
+    from generator.data import load_dataset
+    from generator.weights import load_network
+
+    from .conftest import write_dataset
+    data = load_dataset(write_dataset(tmp_path / "data", n_train=60, n_test=30, shape=(3, 2), n_classes=3))
+    rescale = [{"class_name": "Rescaling", "config": {"name": "r", "scale": 1 / 255, "offset": -0.5}}]
+    path = tmp_path / "m.keras"
+    layers = [{"class_name": "InputLayer", "config": {"name": "input"}}, *rescale,
+              {"class_name": "Dense", "config": {"name": "dense", "units": 4, "activation": "relu"}},
+              {"class_name": "Dense", "config": {"name": "dense_1", "units": 3, "activation": "softmax"}}]
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("config.json", json.dumps({"class_name": "Sequential", "config": {"layers": layers}}))
+        z.writestr("model.weights.h5", keras_h5(net))
+    params, meta, lines = load_network(load_config(None, [f"network.weights='{path}'"]), data)
+    raw = data.test_images.astype(np.float64) * 255
+    theirs = (np.maximum((raw / 255 - 0.5) @ net["W1"].T + net["b1"], 0) @ net["W2"].T + net["b2"]).argmax(1)
+    ours = (np.maximum(data.test_images @ params["W1"].T.astype(np.float64) + params["b1"], 0) @ params["W2"].T
+            + params["b2"]).argmax(1)
+    assert (theirs != ours).sum() <= 1 and "Rescaling" in meta["inputs"]
+    with pytest.raises(ConfigError, match="scales its inputs itself"):
+        load_network(load_config(None, [f"network.weights='{path}'", "data.mean=0.1"]), data)
