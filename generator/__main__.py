@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import REPO, Config, load_config
+from .config import REPO, SHARE, Config, load_config
 from .errors import AtlasError, BuildError
 from .loaders import section_configs
 from .output import write_if_changed
@@ -47,11 +47,20 @@ def record_times(config: Config, stage: str, run: Run) -> None:
 
 STAGES = {"train": stage_train, "analyze": stage_analyze, "render": stage_render, "site": stage_site}
 
+def default_config() -> str | None:
+    """The repository's atlas.toml in a checkout; installed, the built-in defaults (None), whose paths are
+    relative to the current directory: data/mnist, build/, site/."""
+    return str(REPO / "atlas.toml") if SHARE == REPO else None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m generator", description=__doc__,
+    parser = argparse.ArgumentParser(prog=Path(sys.argv[0]).name if Path(sys.argv[0]).name == "neuron-atlas"
+                                     else "python -m generator", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("stage", choices=[*STAGES, "build"], help="pipeline stage to run; build runs all four")
-    parser.add_argument("--config", default=str(REPO / "atlas.toml"), help="TOML config file (default: atlas.toml)")
+    parser.add_argument("--config", default=default_config(), help="TOML config file (default: the repository's "
+                        "atlas.toml; installed, the built-in settings with data/mnist, build/ and site/ under the "
+                        "current directory)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override one setting, e.g. --set train.epochs=5 (repeatable)")
     parser.add_argument("--weights", metavar="FILE", help="explain this trained network instead of training one "

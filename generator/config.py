@@ -15,7 +15,18 @@ from .data import TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS
 from .activations import HIDDEN, OUTPUT
 from .errors import ConfigError
 
-REPO = Path(__file__).resolve().parent.parent
+PACKAGE = Path(__file__).resolve().parent
+REPO = PACKAGE.parent
+# The files the stages read at run time besides the code (templates/, mkdocs.yml, atlas.toml, configs/): the
+# repository's own in a checkout; an installed package (`pip install .`) carries copies in generator/_share,
+# laid out the same way (pyproject.toml maps them there).
+SHARE = PACKAGE / "_share" if (PACKAGE / "_share" / "mkdocs.yml").is_file() else REPO
+
+
+def default_root() -> Path:
+    """Where relative paths of the built-in defaults resolve: the repository in a checkout, else the current
+    directory, so an installed `neuron-atlas` reads data/mnist and writes build/ and site/ where it runs."""
+    return REPO if SHARE == REPO else Path.cwd()
 
 
 @dataclass(frozen=True)
@@ -266,7 +277,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
     """Read a TOML config (or the defaults when path is None), apply `section.key=value` overrides, validate."""
     where = "defaults"
     raw: dict[str, Any] = {}
-    root = REPO
+    root = default_root()
     if path is not None:
         path = Path(path)
         where = str(path)

@@ -15,11 +15,11 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from . import atlas as atlas_mod
 from . import figures, probe, prose
 from .atlas import Atlas
-from .config import REPO, Config
+from .config import SHARE, Config
 from .errors import BuildError
 from .provenance import RUN_ID_HEX
 
-TEMPLATES = REPO / "templates"
+TEMPLATES = SHARE / "templates"
 
 
 def signed(x: float, digits: int = 3) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from .config import REPO, Config
+from .config import PACKAGE, SHARE, Config
 from .errors import BuildError, ConfigError
 from .loaders import load_atlas_only, section_configs
 from .output import swap_dir, write_if_changed
@@ -41,8 +41,8 @@ def mkdocs_config(config: Config) -> Path:
     nav = site_nav(config.docs_dir, {s.site.section: s.site.title for s in sections})
     # The footer names the run of the page's own atlas: the main one, or a section's under its prefix.
     facts = {**atlas_facts(config), "sections": [{"prefix": f"{s.site.section}/", **atlas_facts(s)} for s in sections]}
-    text = yaml.safe_dump({"INHERIT": str(REPO / "mkdocs.yml"), "docs_dir": str(config.docs_dir),
-                           "site_name": config.site.title, "hooks": [str(REPO / "generator" / "mkdocs_hooks.py")],
+    text = yaml.safe_dump({"INHERIT": str(SHARE / "mkdocs.yml"), "docs_dir": str(config.docs_dir),
+                           "site_name": config.site.title, "hooks": [str(PACKAGE / "mkdocs_hooks.py")],
                            "theme": {"custom_dir": str(TEMPLATES / "overrides")}, "extra": {"atlas": facts},
                            "nav": nav},
                           sort_keys=False, allow_unicode=True, width=1 << 16)
