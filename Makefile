@@ -8,12 +8,20 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 CONFIG ?= atlas.toml
-BUILD := build
+# Where this config's atlas lives, read from the config itself (site.build_dir, site.site_dir, data.dir,
+# site.sections), so `make site CONFIG=configs/fashion-mnist.toml` builds and marks only that atlas.
+PATHS = $(shell $(PYTHON) generator/make_paths.py $(1) $(2))
+BUILD := $(shell $(PYTHON) generator/make_paths.py $(CONFIG) build 2>&1)
+ifneq ($(filter error: usage:,$(firstword $(BUILD))),)
+$(error $(BUILD))
+endif
+SITE := $(call PATHS,$(CONFIG),site)
+SECTIONS := $(call PATHS,$(CONFIG),sections)
 ATLAS := $(PY) -m generator
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1)
 TEST_STAMP := $(VENV)/.installed-test-$(shell cat requirements.txt requirements-test.txt | cksum | cut -d' ' -f1)
 
-DATA := $(wildcard data/mnist/*)
+DATA := $(call PATHS,$(CONFIG),data)
 MODEL_SRC := generator/config.py generator/data.py $(wildcard generator/kernels/*.py) generator/train.py \
 	generator/weights.py generator/activations.py generator/dataset_files.py $(wildcard generator/readers/*.py)
 ANALYSIS_SRC := generator/analysis.py generator/activations.py generator/atlas.py generator/attribution.py \
@@ -47,17 +55,22 @@ $(BUILD)/atlas.json: $(BUILD)/model.npz $(ANALYSIS_SRC)
 	$(ATLAS) analyze --config $(CONFIG)
 	touch $@
 
-# The 784-1-2 network of the question, published as the tiny/ section (atlas.toml's site.sections).
-TINY := configs/zero-vs-one.toml
-$(BUILD)/tiny/model.npz: $(STAMP) $(TINY) $(DATA) $(MODEL_SRC)
-	$(ATLAS) train --config $(TINY)
-	touch $@
+# The atlases published as sections of this one (site.sections; atlas.toml's is the 784-1-2 network of the
+# question, the tiny/ section): the same two stages, each in its own config's build directory.
+define section_rules
+$(call PATHS,$(1),build)/model.npz: $(STAMP) $(1) $(call PATHS,$(1),data) $(MODEL_SRC)
+	$(ATLAS) train --config $(1)
+	touch $$@
 
-$(BUILD)/tiny/atlas.json: $(BUILD)/tiny/model.npz $(ANALYSIS_SRC)
-	$(ATLAS) analyze --config $(TINY)
-	touch $@
+$(call PATHS,$(1),build)/atlas.json: $(call PATHS,$(1),build)/model.npz $(ANALYSIS_SRC)
+	$(ATLAS) analyze --config $(1)
+	touch $$@
+endef
+$(foreach section,$(SECTIONS),$(eval $(call section_rules,$(section))))
+SECTION_ATLASES := $(foreach section,$(SECTIONS),$(call PATHS,$(section),build)/atlas.json)
+SECTION_DATA := $(foreach section,$(SECTIONS),$(call PATHS,$(section),data))
 
-$(BUILD)/.rendered: $(BUILD)/atlas.json $(BUILD)/tiny/atlas.json $(RENDER_SRC)
+$(BUILD)/.rendered: $(BUILD)/atlas.json $(SECTION_ATLASES) $(RENDER_SRC)
 	$(ATLAS) render --config $(CONFIG)
 	touch $@
 
@@ -85,7 +98,7 @@ bench-scale: $(STAMP) ## time each stage at 100, 300 and 1,000 hidden neurons (a
 	$(PY) bench/scale.py
 
 serve: $(BUILD)/.site ## serve the built site on http://127.0.0.1:8000
-	$(PY) -m http.server --bind 127.0.0.1 --directory site 8000
+	$(PY) -m http.server --bind 127.0.0.1 --directory $(SITE) 8000
 
 # mkdocs gh-deploy rebuilds from the generated config into its own directory (site/ stays as it is) and
 # pushes it to the gh-pages branch of origin. Set SITE_URL to the published address for canonical links.
@@ -95,7 +108,7 @@ deploy: $(BUILD)/.site ## publish to the gh-pages branch of origin (GitHub Pages
 	  --message "Deploy run $$($(PY) -c 'import json; print(json.load(open("$(BUILD)/atlas.json"))["model"]["run_id"])')"
 
 model-inputs: ## list the files the trained models depend on (the Pages workflow caches them on these)
-	@echo $(CONFIG) $(TINY) $(DATA) $(MODEL_SRC) requirements.txt
+	@echo $(CONFIG) $(SECTIONS) $(sort $(DATA) $(SECTION_DATA)) $(MODEL_SRC) requirements.txt
 
 lock: ## re-pin requirements.txt and requirements-test.txt from the .in files in a clean environment
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
@@ -110,5 +123,5 @@ lock: ## re-pin requirements.txt and requirements-test.txt from the .in files in
 	  grep -vxFf .venv-lock/runtime.txt .venv-lock/all.txt; } > requirements-test.txt
 	rm -rf .venv-lock
 
-clean: ## remove build/ and site/ (keeps .venv)
-	rm -rf $(BUILD) site
+clean: ## remove this config's build and site directories (build/ and site/ by default; keeps .venv)
+	rm -rf $(BUILD) $(SITE)
