@@ -3,6 +3,7 @@ that fail or are killed without touching the previous site or model."""
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -318,18 +319,28 @@ def test_pages_workflow_builds_with_make_and_deploys_with_the_official_actions()
     workflow = yaml.safe_load((REPO / ".github" / "workflows" / "pages.yml").read_text())
     on = workflow.get("on", workflow.get(True))  # YAML 1.1 reads a bare `on` as true
     assert "push" in on and "workflow_dispatch" in on
-    assert workflow["permissions"] == {"contents": "read", "pages": "write", "id-token": "write"}
+    # Least privilege per job: only the deploy job may write to Pages or mint an OIDC token.
+    assert workflow["permissions"] == {}
     build, deploy = workflow["jobs"]["build"], workflow["jobs"]["deploy"]
+    assert build["permissions"] == {"contents": "read", "pages": "read"}
+    assert deploy["permissions"] == {"pages": "write", "id-token": "write"}
     uses = [step.get("uses", "") for step in build["steps"]]
     runs = "\n".join(step.get("run", "") for step in build["steps"])
     assert any(u.startswith("actions/cache@") for u in uses)
     assert any(u.startswith("actions/upload-pages-artifact@") for u in uses)
     assert "make site" in runs
+    steps = [step.get("run", step.get("uses", "")) for step in build["steps"]]
+    test_at = steps.index("make test")  # the tests pass before anything is uploaded for deployment
+    assert steps.index("make site") < test_at < next(i for i, s in enumerate(steps) if "upload-pages-artifact" in s)
+    for job in (build, deploy):  # expressions reach shell steps through env, never spliced into the script
+        assert all("${{" not in step.get("run", "") for step in job["steps"])
     upload = next(s for s in build["steps"] if s.get("uses", "").startswith("actions/upload-pages-artifact@"))
     assert upload["with"]["path"] == "site"
     assert deploy["needs"] == "build" and deploy["environment"]["name"] == "github-pages"
     assert [s["uses"].split("@")[0] for s in deploy["steps"]] == ["actions/deploy-pages"]
-    for job in (build, deploy):
-        for step in job["steps"]:
-            if "uses" in step:
-                assert step["uses"].split("@")[-1].startswith("v"), step  # every action at a released major
+    # Every action pinned to a full commit, with the release tag it was taken from in a comment.
+    text = (REPO / ".github" / "workflows" / "pages.yml").read_text()
+    pins = re.findall(r"uses: (\S+)@(\S+)(.*)", text)
+    assert len(pins) == sum("uses" in step for job in (build, deploy) for step in job["steps"])
+    for action, ref, comment in pins:
+        assert re.fullmatch(r"[0-9a-f]{40}", ref) and re.fullmatch(r"\s+# v\d+(\.\d+)*", comment), action
