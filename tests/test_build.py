@@ -127,7 +127,9 @@ def table_after(markdown: str, header: str) -> list[list[str]]:
 
 
 def test_neuron_pages_show_the_json_numbers(built):
-    root, atlas, _, _ = built
+    root, atlas, model, data = built
+    A1, _ = brute_force_activations(model.params, data.test_images)
+    y = data.test_labels
     arrays = atlas_mod.load_arrays(root / "build" / "arrays.npz")
     summaries = neuron_summaries(atlas, atlas.model.class_names)
     for n in atlas.neurons:
@@ -146,6 +148,12 @@ def test_neuron_pages_show_the_json_numbers(built):
         assert captions == [(str(r.label), fixed(r.activation)) for r in shown] + typical + [
             (str(r.label), fixed(r.activation)) for r in n.top_images[:8]]
         assert summaries[n.id] in md
+        a = A1[:, n.id]
+        assert f"| Activation over the test images | mean {fixed(a.mean())}, standard deviation {fixed(a.std())} |" in md
+        if n.top_images_sampled:
+            counts = np.bincount(y[a >= 0.9995], minlength=10)
+            listed = "".join(f"{c:,} of {k}, " for k, c in enumerate(counts) if c)
+            assert f"**{counts.sum():,} test images saturate it** (activation ≥ 0.9995): {listed}so any 16" in md
         # every signed map prints its own scale: the largest |value| of the array it draws
         pattern = arrays["patterns"][n.id]
         assert f'pattern, own scale <span class="atlas-pm">±{fixed(np.abs(pattern).max())}</span>' in md
@@ -410,6 +418,9 @@ def test_digit_and_mistake_pages_show_the_json_numbers(built):
         check_grid(md.split('id="fig-example-hidden"')[1], dg.example.hidden_activation,
                    [c.neuron for c in dg.top_contributors])
         assert f"strongest rival, counting both directions, is **[{dg.rival}]" in md
+        assert (f"to {signed(dg.preferred_logit, 2)}, against a median of\n{signed(dg.median_logit, 2)} over the real "
+                f"test images of {dg.digit}") in md
+        assert f"(pull to the mean\n{dg.preferred_penalty}, smoothness {dg.preferred_smoothness})" in md
         assert f"adds up to\n{signed(dg.example_ig_sum)}" in md or f"add up to\n{signed(dg.example_ig_sum)}" in md
         assert md.count("<figcaption>→ ") == len(dg.mistakes)
         mistakes = (docs / "mistakes" / f"{dg.digit}.md").read_text()
