@@ -299,7 +299,8 @@ def page_files(atlas: Atlas, config: Config, names: Names, json_sizes: dict[str,
          example_neuron=min(42, len(atlas.neurons) - 1), example_digit=min(3, len(atlas.digits) - 1))
     for n in atlas.neurons:
         page(names.neuron_page(n.id), "neuron.md.j2", n=n, typical=atlas.digits[n.fires_most_for],
-             products=n.top_images[:PRODUCTS], summary=summaries[n.id],
+             products=n.top_images[:PRODUCTS], summary=summaries[n.id], 
+             position=(n.id // grid_cols + 1, n.id % grid_cols + 1),
              citation=citation(atlas, config.site.title, f"Neuron {names.nid(n.id)}"))
     for d in atlas.digits:
         tops = [c.neuron for c in d.top_contributors]

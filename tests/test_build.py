@@ -149,6 +149,8 @@ def test_neuron_pages_show_the_json_numbers(built):
             (str(r.label), fixed(r.activation)) for r in n.top_images[:8]]
         assert summaries[n.id] in md
         a = A1[:, n.id]
+        # its place in the 4 x 4 activation grids of the 16-neuron network, counted by hand
+        assert f"neuron {n.id} of 16, row {n.id // 4 + 1}, column {n.id % 4 + 1} of the 4×4 grids" in md
         assert f"| Activation over the test images | mean {fixed(a.mean())}, standard deviation {fixed(a.std())} |" in md
         if n.top_images_sampled:
             counts = np.bincount(y[a >= 0.9995], minlength=10)
