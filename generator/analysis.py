@@ -353,9 +353,8 @@ def _analyze(config: Config, model: Model, data: Dataset) -> tuple[Atlas, Arrays
         mine = y == d
         pinned_top = effects.pin(f.Z2, f.A1, W2, fill, y, d, tops[d])
         pinned_bottom = effects.pin(f.Z2, f.A1, W2, fill, y, d, bottoms[d])
-        pool, margin_pct, accuracy_pct = effects.random_baseline(
+        drawn, pool, margin_pct, accuracy_pct = effects.random_baseline(
             f.Z2, f.A1, W2, fill, y, d, tops[d], len(tops[d]), RANDOM_DRAWS, [config.train.seed, 5, d])
-        drawn = RANDOM_DRAWS if pool >= len(tops[d]) > 0 else 0
         baseline = RandomBaseline(drawn, pool, *map(rounded, margin_pct), *map(rounded, accuracy_pct),
                                   top_outside=bool(drawn and pinned_top.margin_change < margin_pct[0]))
         r = strongest_rival(confusion, d)

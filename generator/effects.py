@@ -95,17 +95,17 @@ def pin(Z2, A1, W2, fill, y, d: int, neurons) -> Pinning:
 
 
 def random_baseline(Z2, A1, W2, fill, y, d: int, exclude: list[int], k: int, draws: int,
-                    seed) -> tuple[int, np.ndarray, np.ndarray]:
+                    seed) -> tuple[int, int, np.ndarray, np.ndarray]:
     """Pinning k distinct random neurons drawn from those not in `exclude`, `draws` times with
-    np.random.default_rng(seed): (neurons drawn from, (3,) percentiles 5/50/95 of the margin change,
-    (3,) the same of the accuracy), NumPy's linear interpolation. No draws (zeros) when the pool has
-    fewer than k neurons."""
+    np.random.default_rng(seed): (draws made, neurons drawn from, (3,) percentiles 5/50/95 of the margin
+    change, (3,) the same of the accuracy), NumPy's linear interpolation. No draws (0 and zeros) when the
+    pool has fewer than k neurons or k is 0."""
     pool = np.setdiff1d(np.arange(A1.shape[1]), np.asarray(exclude, np.int64))
     if len(pool) < k or k == 0:
-        return len(pool), np.zeros(3), np.zeros(3)
+        return 0, len(pool), np.zeros(3), np.zeros(3)
     rng = np.random.default_rng(seed)
     results = [pin(Z2, A1, W2, fill, y, d, np.sort(rng.choice(pool, size=k, replace=False))) for _ in range(draws)]
-    return (len(pool), np.percentile([r.margin_change for r in results], [5, 50, 95]),
+    return (draws, len(pool), np.percentile([r.margin_change for r in results], [5, 50, 95]),
             np.percentile([r.accuracy for r in results], [5, 50, 95]))
 
 

@@ -92,8 +92,8 @@ def test_random_baseline_draws_outside_the_top_k_and_reports_percentiles():
     A1, W2, b2, y, Z = network(3)
     fill = A1.mean(axis=0)
     top = [1, 4, 6]
-    pool, margin, accuracy = effects.random_baseline(Z, A1, W2, fill, y, 1, top, 3, 50, [7, 1])
-    assert pool == 9
+    drawn, pool, margin, accuracy = effects.random_baseline(Z, A1, W2, fill, y, 1, top, 3, 50, [7, 1])
+    assert drawn == 50 and pool == 9
     rng = np.random.default_rng([7, 1])
     outside = [j for j in range(12) if j not in top]
     changes, accs = [], []
@@ -106,8 +106,8 @@ def test_random_baseline_draws_outside_the_top_k_and_reports_percentiles():
     np.testing.assert_allclose(margin, np.percentile(changes, [5, 50, 95]))
     np.testing.assert_allclose(accuracy, np.percentile(accs, [5, 50, 95]))
     assert margin[0] <= margin[1] <= margin[2]
-    assert effects.random_baseline(Z, A1, W2, fill, y, 1, list(range(10)), 3, 50, 0)[0] == 2  # too few: no draws
-    assert not effects.random_baseline(Z, A1, W2, fill, y, 1, list(range(10)), 3, 50, 0)[1].any()
+    assert effects.random_baseline(Z, A1, W2, fill, y, 1, list(range(10)), 3, 50, 0)[:2] == (0, 2)  # too few: no draws
+    assert not effects.random_baseline(Z, A1, W2, fill, y, 1, list(range(10)), 3, 50, 0)[2].any()
 
 
 def test_net_pushes_add_up_to_the_logit_gap():
