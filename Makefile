@@ -26,7 +26,7 @@ MODEL_SRC := generator/config.py generator/data.py $(wildcard generator/kernels/
 	generator/weights.py generator/activations.py generator/dataset_files.py $(wildcard generator/readers/*.py)
 ANALYSIS_SRC := generator/analysis.py generator/activations.py generator/atlas.py generator/attribution.py \
 	generator/effects.py generator/provenance.py
-RENDER_SRC := generator/render.py generator/figures.py generator/prose.py generator/probe.py \
+RENDER_SRC := generator/render.py generator/formats.py generator/names.py generator/figures.py generator/prose.py generator/probe.py \
 	$(wildcard templates/*.j2 templates/static/*)
 SITE_SRC := mkdocs.yml generator/site.py generator/mkdocs_hooks.py $(shell find templates/overrides -type f)
 

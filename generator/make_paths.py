@@ -7,7 +7,6 @@ to the current directory when inside it.
     python3 generator/make_paths.py CONFIG build|site|data|sections
 """
 
-import os
 import sys
 import tomllib
 from pathlib import Path

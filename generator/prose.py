@@ -9,14 +9,10 @@ from __future__ import annotations
 from collections import Counter
 
 from .atlas import Neuron
+from .formats import signed
 
 BROAD = 4  # a neuron whose mean activation is >= 0.5 on this many classes or more "fires broadly"
 EFFECT_SHOWN = 0.05  # margin effects smaller than this (in logit units) are "no measurable effect"
-
-
-def signed(x: float) -> str:
-    """+0.12 / −0.12, as render.signed prints margins."""
-    return f"{x:+.2f}".replace("-", "−")
 
 
 def join(names: list[str]) -> str:
@@ -79,9 +75,9 @@ def neuron_summary(n: Neuron, cls: list[str], median_weight: float, nouns: str =
     worst = max(range(K), key=lambda d: (n.effect[d], -d))
     best = min(range(K), key=lambda d: (n.effect[d], d))
     if n.effect[worst] >= EFFECT_SHOWN:
-        effect = f"Pinning it to its mean lowers the margin of {cls[worst]} most ({signed(-n.effect[worst])})"
+        effect = f"Pinning it to its mean lowers the margin of {cls[worst]} most ({signed(-n.effect[worst], 2)})"
         if n.effect[best] <= -EFFECT_SHOWN:
-            effect += f" and raises that of {cls[best]} most ({signed(-n.effect[best])})"
+            effect += f" and raises that of {cls[best]} most ({signed(-n.effect[best], 2)})"
     else:
         effect = f"Pinning it to its mean changes no class's margin by {EFFECT_SHOWN} or more"
     return first[0].upper() + first[1:] + ". " + effect + "."

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import html
 import json
-import re
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -17,55 +14,11 @@ from . import figures, probe, prose
 from .atlas import Atlas
 from .config import SHARE, Config
 from .errors import BuildError
+from .formats import counted, fixed, md_text, percent, plural, points, short, signed, thousands
+from .names import Names, root_of
 from .provenance import RUN_ID_HEX
 
 TEMPLATES = SHARE / "templates"
-
-
-def signed(x: float, digits: int = 3) -> str:
-    """+0.123 / −0.123 (a true minus sign), the site's one format for signed numbers."""
-    return f"{x:+.{digits}f}".replace("-", "−")
-
-
-def fixed(x: float, digits: int = 3) -> str:
-    return f"{x:.{digits}f}"
-
-
-def percent(x: float, digits: int = 2) -> str:
-    return f"{100 * x:.{digits}f}%"
-
-
-def thousands(n: int) -> str:
-    return f"{n:,}"
-
-
-def points(share: float, digits: int = 2) -> str:
-    """A change of a share as signed percentage points: −0.81 pts."""
-    return f"{signed(100 * share, digits)} pts"
-
-
-def counted(n: int, word: str) -> str:
-    """'1 neuron', '16 neurons', '1,135 images': a count with its noun in the right number."""
-    return f"{n:,} {word if n == 1 else plural(word)}"
-
-
-# The characters Python-Markdown lets a backslash escape, with the tables extension's '|' (mkdocs.yml
-# enables it): each can start emphasis, code, a link, an attribute list, a heading or a table cell.
-# '<' and '>' are not among them here: they become HTML entities instead.
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|])")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def md_text(value) -> str:
-    """Text from a config (a title, a class name) as Markdown that shows exactly those characters.
-
-    Markdown syntax is backslash-escaped, HTML's & < > become entities, and runs of whitespace and
-    control characters (newlines; the STX/ETX Python-Markdown uses internally) become one space, so the
-    text stays on its line. Inline only: for headings, table cells and link labels; not for attribute
-    values or YAML front matter.
-    """
-    text = " ".join(_CONTROL.sub(" ", str(value)).split())
-    return html.escape(_MARKDOWN_SPECIAL.sub(r"\\\1", text), quote=False)
 
 
 def environment() -> Environment:
@@ -77,87 +30,6 @@ def environment() -> Environment:
 
 
 PRODUCTS = 8  # top-activating images whose product with the weights a neuron page shows
-
-
-@dataclass(frozen=True)
-class Names:
-    """Page and figure paths, relative to the docs root; the URL scheme lives here and only here.
-
-    An atlas rendered as a section of another site (the 0-vs-1 network under tiny/) has a prefix.
-    """
-    width: int  # digits of a neuron id
-    image_width: int = 5  # digits of a test-image index
-    prefix: str = ""  # "" for the main atlas, "tiny/" for a section
-    classes: str = "digits"  # directory of the class pages: "digits", or "classes" for other datasets
-
-    def home(self) -> str:
-        return f"{self.prefix}index.md"
-
-    def image(self, index: int) -> str:
-        return f"{self.prefix}images/{index:0{self.image_width}d}.png"
-
-    def nid(self, j: int) -> str:
-        return f"{j:0{self.width}d}"
-
-    def neurons_index(self) -> str:
-        return f"{self.prefix}neurons/index.md"
-
-    def neuron_page(self, j: int) -> str:
-        return f"{self.prefix}neurons/{self.nid(j)}.md"
-
-    def neuron_fig(self, j: int, name: str) -> str:
-        return f"{self.prefix}neurons/{self.nid(j)}/{name}.png"
-
-    def digits_index(self) -> str:
-        return f"{self.prefix}{self.classes}/index.md"
-
-    def digit_page(self, d: int) -> str:
-        return f"{self.prefix}{self.classes}/{d}.md"
-
-    def digit_fig(self, d: int, name: str) -> str:
-        return f"{self.prefix}{self.classes}/{d}/{name}.png"
-
-    def confusion_fig(self) -> str:
-        return f"{self.prefix}{self.classes}/confusion.png"
-
-    def mistakes_index(self) -> str:
-        return f"{self.prefix}mistakes/index.md"
-
-    def mistakes_page(self, d: int) -> str:
-        return f"{self.prefix}mistakes/{d}.md"
-
-    def mistake_anchor(self, index: int) -> str:
-        return f"test-{index:0{self.image_width}d}"
-
-    def neuron_json(self, j: int) -> str:
-        return f"{self.prefix}neurons/{self.nid(j)}.json"
-
-    def digit_json(self, d: int) -> str:
-        return f"{self.prefix}{self.classes}/{d}.json"
-
-    def atlas_json(self) -> str:
-        return f"{self.prefix}atlas.json"
-
-    def api_page(self) -> str:
-        return f"{self.prefix}api.md"
-
-    def probe_page(self) -> str:
-        return f"{self.prefix}probe/index.md"
-
-    def probe_file(self, name: str) -> str:
-        """A data file of the probe (generator/probe.py), in the probe page's folder."""
-        return f"{self.prefix}probe/{name}"
-
-    @staticmethod
-    def url(page: str) -> str:
-        """The URL of a page, relative to the site root: neurons/042.md -> neurons/042/, index.md -> ''."""
-        stem = page.removesuffix(".md")
-        return "" if stem == "index" else stem.removesuffix("/index") + "/"
-
-
-def root_of(path: str) -> str:
-    """The relative path from the page at `path` back to the docs root: '' or '../' or '../../'."""
-    return "../" * path.count("/")
 
 
 def figure_files(atlas: Atlas, arrays: dict[str, np.ndarray], names: Names) -> tuple[dict[str, bytes], dict[str, str]]:
@@ -312,19 +184,10 @@ def page_files(atlas: Atlas, config: Config, names: Names, json_sizes: dict[str,
     return files
 
 
-def plural(noun: str) -> str:
-    return noun + ("es" if noun.endswith(("s", "sh", "ch", "x")) else "s")
-
-
 def neuron_summaries(atlas: Atlas, cls: list[str]) -> list[str]:
     """Each neuron's generated summary (prose.neuron_summary), by neuron id."""
     nouns, act = plural(atlas.model.noun), activation_words(atlas.model.network)
     return [prose.neuron_summary(n, cls, atlas.model.weight_max_abs_median, nouns, act) for n in atlas.neurons]
-
-
-def short(x: float) -> str:
-    """A threshold or range end in at most 4 significant digits: 0, 1, 0.99, 0.9995, 12.35."""
-    return f"{x:.4g}"
 
 
 def activation_words(network: dict) -> dict[str, str]:

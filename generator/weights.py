@@ -7,7 +7,6 @@ PyTorch through torch.load(weights_only=True), pickles refused. Every problem is
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import math

@@ -232,7 +232,6 @@ def test_neuron_statistics_equal_brute_force(built):
     p = model.params
     A1, A2 = brute_force_activations(p, data.test_images)
     y, N = data.test_labels, len(data.test_labels)
-    Z2 = np.log(A2 / (1 - A2))  # logits, recovered
     arrays = atlas_mod.load_arrays(root / "build" / "arrays.npz")
     base = [(A2[y == d].argmax(1) == d).mean() for d in range(10)]
     sampled = 0

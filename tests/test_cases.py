@@ -1,10 +1,6 @@
 """The real files users bring (../shared/cases, beside the clone): each gives the atlas its framework would
 give, with the test accuracy of an independent NumPy evaluation of the same weights, or a one-line error."""
 
-import gzip
-import io
-import json
-import zipfile
 from pathlib import Path
 
 import numpy as np

@@ -24,7 +24,7 @@ from .layout import EpochState, aligned_zeros, epoch_result, epoch_state, slot_u
 from .numerics import FAST, ONE, PRANGE_ONLY, cross_entropy_sum, exp32, sigmoid, softplus
 from .reference import ablation_correct_numpy, cross_entropy, sgd_epoch_numpy, sigmoid_numpy
 from .step import RESCALE_BELOW
-from .threads import WARM_STEPS, balanced, barrier, schedule, sgd_regions, thread_steps
+from .threads import WARM_STEPS, balanced, barrier, schedule, thread_steps
 
 __all__ = ["EpochState", "FAST", "ONE", "PRANGE_ONLY", "RESCALE_BELOW", "WARM_STEPS", "ablation_correct",
            "ablation_correct_numpy", "aligned_zeros", "balanced", "barrier",
