@@ -55,7 +55,8 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    hidden: int = 100
+    # Units per hidden layer: an int for one hidden layer, a list ([30, 30]) for several, first layer first.
+    hidden: int | tuple[int, ...] = 100
     # A network trained elsewhere to explain instead of training one ("" = train): Nielsen's network2 JSON,
     # an .npz, safetensors, Keras .keras/.weights.h5, ONNX or a PyTorch state_dict (README). --weights sets it.
     weights: str = ""
@@ -63,6 +64,11 @@ class NetworkConfig:
     # An imported file that records them wins; a setting that contradicts it is an error.
     activation: str = "sigmoid"
     output: str = "sigmoid"
+
+    @property
+    def hidden_sizes(self) -> tuple[int, ...]:
+        """Units of each hidden layer, first first: (100,) for the default, (30, 30) for hidden = [30, 30]."""
+        return (self.hidden,) if isinstance(self.hidden, int) else tuple(self.hidden)
 
 
 @dataclass(frozen=True)
@@ -184,6 +190,11 @@ def _parse_override(text: str) -> tuple[str, str, Any]:
 def _coerce(where: str, name: str, value: Any, default: Any) -> Any:
     """Check one value against the type of its default."""
     kind = type(default)
+    if name == "network.hidden" and isinstance(value, list):  # several hidden layers; [n] is one layer, as n
+        if not value or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise ConfigError(f"{where}: '{name}' must be an integer or a non-empty list of integers "
+                              f"(units per hidden layer, e.g. [30, 30]), got {value!r}")
+        return value[0] if len(value) == 1 else tuple(value)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, bool) != (kind is bool) or not isinstance(value, kind):
@@ -218,7 +229,8 @@ def _check_ranges(config: Config) -> None:
     need(1 <= d.pixel_max <= 65535, "data.pixel_max", "in 1..65535 (the largest pixel value the images can hold)",
          d.pixel_max)
     need(d.std > 0, "data.std", "> 0", d.std)
-    need(1 <= n.hidden <= MAX_HIDDEN, "network.hidden", f">= 1 and <= {MAX_HIDDEN}", n.hidden)
+    need(all(1 <= h <= MAX_HIDDEN for h in n.hidden_sizes), "network.hidden",
+         f"units >= 1 and <= {MAX_HIDDEN} per hidden layer", n.hidden)
     need(t.seed >= 0, "train.seed", ">= 0", t.seed)
     need(t.epochs >= 1, "train.epochs", ">= 1", t.epochs)
     need(t.batch_size >= 1, "train.batch_size", ">= 1 (and at most the number of training images)", t.batch_size)
@@ -237,7 +249,8 @@ def _check_ranges(config: Config) -> None:
     need(d.noun.strip() != "" and d.noun.isprintable(), "data.noun", "one printable word, e.g. 'class'", d.noun)
     need(re.fullmatch(r"([a-z0-9][a-z0-9-]*)?", site.section) is not None, "site.section",
          "a lower-case URL path segment such as 'tiny' (or empty)", site.section)
-    need(1 <= a.top_k <= n.hidden, "analysis.top_k", f"in 1..{n.hidden} (network.hidden)", a.top_k)
+    need(1 <= a.top_k <= min(n.hidden_sizes), "analysis.top_k",
+         f"in 1..{min(n.hidden_sizes)} (the smallest hidden layer of network.hidden)", a.top_k)
     need(site.title.strip() != "" and site.title.isprintable(), "site.title", "one line of printable text", site.title)
     need(site.build_dir.strip() != "", "site.build_dir", "a directory", site.build_dir)
     need(site.site_dir.strip() != "", "site.site_dir", "a directory", site.site_dir)
@@ -259,6 +272,9 @@ def check_against_data(config: Config, n_train: int) -> None:
     images; the kernels train sigmoid units on pixel / pixel_max (other activations and normalised inputs
     describe imported networks)."""
     n, d = config.network, config.data
+    if len(n.hidden_sizes) > 1:
+        raise ConfigError(f"{config.where('network.hidden')}: 'network.hidden' is {list(n.hidden)}, but training "
+                          "supports one hidden layer only; give one number, e.g. --set network.hidden=100")
     for key, value in (("network.activation", n.activation), ("network.output", n.output)):
         if value != "sigmoid":
             raise ConfigError(f"{config.where(key)}: '{key}' is {value!r}, but training supports sigmoid only; "
