@@ -37,14 +37,27 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 # The runtime environment holds only what `make site` needs; `make test` adds the test packages.
+# uv (pinned, installed into .venv by pip) installs the pinned set in 2-7 s where pip alone takes about
+# 50 s on these 2 cores; both install exactly the files of requirements.txt. UV=0 uses pip alone
+# (e.g. where only a local package index is reachable: uv does not read pip's configuration).
+UV ?= 1
+UV_VERSION := 0.13.9
+ifeq ($(UV),1)
+# (an environment made before uv was used gets it the first time it installs anything)
+INSTALL = { test -x $(VENV)/bin/uv || $(PY) -m pip install --disable-pip-version-check --quiet uv==$(UV_VERSION); } \
+	&& $(VENV)/bin/uv pip install --python $(PY) --quiet --no-deps
+else
+INSTALL = $(PY) -m pip install --disable-pip-version-check --quiet --no-deps
+endif
+
 $(STAMP): requirements.txt
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check --quiet --no-deps -r requirements.txt
+	$(INSTALL) -r requirements.txt
 	touch $@
 
 $(TEST_STAMP): $(STAMP) requirements-test.txt
-	$(PY) -m pip install --disable-pip-version-check --quiet --no-deps -r requirements-test.txt
+	$(INSTALL) -r requirements-test.txt
 	touch $@
 
 $(BUILD)/model.npz: $(STAMP) $(CONFIG) $(DATA) $(MODEL_SRC)
