@@ -31,7 +31,7 @@ RENDER_SRC := generator/render.py generator/formats.py generator/names.py genera
 SITE_SRC := mkdocs.yml generator/site.py generator/mkdocs_hooks.py $(shell find templates/overrides -type f)
 
 .DEFAULT_GOAL := help
-.PHONY: help site test serve deploy model-inputs clean train analyze render lock bench bench-scale
+.PHONY: help site test serve deploy model-inputs clean train analyze render lock bench bench-scale bench-fresh
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -109,6 +109,9 @@ endif
 
 bench-scale: $(STAMP) ## time each stage at 100, 300 and 1,000 hidden neurons (a few minutes)
 	$(PY) bench/scale.py
+
+bench-fresh: ## time `make site` in a fresh clone of HEAD: set-up, cold compile, each stage (COLD_UV=1: empty uv cache)
+	$(PYTHON) bench/fresh_clone.py $(if $(filter 1,$(COLD_UV)),--cold-uv)
 
 serve: $(BUILD)/.site ## serve the built site on http://127.0.0.1:8000
 	$(PY) -m http.server --bind 127.0.0.1 --directory $(SITE) 8000
