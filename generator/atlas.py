@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import typing
 from dataclasses import dataclass
@@ -238,20 +239,39 @@ class Atlas:
     confusion: list[list[int]]  # (K, K) test images of class row predicted as class column
 
 
+@functools.cache
+def _fields(kind) -> tuple[tuple[str, object], ...]:
+    """(name, type) of each field of dataclass `kind`; resolving the hints compiles every annotation, so once
+    per class (uncached it was a third of loading atlas.json)."""
+    hints = typing.get_type_hints(kind)
+    return tuple((f.name, hints[f.name]) for f in dataclasses.fields(kind))
+
+
 def _build(kind, value):
     """Rebuild dataclasses from parsed JSON, following the type hints."""
     if dataclasses.is_dataclass(kind):
-        hints = typing.get_type_hints(kind)
-        return kind(**{f.name: _build(hints[f.name], value[f.name]) for f in dataclasses.fields(kind)})
+        return kind(**{name: _build(hint, value[name]) for name, hint in _fields(kind)})
     if typing.get_origin(kind) is list:
         (item,) = typing.get_args(kind)
         return [_build(item, v) for v in value]
     return value
 
 
+def plain(value):
+    """`value` with every dataclass as a dict of its fields in order (dataclasses.asdict without its deep
+    copies, which made it most of writing atlas.json); lists, dicts and scalars pass through."""
+    if dataclasses.is_dataclass(value):
+        return {name: plain(getattr(value, name)) for name, _ in _fields(type(value))}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value
+
+
 def to_json(atlas: Atlas) -> bytes:
     """Stable JSON: keys in field order, floats in their shortest round-trip form, one trailing newline."""
-    return (json.dumps(dataclasses.asdict(atlas), ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+    return (json.dumps(plain(atlas), ensure_ascii=False, separators=(",", ":")) + "\n").encode()
 
 
 def from_json(data: bytes) -> Atlas:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path, PurePosixPath
 
@@ -239,9 +238,9 @@ def data_files(atlas: Atlas, names: Names, figure_paths) -> dict[str, bytes]:
     summaries = neuron_summaries(atlas, list(atlas.model.class_names))
     for n in atlas.neurons:
         files[names.neuron_json(n.id)] = frame(names.neuron_page(n.id), "neuron",
-                                               {**dataclasses.asdict(n), "summary": summaries[n.id]})
+                                               {**atlas_mod.plain(n), "summary": summaries[n.id]})
     for d in atlas.digits:
-        entry = dataclasses.asdict(d)
+        entry = atlas_mod.plain(d)
         for key in DIGIT_PICTURES:
             del entry[key]
         del entry["example"]["image"]

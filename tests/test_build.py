@@ -447,10 +447,11 @@ def check_grid(markdown: str, values, outlined):
     viridis colour (matplotlib's, independently of figures.py) and the outline on exactly `outlined`."""
     import matplotlib
 
-    cells = re.findall(r'^\[(\d{3})\]\(\.\./neurons/(\d{3})\.md "neuron (\d{3}): (\S+)"\)\{ style="background: (#[0-9a-f]{6})"( \.atlas-top)? \}$',
-                       markdown.split("</div>")[0], re.M)
+    grid = markdown[markdown.index('<div class="atlas-act"'):]
+    cells = re.findall(r'^<a href="(?:\.\./)+neurons/(\d{3})/(?:index\.html)?" title="neuron (\d{3}): (\S+)" '
+                       r'style="background: (#[0-9a-f]{6})"( class="atlas-top")?>(\d{3})</a>$', grid.split("</div>")[0], re.M)
     assert len(cells) == len(values)
-    for j, (a, b, c, value, colour, top) in enumerate(cells):
+    for j, (a, b, value, colour, top, c) in enumerate(cells):
         assert int(a) == int(b) == int(c) == j and value == fixed(values[j])
         assert colour == matplotlib.colors.to_hex(matplotlib.colormaps["viridis"](min(max(values[j], 0), 1)))
         assert bool(top) == (j in outlined)
