@@ -230,7 +230,8 @@ def _check_ranges(config: Config) -> None:
          d.pixel_max)
     need(d.std > 0, "data.std", "> 0", d.std)
     need(all(1 <= h <= MAX_HIDDEN for h in n.hidden_sizes), "network.hidden",
-         f"units >= 1 and <= {MAX_HIDDEN} per hidden layer", n.hidden)
+         f">= 1 and <= {MAX_HIDDEN}" + ("" if isinstance(n.hidden, int) else " in every layer"),
+         n.hidden if isinstance(n.hidden, int) else list(n.hidden))
     need(t.seed >= 0, "train.seed", ">= 0", t.seed)
     need(t.epochs >= 1, "train.epochs", ">= 1", t.epochs)
     need(t.batch_size >= 1, "train.batch_size", ">= 1 (and at most the number of training images)", t.batch_size)
@@ -250,7 +251,8 @@ def _check_ranges(config: Config) -> None:
     need(re.fullmatch(r"([a-z0-9][a-z0-9-]*)?", site.section) is not None, "site.section",
          "a lower-case URL path segment such as 'tiny' (or empty)", site.section)
     need(1 <= a.top_k <= min(n.hidden_sizes), "analysis.top_k",
-         f"in 1..{min(n.hidden_sizes)} (the smallest hidden layer of network.hidden)", a.top_k)
+         f"in 1..{min(n.hidden_sizes)} (network.hidden{'' if isinstance(n.hidden, int) else ', its smallest layer'})",
+         a.top_k)
     need(site.title.strip() != "" and site.title.isprintable(), "site.title", "one line of printable text", site.title)
     need(site.build_dir.strip() != "", "site.build_dir", "a directory", site.build_dir)
     need(site.site_dir.strip() != "", "site.site_dir", "a directory", site.site_dir)

@@ -184,6 +184,8 @@ BAD_CONFIG = {  # override: words the message must hold (the small fixture has 4
     "network.hidden=0": ["'network.hidden' must be >= 1 and <= 10000, got 0"],
     "network.hidden=-3": ["'network.hidden' must be >= 1"],
     "network.hidden=100000000": ["'network.hidden' must be >= 1 and <= 10000, got 100000000"],
+    "network.hidden=[30, 0]": ["'network.hidden' must be >= 1 and <= 10000 in every layer, got [30, 0]"],
+    "network.hidden=[]": ["'network.hidden' must be an integer or a non-empty list of integers"],
     "train.learning_rate=0": ["'train.learning_rate' must be > 0, got 0.0"],
     "train.learning_rate=-0.5": ["'train.learning_rate' must be > 0, got -0.5"],
     "train.learning_rate=nan": ["'train.learning_rate' must be a finite number, got nan"],
