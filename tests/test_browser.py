@@ -303,3 +303,65 @@ def test_the_site_works_opened_from_the_file_system(browser, site):
     assert "make serve" in page.locator("[data-probe-message]").inner_text()
     page.close()
     assert browser.problems == [] and browser.elsewhere == []
+
+
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 900}
+SIDEWAYS = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+
+
+def test_the_neurons_overview_reads_sorts_and_filters_on_a_desktop_and_a_phone(browser, served, site):
+    neurons = json.loads((site / "atlas.json").read_bytes())["neurons"]
+    page = browser.page()
+    for size, name in ((DESKTOP, "overview-1280"), (PHONE, "overview-390")):
+        page.set_viewport_size(size)
+        page.goto(served + "neurons/", wait_until="load")
+        assert page.evaluate(SIDEWAYS) == 0, size
+        first = page.locator(".atlas-overview tbody tr").first
+        summary = first.locator("td").nth(3).bounding_box()
+        # Wide enough to read: a quarter of the table on a desktop, the card's whole width on a phone.
+        assert summary["width"] >= (250 if size is DESKTOP else 300), (size, summary)
+        assert first.bounding_box()["height"] < (200 if size is DESKTOP else 420), size
+        headers = page.locator(".atlas-overview thead th")
+        assert headers.count() == 11 and page.locator(".atlas-overview thead th button.atlas-sort").count() == 11
+        texts = [t.strip() for t in headers.all_inner_texts()]
+        assert texts[:5] == ["neuron", "weights", "shared scale", "summary", "fires most for"] and texts[-1] == "flag"
+        weights = headers.nth(1)
+        weights.locator("button").click()  # a column of numbers: largest first
+        assert weights.get_attribute("aria-sort") == "descending"
+        shown = [float(t.split("±")[1]) for t in page.locator(".atlas-overview tbody td:nth-child(2)").all_inner_texts()]
+        assert shown == sorted((round(n["weight_max_abs"], 3) for n in neurons), reverse=True)
+        weights.locator("button").click()
+        assert weights.get_attribute("aria-sort") == "ascending" and headers.nth(0).get_attribute("aria-sort") == "none"
+        shown = [float(t.split("±")[1]) for t in page.locator(".atlas-overview tbody td:nth-child(2)").all_inner_texts()]
+        assert shown == sorted(round(n["weight_max_abs"], 3) for n in neurons)
+        # The filter by digit: only the neurons that fire most for 3, counted.
+        page.locator("select[data-atlas-filter]").select_option("3")
+        visible = page.locator(".atlas-overview tbody tr:visible")
+        expected = sorted(n["id"] for n in neurons if n["fires_most_for"] == 3)
+        assert sorted(int(t.split()[1]) for t in visible.locator("td:first-child").all_inner_texts()) == expected
+        assert page.locator("[data-atlas-filter-count]").inner_text() == f"{len(expected)} of {len(neurons)}"
+        page.locator("select[data-atlas-filter]").select_option("")
+        assert page.locator(".atlas-overview tbody tr:visible").count() == len(neurons)
+        screenshot(page, name)
+    page.close()
+    assert browser.problems == [] and browser.elsewhere == []
+
+
+def test_no_page_scrolls_sideways_on_a_phone(browser, served, site):
+    digits = json.loads((site / "atlas.json").read_bytes())["digits"]
+    most = max(digits, key=lambda d: len(d["mistakes"]))["digit"]
+    j = example_neuron(site)
+    page = browser.page()
+    page.set_viewport_size(PHONE)
+    for path in ["", "neurons/", f"neurons/{j:03d}/", "digits/", "digits/3/", "mistakes/", f"mistakes/{most}/",
+                 "probe/", "api/"]:
+        page.goto(served + path, wait_until="load")
+        page.evaluate(LOAD_IMAGES)
+        assert page.evaluate(SIDEWAYS) == 0, path
+    # The confusion matrix's table fits its column, also on a phone.
+    page.goto(served + "digits/", wait_until="load")
+    table = page.locator(".atlas-confusion table")
+    assert table.evaluate("t => t.scrollWidth <= t.parentElement.clientWidth + 1")
+    page.close()
+    assert browser.problems == [] and browser.elsewhere == []
