@@ -1,17 +1,60 @@
-"""MkDocs hooks (listed in the build's generated mkdocs.yml): the site's title is text, never HTML, and
-each page's footer names the run of the atlas the page belongs to.
+"""MkDocs hooks (listed in the build's generated mkdocs.yml): where pages are written, the search index's
+shape, the site's title as text, and each page's footer naming the run of the atlas the page belongs to.
+
+Pages: every page `x/y.md` is written as `x/y/index.html` and linked by that file (names.Names.href), so a
+link works served and from the file system alike, and the folder `x/y/` stays the page's permalink
+(names.Names.url): mkdocs' directory URLs without their links that end in '/' (use_directory_urls is false).
+
+Search: a page's front matter may say, under `search:`, what else it is called (`aliases`, put in its
+index entry's tags, which Material's search weighs above titles) and how much of it to index
+(`sections: first` keeps its opening only, `sections: titles` keeps the headings of the rest too). Neuron
+pages repeat the same sections with different numbers; indexed whole they made the index 1.2 MB, fetched
+on every first visit.
 
 mkdocs-material places `config.site_name` into pages unescaped in some spots (<title>, the header) and
 escaped in others (title="..."). Marking the escaped title as safe Markup makes both print it escaped
 exactly once, so a title like `<script>alert(1)</script>` shows as those characters.
 """
 
+import json
+import os
+import posixpath
+
 from markupsafe import escape
+from mkdocs.plugins import event_priority
+
+_search_rules: dict[str, dict] = {}  # page URL -> its front matter's `search:`, for on_post_build
 
 
 def on_config(config):
     config.site_name = escape(str(config.site_name))
     return config
+
+
+def page_file(src_uri: str) -> str:
+    """Where the page written from `src_uri` goes: x/y.md -> x/y/index.html, x/index.md -> x/index.html."""
+    folder, name = posixpath.split(src_uri)
+    stem = posixpath.splitext(name)[0]
+    return posixpath.join(folder, "index.html" if stem in ("index", "README") else f"{stem}/index.html")
+
+
+def on_files(files, config):
+    for file in files.documentation_pages():
+        file.dest_uri = page_file(file.src_uri)
+        for derived in ("url", "abs_dest_path"):  # cached from the old dest_uri if read already
+            file.__dict__.pop(derived, None)
+    return files
+
+
+def permalink(url: str) -> str:
+    """A page's address in the form people paste: neurons/042/index.html -> neurons/042/."""
+    return url[:-len("index.html")] if url == "index.html" or url.endswith("/index.html") else url
+
+
+def on_pre_page(page, config, files):
+    if page.canonical_url:  # the sitemap's and <link rel="canonical">'s address: the permalink
+        page.canonical_url = permalink(page.canonical_url)
+    return page
 
 
 def page_run(atlas: dict | None, url: str) -> dict | None:
@@ -24,11 +67,49 @@ def page_run(atlas: dict | None, url: str) -> dict | None:
     return run
 
 
+def on_pre_build(config):
+    _search_rules.clear()
+
+
 def on_page_context(context, page, config, nav):
     context["atlas_run"] = page_run(config.extra.get("atlas"), page.url)
+    _search_rules[page.url] = page.meta.get("search") or {}
     return context
 
 
 def on_template_context(context, template_name, config):  # pages without a Markdown source (404.html)
     context["atlas_run"] = config.extra.get("atlas")
     return context
+
+
+def shape_search_index(index: dict, rules: dict[str, dict]) -> dict:
+    """The search index with each page's `search:` rules applied (see the module's docstring).
+
+    A page's entries come in order: the page itself (its location has no '#'), then its sections, the first
+    being its title's. Aliases go into the page entry's tags; `sections` trims the sections after the first.
+    """
+    docs, seen = [], {}
+    for entry in index["docs"]:
+        url, hash_, _ = entry["location"].partition("#")
+        rule = rules.get(url, {})
+        seen[url] = seen.get(url, -1) + 1  # 0: the page entry, 1: its first section, ...
+        if not hash_ and rule.get("aliases"):
+            entry = {**entry, "tags": [str(a) for a in rule["aliases"]]}
+        if seen[url] >= 2 and rule.get("sections") == "first":
+            continue
+        if seen[url] >= 2 and rule.get("sections") == "titles":
+            entry = {**entry, "text": ""}
+        docs.append(entry)
+    return {**index, "docs": docs}
+
+
+@event_priority(-50)  # after the search plugin writes the index (0), before the offline plugin copies it (-100)
+def on_post_build(config):
+    path = os.path.join(config.site_dir, "search", "search_index.json")
+    if not os.path.isfile(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        index = json.load(f)
+    shaped = shape_search_index(index, _search_rules)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(json.dumps(shaped, ensure_ascii=False, separators=(",", ":")))

@@ -76,9 +76,19 @@ class Names:
 
     @staticmethod
     def url(page: str) -> str:
-        """The URL of a page, relative to the site root: neurons/042.md -> neurons/042/, index.md -> ''."""
+        """A page's permalink, relative to the site root: neurons/042.md -> neurons/042/, index.md -> ''.
+
+        The form people paste and cite; a server answers it with the folder's index.html."""
         stem = page.removesuffix(".md")
         return "" if stem == "index" else stem.removesuffix("/index") + "/"
+
+    @staticmethod
+    def href(page: str) -> str:
+        """The file a link to a page names, relative to the site root: neurons/042.md -> neurons/042/index.html.
+
+        Every page is written as its permalink's folder's index.html (generator/mkdocs_hooks.py, on_files),
+        so this link works served and opened from the file system, where a folder is not its index.html."""
+        return Names.url(page) + "index.html"
 
 
 def root_of(path: str) -> str:

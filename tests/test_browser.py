@@ -187,10 +187,10 @@ def test_search_finds_a_neuron_by_its_number(browser, served):
     # The index loads in a web worker; a query typed before it is ready is not rerun, as a person would retype.
     page.locator(".md-search-result__meta").filter(has_text="Type to start searching").wait_for()
     page.locator(".md-search__input").press_sequentially("007", delay=50)  # typed, as a person would
-    hit = page.locator('.md-search-result__link[href$="neurons/007/"]').first
+    hit = page.locator('.md-search-result__link[href$="neurons/007/index.html"]').first
     hit.wait_for(state="visible")
     hit.click()
-    page.wait_for_url("**/neurons/007/")
+    page.wait_for_url("**/neurons/007/index.html")
     assert page.locator("h1").first.inner_text().startswith("Neuron 007")
     page.close()
     assert browser.problems == [] and browser.elsewhere == []
@@ -219,8 +219,8 @@ def test_citation_permalink_is_absolute_and_figures_zoom_but_linked_thumbnails_n
     # A thumbnail inside a link is not lightboxed: it leads to its page.
     page.goto(served, wait_until="load")
     assert page.locator(".atlas-grid a.glightbox").count() == 0
-    page.locator('.atlas-grid a[href="neurons/001/"]').first.click()
-    page.wait_for_url("**/neurons/001/")
+    page.locator('.atlas-grid a[href="neurons/001/index.html"]').first.click()
+    page.wait_for_url("**/neurons/001/index.html")
     page.close()
     assert browser.problems == [] and browser.elsewhere == []
 
@@ -235,5 +235,135 @@ def test_json_is_served_beside_the_pages(browser, served):
           return [response.status, response.headers.get("content-type"), Object.keys(await response.json())];
         }""", path)
         assert status == 200 and kind.startswith("application/json") and key in keys, path
+    page.close()
+    assert browser.problems == [] and browser.elsewhere == []
+
+
+def example_neuron(site: Path) -> int:
+    """The neuron the issue names (042), or the last one of a smaller network (the tiny build's 015)."""
+    return min(42, len(json.loads((site / "atlas.json").read_bytes())["neurons"]) - 1)
+
+
+def open_search(page) -> None:
+    page.locator(".md-search__input").click()
+    # The index loads in a web worker; a query typed before it is ready is not rerun, as a person would retype.
+    page.locator(".md-search-result__meta").filter(has_text="Type to start searching").wait_for()
+
+
+def first_hit(page, query: str, expected: str) -> list[str]:
+    """Type `query` into the open search box; the result pages' links, best first, once the first one ends
+    with `expected` (or after 10 s, for the assertion to show what came first instead)."""
+    box = page.locator(".md-search__input")
+    box.fill("")
+    box.press_sequentially(query, delay=30)  # typed, as a person would
+    links = ".md-search-result__item > .md-search-result__link"
+    try:
+        page.wait_for_function("([links, end]) => { const a = document.querySelector(links);"
+                               " return a && a.getAttribute('href').endsWith(end); }", arg=[links, expected],
+                               timeout=10_000)
+    except Exception:
+        pass
+    return page.eval_on_selector_all(links, "as => as.map(a => a.getAttribute('href'))")
+
+
+def test_search_puts_a_units_own_page_first(browser, served, site):
+    """'neuron 42', '42', 'neuron 042' and 'digit 3' each list that unit's page first, over http."""
+    j = example_neuron(site)
+    page = browser.page()
+    page.goto(served, wait_until="load")
+    open_search(page)
+    for query, target in [(f"neuron {j}", f"neurons/{j:03d}/index.html"), (str(j), f"neurons/{j:03d}/index.html"),
+                          (f"neuron {j:03d}", f"neurons/{j:03d}/index.html"), ("digit 3", "digits/3/index.html")]:
+        hits = first_hit(page, query, target)
+        assert hits and hits[0].endswith(target), (query, hits[:5])
+    page.close()
+    assert browser.problems == [] and browser.elsewhere == []
+
+
+def test_the_site_works_opened_from_the_file_system(browser, site):
+    """Double-clicking site/index.html: a click leads to a neuron's page (not a folder listing), its figures
+    show, and search (the offline plugin's index script, the worker shim) finds the neuron by its number."""
+    j = example_neuron(site)
+    nid = f"{j:03d}"
+    page = browser.page()
+    page.goto((site / "index.html").as_uri(), wait_until="load")
+    page.locator(f'.atlas-grid a[href="neurons/{nid}/index.html"]').first.click()
+    page.wait_for_url(f"**/neurons/{nid}/index.html")
+    assert page.locator("h1").first.inner_text().startswith(f"Neuron {nid}")
+    assert page.evaluate(LOAD_IMAGES) == []
+    page.locator(".md-nav__link", has_text="Neurons").first.click()  # the sidebar, a relative link to a file
+    page.wait_for_url("**/neurons/index.html")
+    open_search(page)
+    hits = first_hit(page, nid, f"neurons/{nid}/index.html")
+    assert hits and hits[0] == (site / "neurons" / nid / "index.html").as_uri(), hits[:5]
+    page.locator(".md-search-result__link").first.click()
+    page.wait_for_url(f"**/neurons/{nid}/index.html")
+    # The probe cannot read its files from the file system; it says how to serve the site instead of failing.
+    page.goto((site / "probe" / "index.html").as_uri(), wait_until="load")
+    assert "make serve" in page.locator("[data-probe-message]").inner_text()
+    page.close()
+    assert browser.problems == [] and browser.elsewhere == []
+
+
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 900}
+SIDEWAYS = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+WITHOUT_SIDEWAYS = "e => e.scrollWidth <= e.clientWidth"  # Material wraps each table in a scrolling div
+
+
+def test_the_neurons_overview_reads_sorts_and_filters_on_a_desktop_and_a_phone(browser, served, site):
+    neurons = json.loads((site / "atlas.json").read_bytes())["neurons"]
+    page = browser.page()
+    for size, name in ((DESKTOP, "overview-1280"), (PHONE, "overview-390")):
+        page.set_viewport_size(size)
+        page.goto(served + "neurons/", wait_until="load")
+        assert page.evaluate(SIDEWAYS) == 0, size
+        first = page.locator(".atlas-overview tbody tr").first
+        summary = first.locator("td").nth(3).bounding_box()
+        # Wide enough to read: a quarter of the table on a desktop, the card's whole width on a phone.
+        assert summary["width"] >= (250 if size is DESKTOP else 300), (size, summary)
+        assert first.bounding_box()["height"] < (200 if size is DESKTOP else 420), size
+        if size is DESKTOP:  # the whole table fits its column: nothing to scroll sideways inside it either
+            assert page.locator(".atlas-overview .md-typeset__scrollwrap").evaluate(WITHOUT_SIDEWAYS)
+        headers = page.locator(".atlas-overview thead th")
+        assert headers.count() == 11 and page.locator(".atlas-overview thead th button.atlas-sort").count() == 11
+        texts = [t.strip() for t in headers.all_inner_texts()]
+        assert texts[:5] == ["neuron", "weights", "shared scale", "summary", "fires most for"] and texts[-1] == "flag"
+        weights = headers.nth(1)
+        weights.locator("button").click()  # a column of numbers: largest first
+        assert weights.get_attribute("aria-sort") == "descending"
+        shown = [float(t.split("±")[1]) for t in page.locator(".atlas-overview tbody td:nth-child(2)").all_inner_texts()]
+        assert shown == sorted((round(n["weight_max_abs"], 3) for n in neurons), reverse=True)
+        weights.locator("button").click()
+        assert weights.get_attribute("aria-sort") == "ascending" and headers.nth(0).get_attribute("aria-sort") == "none"
+        shown = [float(t.split("±")[1]) for t in page.locator(".atlas-overview tbody td:nth-child(2)").all_inner_texts()]
+        assert shown == sorted(round(n["weight_max_abs"], 3) for n in neurons)
+        # The filter by digit: only the neurons that fire most for 3, counted.
+        page.locator("select[data-atlas-filter]").select_option("3")
+        visible = page.locator(".atlas-overview tbody tr:visible")
+        expected = sorted(n["id"] for n in neurons if n["fires_most_for"] == 3)
+        assert sorted(int(t.split()[1]) for t in visible.locator("td:first-child").all_inner_texts()) == expected
+        assert page.locator("[data-atlas-filter-count]").inner_text() == f"{len(expected)} of {len(neurons)}"
+        page.locator("select[data-atlas-filter]").select_option("")
+        assert page.locator(".atlas-overview tbody tr:visible").count() == len(neurons)
+        screenshot(page, name)
+    page.close()
+    assert browser.problems == [] and browser.elsewhere == []
+
+
+def test_no_page_scrolls_sideways_on_a_phone(browser, served, site):
+    digits = json.loads((site / "atlas.json").read_bytes())["digits"]
+    most = max(digits, key=lambda d: len(d["mistakes"]))["digit"]
+    j = example_neuron(site)
+    page = browser.page()
+    page.set_viewport_size(PHONE)
+    for path in ["", "neurons/", f"neurons/{j:03d}/", "digits/", "digits/3/", "mistakes/", f"mistakes/{most}/",
+                 "probe/", "api/"]:
+        page.goto(served + path, wait_until="load")
+        page.evaluate(LOAD_IMAGES)
+        assert page.evaluate(SIDEWAYS) == 0, path
+    # The confusion matrix's table fits its column, also on a phone.
+    page.goto(served + "digits/", wait_until="load")
+    assert page.locator(".atlas-confusion .md-typeset__scrollwrap").evaluate(WITHOUT_SIDEWAYS)
     page.close()
     assert browser.problems == [] and browser.elsewhere == []

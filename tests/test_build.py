@@ -458,18 +458,25 @@ def check_grid(markdown: str, values, outlined):
 
 
 def test_overview_tables_show_the_json_numbers(built):
-    root, atlas, model, _ = built
+    root, atlas, model, data = built
     docs = root / "build" / "docs"
     rows = table_after((docs / "neurons" / "index.md").read_text(), "| neuron | weights | shared scale | summary")
     assert len(rows) == len(atlas.neurons)
     summaries = neuron_summaries(atlas, atlas.model.class_names)
+    # Fires most for: the class with the largest mean activation, from a NumPy forward pass of the test images.
+    X, y = data.test_images.astype(np.float64), data.test_labels
+    A1 = 1 / (1 + np.exp(-(X @ model.params["W1"].astype(np.float64).T + model.params["b1"].astype(np.float64))))
+    class_means = np.array([A1[y == d].mean(0) for d in range(10)])  # (10, H)
     for n, row in zip(atlas.neurons, rows):
         flagged = f" ({n.flag})" if n.flag in ("near-constant", "dead") else ""
         assert row[0] == f"[neuron {n.id:03d}](../neurons/{n.id:03d}.md){flagged}" and row[3] == summaries[n.id]
-        assert "weights-shared.png" in row[2]
-        assert row[5:] == [f"{fixed(max(n.effect))} on {int(np.argmax(n.effect))}",
+        max_w = float(np.abs(model.params["W1"][n.id].astype(np.float64)).max())
+        assert "weights.png" in row[1] and row[1].endswith(f"<br>±{max_w:.3f}") and "weights-shared.png" in row[2]
+        top = int(np.argmax(class_means[:, n.id]))
+        assert row[4] == f"[{top}](../digits/{top}.md) ({class_means[top, n.id]:.2f})"
+        assert row[6:] == [f"{fixed(max(n.effect))} on {int(np.argmax(n.effect))}",
                            f"{100 * n.ablation_cost:.2f} on {n.ablation_cost_digit}", percent(n.share_above, 1),
-                           percent(n.share_below, 1)]
+                           percent(n.share_below, 1), n.flag]
     rows = table_after((docs / "digits" / "index.md").read_text(), "| digit | mean image")
     assert [(r[2], r[3]) for r in rows] == [(f"{d.count:,}", percent(d.accuracy)) for d in atlas.digits]
     rows = table_after((docs / "mistakes" / "index.md").read_text(), "| digit | misclassified")

@@ -368,10 +368,10 @@ def test_every_hidden_unit_links_to_its_page(browser, served, site, sections):  
         assert [int(j) for j, _ in links] == list(range(H))
         width = max(3, len(str(H - 1)))
         for j, href in links:
-            assert href == f"{served}{s['prefix']}neurons/{int(j):0{width}d}/"
-            assert (site / href[len(served):] / "index.html").is_file()
+            assert href == f"{served}{s['prefix']}neurons/{int(j):0{width}d}/index.html"  # a file: works from disk too
+            assert (site / href[len(served):]).is_file()
         page.locator(f'[data-probe-unit="{H - 1}"]').click()
-        page.wait_for_url(f"**/{s['prefix']}neurons/{H - 1:0{width}d}/")
+        page.wait_for_url(f"**/{s['prefix']}neurons/{H - 1:0{width}d}/index.html")
         assert page.locator("h1").first.inner_text().startswith(f"Neuron {H - 1:0{width}d}")
         page.close()
     assert browser.problems == [] and browser.elsewhere == []
@@ -453,8 +453,9 @@ def test_pages_link_to_the_probe_with_their_images_and_neurons(tiny_build):
     def probe_links(page: str) -> list[str]:
         urls = [v for tag, attr, v, _ in parse(site_dir / page / "index.html").urls if tag == "a"]
         hits = [u for u in urls if "probe/" in u]
-        for u in hits:  # the target resolves from the page's address
-            assert (site_dir / page / u.split("#")[0] / "index.html").resolve().is_file(), (page, u)
+        for u in hits:  # the target, a file (probe/index.html), resolves from the page's address
+            assert u.split("#")[0].endswith("probe/index.html"), (page, u)
+            assert (site_dir / page / u.split("#")[0]).resolve().is_file(), (page, u)
         return [u.split("#", 1)[1] for u in hits if "#" in u]
 
     assert probe_links("") == [] and any("probe/" in v for _, _, v, _ in parse(site_dir / "index.html").urls)

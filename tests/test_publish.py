@@ -109,7 +109,7 @@ def test_neuron_pages_offer_a_citation_a_permalink_and_figure_anchors(built):
         assert (f"Neuron {nid}, MNIST Neuron Atlas, run {atlas.model.run_id} (784-16-10 sigmoid network, seed 1, "
                 f"test accuracy {percent(atlas.model.test_accuracy)}), <span class=\"atlas-url\">neurons/{nid}/</span>"
                 in html)
-        assert '<a class="atlas-permalink" href="./">neurons/' in html and "cite" in parsed.ids
+        assert '<a class="atlas-permalink" href="index.html">neurons/' in html and "cite" in parsed.ids
         for png in (site / "neurons" / nid).glob("*.png"):  # every figure of the page can be linked to
             assert f"fig-{png.stem}" in parsed.ids, png
             if not png.stem.startswith("product-"):

@@ -504,13 +504,18 @@
   });
 
   // ---- for scripts ----------------------------------------------------------------------------------
+  // A page opened from the file system may not fetch files (the rest of the site works there): say so.
+  const SERVED_ONLY = "The probe reads the network from files, which a browser lets a page do only when the site " +
+    "is served: run make serve (or python3 -m http.server --directory site) and open probe/ there.";
   const ready = (async () => {
     clearDrawing();
+    if (location.protocol === "file:") throw new Error(SERVED_ONLY);
     await load();
     window.addEventListener("hashchange", () => follow().catch(fail));
     await follow();
   })();
   function fail(error) {
+    if (error.message === SERVED_ONLY) { setText("[data-probe-message]", SERVED_ONLY); return; }
     setText("[data-probe-message]", `The probe could not run: ${error.message}`);
     console.error(error);
   }

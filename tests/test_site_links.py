@@ -1,0 +1,64 @@
+"""The site served and from the file system (issue 18): links name files, pages sit in their permalink's
+folder, and the search index carries each unit's aliases and little else. The browser half is in
+test_browser.py (a click and a search over file://, the ranking over http)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from generator.mkdocs_hooks import page_file, permalink, shape_search_index
+from generator.names import Names
+
+
+@pytest.mark.parametrize("prefix", ["", "tiny/"])
+def test_a_link_names_the_file_the_hook_writes_and_the_permalink_its_folder(prefix):
+    names = Names(width=3, prefix=prefix)
+    pages = [names.home(), names.neurons_index(), names.neuron_page(42), names.digits_index(), names.digit_page(3),
+             names.mistakes_index(), names.mistakes_page(3), names.api_page(), names.probe_page()]
+    for page in pages:
+        assert names.href(page) == page_file(page), page
+        assert names.url(page) == permalink(names.href(page)), page
+    assert names.href(names.neuron_page(42)) == f"{prefix}neurons/042/index.html"
+    assert names.url(names.neuron_page(42)) == f"{prefix}neurons/042/"
+    assert names.href(names.home()) == f"{prefix}index.html" and names.url(names.home()) == prefix
+
+
+def test_shape_search_index_keeps_what_each_page_asks_for():
+    def page(url, *titles):
+        return [{"location": url, "title": titles[0], "text": ""}] + [
+            {"location": f"{url}#{t.lower()}", "title": t, "text": f"text of {t}"} for t in titles]
+
+    index = {"config": {"lang": ["en"]}, "docs": page("neurons/042/index.html", "Neuron 042", "What fires it", "Effect")
+             + page("mistakes/3/index.html", "Mistakes of 3", "Test image #18", "Test image #247")
+             + page("api/index.html", "API", "Fields")}
+    rules = {"neurons/042/index.html": {"boost": 3, "aliases": ["neuron 42"], "sections": "first"},
+             "mistakes/3/index.html": {"sections": "titles"}}
+    shaped = shape_search_index(index, rules)
+    assert shaped["config"] == index["config"]
+    assert [(d["location"], d["text"], d.get("tags")) for d in shaped["docs"]] == [
+        ("neurons/042/index.html", "", ["neuron 42"]),
+        ("neurons/042/index.html#neuron 042", "text of Neuron 042", None),
+        ("mistakes/3/index.html", "", None),
+        ("mistakes/3/index.html#mistakes of 3", "text of Mistakes of 3", None),
+        ("mistakes/3/index.html#test image #18", "", None),
+        ("mistakes/3/index.html#test image #247", "", None),
+        ("api/index.html", "", None), ("api/index.html#api", "text of API", None),
+        ("api/index.html#fields", "text of Fields", None)]
+
+
+def test_the_built_site_links_files_and_ships_a_small_search_index_for_both_ways(tiny_build):
+    site = tiny_build / "site"
+    home = (site / "index.html").read_text()
+    assert 'href="neurons/003/index.html"' in home and 'href="neurons/003/"' not in home
+    assert 'src="assets/iframe-worker.js"' in home and "unpkg" not in home  # the worker shim, from the site
+    index = (site / "search" / "search_index.json").read_text(encoding="utf-8")
+    # The offline plugin's copy for file://, written after the hook shaped the index.
+    assert (site / "search" / "search_index.js").read_text(encoding="utf-8") == f"var __index = {index}"
+    docs = json.loads(index)["docs"]
+    neuron = [d for d in docs if d["location"].startswith("neurons/003/")]
+    assert [d["location"] for d in neuron] == ["neurons/003/index.html", "neurons/003/index.html#neuron-003"]
+    assert neuron[0]["tags"] == ["neuron 3"]
+    assert [d.get("tags") for d in docs if d["location"] == "digits/3/index.html"] == [["digit 3"]]
+    assert len(index.encode()) < 150_000  # 130 KB for 16 neurons (mostly the digit pages); 310 KB for 100
