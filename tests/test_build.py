@@ -448,7 +448,7 @@ def check_grid(markdown: str, values, outlined):
     import matplotlib
 
     grid = markdown[markdown.index('<div class="atlas-act"'):]
-    cells = re.findall(r'^<a href="(?:\.\./)+neurons/(\d{3})/(?:index\.html)?" title="neuron (\d{3}): (\S+)" '
+    cells = re.findall(r'^<a href="(?:\.\./)+neurons/(\d{3})/index\.html" title="neuron (\d{3}): (\S+)" '
                        r'style="background: (#[0-9a-f]{6})"( class="atlas-top")?>(\d{3})</a>$', grid.split("</div>")[0], re.M)
     assert len(cells) == len(values)
     for j, (a, b, value, colour, top, c) in enumerate(cells):
