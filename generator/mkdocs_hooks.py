@@ -19,6 +19,7 @@ exactly once, so a title like `<script>alert(1)</script>` shows as those charact
 import json
 import os
 import posixpath
+import re
 
 from markupsafe import escape
 from mkdocs.plugins import event_priority
@@ -71,9 +72,34 @@ def on_pre_build(config):
     _search_rules.clear()
 
 
+_HEADING = re.compile(r"<h[2-6][^>]*>.*?</h[2-6]>", re.S)
+
+
+def indexed_html(content: str, sections: str | None) -> str:
+    """The part of a page's HTML that its `sections` rule lets into the index: all of it (None), its opening
+    up to the first <h2> ('first'), or that opening and the later headings alone ('titles')."""
+    cut = content.find("<h2")
+    if sections not in ("first", "titles") or cut < 0:
+        return content
+    return content[:cut] + ("".join(_HEADING.findall(content, cut)) if sections == "titles" else "")
+
+
+@event_priority(100)  # before Material's search plugin indexes the page (priority 0)
 def on_page_context(context, page, config, nav):
     context["atlas_run"] = page_run(config.extra.get("atlas"), page.url)
-    _search_rules[page.url] = page.meta.get("search") or {}
+    rule = page.meta.get("search") or {}
+    _search_rules[page.url] = rule
+    search = config.plugins.get("material/search")
+    if search is not None and rule.get("sections") and not rule.get("exclude"):
+        # Index only what the rule keeps: Material's parser would otherwise read every neuron and mistake
+        # page whole (a quarter of the build) for entries shape_search_index drops.
+        content = page.content
+        page.content = indexed_html(content, rule["sections"])
+        try:
+            search.search_index.add_entry_from_context(page)
+        finally:
+            page.content = content
+        page.meta["search"] = {**rule, "exclude": True}  # indexed: the plugin's own pass skips it
     return context
 
 

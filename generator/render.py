@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path, PurePosixPath
 
@@ -144,18 +145,20 @@ def page_files(atlas: Atlas, config: Config, names: Names, json_sizes: dict[str,
     noun = atlas.model.noun
     nouns = plural(noun)
     cls = [md_text(c) for c in atlas.model.class_names]
+    cls_html = [html.escape(" ".join(str(c).split())) for c in atlas.model.class_names]  # for raw HTML blocks
     summaries = neuron_summaries(atlas, cls)
     common = dict(atlas=atlas, model=atlas.model, train=atlas.model.config["train"], title=config.site.title,
                   names=names, grid_rows=grid_rows, grid_cols=grid_cols, digit_colours=figures.DIGIT_HEX,
-                  cls=cls, noun=noun, Noun=noun.capitalize(), nouns=nouns, Nouns=nouns.capitalize(),
+                  cls=cls, cls_html=cls_html, noun=noun, Noun=noun.capitalize(), nouns=nouns, Nouns=nouns.capitalize(),
                   summaries=summaries, scales=scales, act=activation_words(atlas.model.network))
     span = atlas.model.network["histogram_range"]
 
     files = {}
 
     def page(path: str, template: str, **context) -> None:
-        # url_root: from the page's served address (neurons/042/) back to the site root, for raw HTML links
-        # that mkdocs does not rewrite (the probe's, whose #test=N fragments are state, not anchors).
+        # url_root: from the page's served address (neurons/042/) back to the site root, for raw HTML links,
+        # which mkdocs does not rewrite: the probe's (their #test=N fragments are state, not anchors), and the
+        # grids of cells and images, which as Markdown were most of the mkdocs build's time.
         files[path] = env.get_template(template).render(**common, root=root_of(path),
                                                         url_root="../" * Names.url(path).count("/"),
                                                         **context).encode()
