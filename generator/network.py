@@ -48,23 +48,6 @@ class Forward:
     outputs: np.ndarray
     predicted: np.ndarray  # (N,) argmax of the logits
 
-    # The one-hidden-layer names the effects and mistakes use: the last hidden layer feeds the outputs.
-    @property
-    def Z1(self) -> np.ndarray:
-        return self.zs[0]
-
-    @property
-    def A1(self) -> np.ndarray:
-        return self.acts[0]
-
-    @property
-    def Z2(self) -> np.ndarray:
-        return self.logits
-
-    @property
-    def A2(self) -> np.ndarray:
-        return self.outputs
-
 
 def as64(params: dict) -> dict[str, np.ndarray]:
     return {k: np.asarray(v, np.float64) for k, v in params.items()}
@@ -109,3 +92,43 @@ def unit_input_gradients(p: dict, X: np.ndarray, layer: int, hidden: str, chunk:
             g = (g * activations.derivative(hidden, zs[i - 1])[:, None, :]) @ p[f"W{i}"]  # (n, H_layer, H_{i-1})
         total += (g * activations.derivative(hidden, zs[0])[:, None, :]).sum(axis=0)
     return total @ p["W1"]
+
+
+def input_gradient(p: dict, X: np.ndarray, direction: np.ndarray, hidden: str) -> np.ndarray:
+    """(N, D) gradient of direction . logits with respect to each input of (N, D) X; direction (K,) for all
+    images or (N, K) one per image. p in float64."""
+    L = depth(p)
+    zs, _, _ = from_layer(p, np.asarray(X, np.float64), 0, hidden)
+    g = np.atleast_2d(direction) @ p[f"W{L + 1}"]  # (N or 1, H_L): d s / d a_L
+    for i in range(L, 0, -1):
+        g = (g * activations.derivative(hidden, zs[i - 1])) @ p[f"W{i}"]  # d s / d a_{i-1} (a_0 = x)
+    return np.broadcast_to(g, (len(X), g.shape[1]))
+
+
+def unit_gradients(p: dict, X: np.ndarray, layer: int, hidden: str) -> np.ndarray:
+    """(U, D): row u is the gradient of unit u's pre-activation in hidden layer `layer` with respect to
+    the input, at the input X[u] (X is (U, D), one image per unit of the layer). p in float64."""
+    below = {k: v for k, v in p.items() if int(k[1:]) <= layer}
+    zs, _, _ = from_layer(below, np.asarray(X, np.float64), 0, hidden)  # layers 1 .. layer-1
+    g = p[f"W{layer}"]  # (U, H_{layer-1}): d z_u / d a_{layer-1}
+    for i in range(layer - 1, 0, -1):
+        g = (g * activations.derivative(hidden, zs[i - 1])) @ p[f"W{i}"]
+    return g
+
+
+def jacobian_sums(p: dict, X: np.ndarray, y: np.ndarray, n_classes: int, hidden: str,
+                  chunk: int = 500) -> np.ndarray:
+    """(C, K, H1): for each class c, the sum over its images x of d logits / d z1 (x), the Jacobian of the
+    logits with respect to the first hidden layer's pre-activations. Times W1 it is the sum of the input
+    Jacobians d logits / dx, which all images share the last factor of: so a class's mean input gradient
+    of any direction costs one product with W1. p in float64."""
+    L = depth(p)
+    out = np.zeros((n_classes, p[f"W{L + 1}"].shape[0], p["W1"].shape[0]))
+    for start in range(0, len(X), chunk):
+        zs, _, _ = from_layer(p, np.asarray(X[start:start + chunk], np.float64), 0, hidden)
+        g = p[f"W{L + 1}"][None, :, :]  # (1, K, H_L)
+        for i in range(L, 1, -1):
+            g = (g * activations.derivative(hidden, zs[i - 1])[:, None, :]) @ p[f"W{i}"]  # (n, K, H_{i-1})
+        g = g * activations.derivative(hidden, zs[0])[:, None, :]  # (n, K, H1)
+        np.add.at(out, y[start:start + chunk], g)
+    return out
