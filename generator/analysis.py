@@ -112,7 +112,7 @@ def _analyze(config: Config, model: Model, data: Dataset) -> tuple[Atlas, Arrays
     W_in, b_in, W_out = p[f"W{L}"], p[f"b{L}"], p[f"W{L + 1}"]  # W1, b1, W2 for one hidden layer
     # What a neuron page draws as its picture: its weights for one hidden layer, its effective input maps
     # (units.effective_maps) for the last layer of a deeper network.
-    maps = [units.effective_maps(p64, X, layer, hidden) for layer in range(1, L + 1)] if L > 1 else []
+    maps = [units.effective_maps(attribution.weights(p64), X, layer, hidden) for layer in range(1, L + 1)] if L > 1 else []
     picture = maps[-1].astype(np.float32) if L > 1 else p["W1"]  # (H, D)
     H = W_in.shape[0]
     W2 = W_out.astype(np.float64)
