@@ -175,7 +175,8 @@ def page_files(atlas: Atlas, config: Config, names: Names, json_sizes: dict[str,
     page(names.digits_index(), "digits.md.j2", confusion_header=[str(d.digit) for d in atlas.digits],
          confusion_rows=confusion_cells(atlas, names, root_of(names.digits_index())))
     page(names.mistakes_index(), "mistakes_index.md.j2")
-    page(names.probe_page(), "probe.md.j2")
+    page(names.probe_page(), "probe.md.j2",
+         probe_layers=render_layers.probe_layers(atlas, names, "../" * Names.url(names.probe_page()).count("/")))
     page(names.api_page(), "api.md.j2", sizes=json_sizes, run_id_hex=RUN_ID_HEX,
          example_neuron=min(42, len(atlas.neurons) - 1), example_digit=min(3, len(atlas.digits) - 1))
     for n in ([] if atlas.layers else atlas.neurons):

@@ -98,3 +98,12 @@ def data_files(atlas: Atlas, names: Names, frame) -> dict[str, bytes]:
     """One JSON per unit of every layer, beside its page (frame(page, kind, entry) makes its envelope)."""
     return {names.unit_json(u.layer, u.id): frame(names.unit_page(u.layer, u.id), "unit", dataclasses.asdict(u))
             for layer in atlas.layers for u in layer.units}
+
+
+def probe_layers(atlas: Atlas, names: Names, url_root: str) -> list[dict]:
+    """The probe page's grids of a deeper network's hidden layers before the last (whose grid is the one-layer
+    probe's): per layer its columns and cells (unit id, name, link)."""
+    return [{"layer": layer.layer, "size": len(layer.units), "cols": figures.grid_shape(len(layer.units))[1],
+             "cells": [{"id": u.id, "name": f"layer {u.layer}, unit {names.nid(u.id)}",
+                        "href": url_root + names.url(names.unit_page(u.layer, u.id))} for u in layer.units]}
+            for layer in atlas.layers[:-1]]

@@ -16,6 +16,7 @@ from generator.train import load_model
 
 from . import deep_net
 from .conftest import MNIST
+from .test_browser import browser, served  # noqa: F401  (fixtures)
 
 TEST_LIMIT = 1000
 
@@ -186,3 +187,44 @@ def test_class_templates_of_a_deeper_network_are_mean_gradients(deep_build):
     d = 7
     grads = network.input_gradient(p, X, np.eye(10)[d], "sigmoid")
     np.testing.assert_allclose(arrays["templates"][d].ravel(), grads.mean(axis=0), rtol=1e-4, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def site(deep_build):
+    """The deeper atlas's site, for test_browser's fixtures (served, browser)."""
+    return deep_build[0] / "site"
+
+
+def test_the_probe_runs_every_layer_as_numpy_does(browser, served, deep_build):  # noqa: F811
+    _, _, atlas, model, data, _ = deep_build
+    manifest = json.loads((deep_build[0] / "site" / "probe" / "network.json").read_text())
+    assert manifest["sizes"] == [784, 30, 30, 10] and tuple(manifest["parameters"]) == network.param_names(2)
+    X = data.test_images.astype(np.float64)
+    f = network.forward(model.params, X)
+    page = browser.page()
+    page.goto(served + "probe/#test=7&neuron=4", wait_until="load")
+    page.evaluate("window.atlasProbe.ready")
+    page.wait_for_function("document.querySelector('[data-probe]').dataset.ready === 'true'")
+    picks = list(range(0, len(X), 20))
+    got = page.evaluate("xs => xs.map(x => window.atlasProbe.forward(x))", X[picks].tolist())
+    for layer in (0, 1):
+        assert np.abs(np.array([g["layers"][layer] for g in got]) - f.acts[layer][picks]).max() < 1e-5
+    assert np.abs(np.array([g["hidden"] for g in got]) - f.acts[1][picks]).max() < 1e-5
+    assert np.abs(np.array([g["output"] for g in got]) - f.outputs[picks]).max() < 1e-5
+    # each hidden layer's grid, coloured by this image's activations
+    cells = page.eval_on_selector_all("[data-probe-layer='1']", "cs => cs.map(c => Number(c.dataset.activation))")
+    np.testing.assert_allclose(cells, f.acts[0][7], atol=1e-9)
+    last = page.eval_on_selector_all("[data-probe-unit]", "cs => cs.map(c => Number(c.dataset.activation))")
+    np.testing.assert_allclose(last, f.acts[1][7], atol=1e-9)
+    # one neuron of the last layer: the gradient of its pre-activation at this input, times the input
+    p = network.as64(model.params)
+    g = network.unit_gradients(p, np.tile(X[7], (30, 1)), 2, "sigmoid")[4]  # row u: unit u at its own image
+    number = lambda s: float(page.text_content(s).replace("−", "-"))  # noqa: E731
+    assert number("[data-probe-sum]") == pytest.approx(g @ X[7], abs=1e-3)
+    assert number("[data-probe-z]") == pytest.approx(f.zs[1][7, 4], abs=1e-3)
+    # gradient x input of the predicted logit, backpropagated through both layers
+    c = int(f.predicted[7])
+    gx = network.input_gradient(p, X[7:8], np.eye(10)[c], "sigmoid")[0] * X[7]
+    assert number("[data-probe-gsum]") == pytest.approx(gx.sum(), rel=1e-2, abs=1e-3)
+    page.close()
+    assert browser.problems == [] and browser.elsewhere == []
