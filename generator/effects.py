@@ -121,23 +121,19 @@ def net_pushes(a: np.ndarray, W2: np.ndarray, predicted: int, label: int) -> tup
     return to_pred, to_true, to_pred - to_true
 
 
-def pinned_through(A: np.ndarray, fill: np.ndarray, y: np.ndarray, n_classes: int, downstream,
-                   base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pinning, one unit at a time, in a hidden layer that does not feed the outputs directly.
+def pinned_through(H: int, pinned, y: np.ndarray, n_classes: int, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pinning, one unit at a time, in a hidden layer of H units that does not feed the outputs directly.
 
-    A (N, H) the layer's activations, fill (H,), downstream(a) -> (N, K) the logits of the rest of the
-    network run from the layer's activations a, base (N, K) the intact logits. Returns (H, K) margin
-    effects (as margin_effects: mean drop of each class's margin) and (H, K) accuracy changes (as the
-    atlas's ablation: share of each class still right, minus the intact share). Costs H runs of the rest
-    of the network on N images.
+    pinned(j) -> (N, K) the logits with unit j pinned to its mean and the rest of the network re-run;
+    base (N, K) the intact logits. Returns (H, K) margin effects (as margin_effects: mean drop of each
+    class's margin) and (H, K) accuracy changes (as the atlas's ablation: share of each class still right,
+    minus the intact share).
     """
     m0 = margins(base, y)
     right0 = class_mean((base.argmax(axis=1) == y).astype(np.float64), y, n_classes)
-    effect, accuracy = np.empty((A.shape[1], n_classes)), np.empty((A.shape[1], n_classes))
-    for j in range(A.shape[1]):
-        a = A.copy()
-        a[:, j] = fill[j]
-        Z = downstream(a)
+    effect, accuracy = np.empty((H, n_classes)), np.empty((H, n_classes))
+    for j in range(H):
+        Z = pinned(j)
         effect[j] = class_mean(m0 - margins(Z, y), y, n_classes)
         accuracy[j] = class_mean((Z.argmax(axis=1) == y).astype(np.float64), y, n_classes) - right0
     return effect, accuracy

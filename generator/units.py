@@ -51,10 +51,17 @@ def pre_activations_at(p: dict, X: np.ndarray, layer: int, hidden: str) -> np.nd
 
 
 def layer_effects(p: dict, f, layer: int, y: np.ndarray, K: int, hidden: str) -> tuple[np.ndarray, np.ndarray]:
-    """(H, K) margin effects and (H, K) accuracy changes of pinning each unit of `layer` to its mean."""
-    A = f.acts[layer - 1]
-    return effects.pinned_through(A, A.mean(axis=0), y, K, lambda a: network.from_layer(p, a, layer, hidden)[2],
-                                  f.logits)
+    """(H, K) margin effects and (H, K) accuracy changes of pinning each unit of `layer` (not the last) to its
+    mean. Pinning unit j moves the next layer's pre-activations by (fill_j - a_j) W[:, j], a rank-one update,
+    so each unit costs the layers after the next one, not the whole rest of the network."""
+    A, Z_next, W_next = f.acts[layer - 1], f.zs[layer], p[f"W{layer + 1}"]
+    fill = A.mean(axis=0)
+
+    def pinned(j: int) -> np.ndarray:
+        a = activations.apply(hidden, Z_next + np.outer(fill[j] - A[:, j], W_next[:, j]))
+        return network.from_layer(p, a, layer + 1, hidden)[2]
+
+    return effects.pinned_through(A.shape[1], pinned, y, K, f.logits)
 
 
 def layer_units(p: dict, f, layer: int, effect: np.ndarray, ablation: np.ndarray, maps: np.ndarray,

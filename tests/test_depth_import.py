@@ -162,3 +162,50 @@ def load_model_from(raw: bytes):
         path = Path(d) / "model.npz"
         path.write_bytes(raw)
         return load_model(path)
+
+
+def test_gradients_and_pinning_of_a_three_hidden_layer_network_against_brute_force():
+    from generator import units
+    net = deep((6, 5, 4, 3, 3), seed=5)
+    p = network.as64(net)
+    rng = np.random.default_rng(6)
+    X, y = rng.random((40, 6)), np.arange(40) % 3
+    f = network.forward(net, X)
+    z_of = lambda x, layer: naive_pre(net, x)[layer - 1]  # noqa: E731
+    h = 1e-6
+    for layer in (1, 2, 3):  # mean gradient of each unit's pre-activation, against central differences
+        got = network.unit_input_gradients(p, X, layer, "sigmoid") / len(X)
+        fd = np.mean([[[(z_of(x + h * e, layer)[u] - z_of(x - h * e, layer)[u]) / (2 * h) for e in np.eye(6)]
+                       for u in range(net[f"W{layer}"].shape[0])] for x in X], axis=0)
+        np.testing.assert_allclose(got, fd, rtol=1e-5, atol=1e-7)
+        rows = network.unit_gradients(p, np.tile(X[3], (len(got), 1)), layer, "sigmoid")
+        np.testing.assert_allclose(rows, network.unit_input_gradients(p, X[3:4], layer, "sigmoid"), atol=1e-12)
+    sums = network.jacobian_sums(p, X, y, 3, "sigmoid")  # class sums of d logits / d z1, times W1
+    for c in range(3):
+        for k in range(3):
+            mean = network.input_gradient(p, X[y == c], np.eye(3)[k], "sigmoid").sum(axis=0)
+            np.testing.assert_allclose(sums[c, k] @ p["W1"], mean, atol=1e-12)
+    for layer in (1, 2):  # pinning one unit and re-running everything after it
+        effect, accuracy = units.layer_effects(p, f, layer, y, 3, "sigmoid")
+        A = f.acts[layer - 1]
+        for j in range(A.shape[1]):
+            a = A.copy()
+            a[:, j] = A[:, j].mean()
+            Z = network.from_layer(p, a, layer, "sigmoid")[2]
+            m0 = np.array([f.logits[n, y[n]] - max(f.logits[n, k] for k in range(3) if k != y[n]) for n in range(40)])
+            m1 = np.array([Z[n, y[n]] - max(Z[n, k] for k in range(3) if k != y[n]) for n in range(40)])
+            for d in range(3):
+                assert effect[j, d] == pytest.approx((m0 - m1)[y == d].mean(), abs=1e-12)
+                assert accuracy[j, d] == pytest.approx((Z[y == d].argmax(1) == d).mean()
+                                                       - (f.logits[y == d].argmax(1) == d).mean(), abs=1e-12)
+
+
+def naive_pre(p, x):
+    """Each layer's pre-activations for one image, by loops."""
+    out, a = [], np.asarray(x, np.float64)
+    for i in range(1, network.depth(p) + 2):
+        W, b = p[f"W{i}"].astype(np.float64), p[f"b{i}"].astype(np.float64)
+        z = np.array([sum(W[j, k] * a[k] for k in range(len(a))) + b[j] for j in range(len(b))])
+        out.append(z)
+        a = 1 / (1 + np.exp(-z))
+    return out
