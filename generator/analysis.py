@@ -15,15 +15,11 @@ from .digit_analysis import RANDOM_DRAWS, digit_records
 from .config import Config
 from .data import Dataset
 from .provenance import run_id
-from .stats import (HIST_BINS, NEAR_CONSTANT, OFF, ON, STAT_DIGITS, class_means, extremes, histograms, most_similar,
-                    patterns, per_class_accuracy, rounded, saturation, saturation_flag, shown_extremes,
-                    typical_examples)
+from .stats import (EXTREMES, HIST_BINS, NEAR_CONSTANT, OFF, ON, SATURATED, SILENCED, SIMILAR, STAT_DIGITS,
+                    class_means, extremes, histograms, most_similar, patterns, per_class_accuracy, rounded,
+                    saturation, saturation_flag, shown_extremes, typical_examples)
 from .train import Model
 
-EXTREMES = 16  # top- and least-activating test images shown per neuron
-SIMILAR = 5  # similar neurons listed per neuron
-SATURATED = 0.9995  # activations shown as 1.000 (three decimals): a saturated neuron's top images tie there
-SILENCED = 0.0005  # activations shown as 0.000
 
 
 def network_info(meta: dict, hidden: str, output: str, value_range: tuple[float, float]) -> dict:
@@ -112,7 +108,8 @@ def _analyze(config: Config, model: Model, data: Dataset) -> tuple[Atlas, Arrays
     W_in, b_in, W_out = p[f"W{L}"], p[f"b{L}"], p[f"W{L + 1}"]  # W1, b1, W2 for one hidden layer
     # What a neuron page draws as its picture: its weights for one hidden layer, its effective input maps
     # (units.effective_maps) for the last layer of a deeper network.
-    maps = [units.effective_maps(attribution.weights(p64), X, layer, hidden) for layer in range(1, L + 1)] if L > 1 else []
+    weights = attribution.weights(p64)
+    maps = [units.effective_maps(weights, X, layer, hidden) for layer in range(1, L + 1)] if L > 1 else []
     picture = maps[-1].astype(np.float32) if L > 1 else p["W1"]  # (H, D)
     H = W_in.shape[0]
     W2 = W_out.astype(np.float64)

@@ -56,7 +56,8 @@ def digit_records(f, W2: np.ndarray, b2: np.ndarray, p64: dict, X: np.ndarray, y
     eye = np.eye(K)
     X64 = X.astype(np.float64)
     if attribution.deep(p64):  # class sums of d logits / d z1, so each mean gradient costs one product with W1
-        sums, counts = network.jacobian_sums(attribution.weights(p64), X64, y, K, p64["activation"]), np.bincount(y, minlength=K)
+        sums = network.jacobian_sums(attribution.weights(p64), X64, y, K, p64["activation"])  # (K, K, H1)
+        counts = np.bincount(y, minlength=K)
     else:
         sp = attribution.sigma_prime(p64, X64)  # (N, H)
 

@@ -53,7 +53,7 @@ def as64(params: dict) -> dict[str, np.ndarray]:
     return {k: np.asarray(v, np.float64) for k, v in params.items()}
 
 
-def from_layer(p: dict, a: np.ndarray, layer: int, hidden: str) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+def from_layer(p: dict, a: np.ndarray, layer: int, hidden: str) -> tuple[list, list, np.ndarray]:
     """Run the float64 params p on from hidden layer `layer`'s activations a (N, H_layer) (layer 0: the
     inputs): (pre-activations and activations of layers layer+1 .. L, logits)."""
     L = depth(p)

@@ -9,6 +9,10 @@ HIST_BINS = 20  # activation histogram bins over the activation's range (activat
 ON, OFF = 0.99, 0.01  # saturation thresholds, as fractions of that range ([0, 1] for sigmoid)
 MOSTLY = 0.95  # share of images beyond a threshold that flags a neuron "nearly always" on or off
 NEAR_CONSTANT = 0.01  # activation standard deviation over the test set below which a neuron is "near-constant"
+EXTREMES = 16  # top- and least-activating test images shown per neuron
+SIMILAR = 5  # similar neurons listed per neuron
+SATURATED = 0.9995  # activations shown as 1.000 (three decimals): a saturated neuron's top images tie there
+SILENCED = 0.0005  # activations shown as 0.000
 
 
 def rounded(v) -> float:

@@ -130,7 +130,7 @@ def model_bytes(params: dict[str, np.ndarray], history: list[Epoch], snapshots: 
 TRAINING_CODE = ("data.py", "dataset_files.py",
                  *sorted(f"kernels/{p.name}" for p in (Path(__file__).parent / "kernels").glob("*.py")),
                  *sorted(f"readers/{p.name}" for p in (Path(__file__).parent / "readers").glob("*.py")),
-                 "train.py", "weights.py")
+                 "network.py", "train.py", "weights.py")
 
 
 def fingerprint(config: Config, data_sha256: dict[str, str]) -> str:

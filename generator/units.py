@@ -13,11 +13,9 @@ import numpy as np
 
 from . import activations, attribution, effects, network
 from .atlas import ImageRef, Layer, LayerTop, Score, Similar, Unit, floats
-from .stats import STAT_DIGITS, class_means, most_similar, rounded, saturation, saturation_flag, shown_extremes
+from .stats import (EXTREMES, OFF, SATURATED, SILENCED, SIMILAR, STAT_DIGITS, class_means, most_similar, rounded,
+                    saturation, saturation_flag, shown_extremes)
 
-SIMILAR = 5  # similar units listed per unit
-EXTREMES = 16  # top and bottom test images per unit
-SATURATED, SILENCED = 0.9995, 0.0005  # as fractions of the activation's range, as for one hidden layer
 # A unit's preferred input: gradient ascent on its pre-activation from the mean image, pulled towards the
 # mean image and smoothed (attribution.preferred_inputs' objective, for one unit).
 PREFERRED_PENALTY, PREFERRED_SMOOTH, PREFERRED_STEPS, PREFERRED_RATE = 0.5, 1.0, 200, 0.05
@@ -107,7 +105,7 @@ def layer_units(p: dict, f, layer: int, effect: np.ndarray, ablation: np.ndarray
             effective_max_abs=float(floats(np.abs(m).max(keepdims=True))[0]),
             mean_activation=floats(means[j], STAT_DIGITS),
             activation_mean=rounded(fill[j]), activation_std=rounded(spread[j]),
-            flag=saturation_flag(above[j], below[j], bool((unit[:, j] < 0.01).all()), spread[j]),
+            flag=saturation_flag(above[j], below[j], bool((unit[:, j] < OFF).all()), spread[j]),
             top_images=refs(top), bottom_images=refs(bottom), top_images_sampled=top_s, bottom_images_sampled=bottom_s,
             effect=floats(effect[j], STAT_DIGITS), ablation=floats(ablation[j], STAT_DIGITS),
             ablation_overall=rounded(overall[j]),

@@ -10,7 +10,6 @@ import pytest
 from generator import atlas as atlas_mod
 from generator import network, units
 from generator.__main__ import main
-from generator.config import REPO, load_config
 from generator.data import load_dataset
 from generator.train import load_model
 

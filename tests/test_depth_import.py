@@ -12,7 +12,6 @@ from generator import network
 from generator.errors import WeightsError
 from generator.train import load_model, model_bytes
 from generator.weights import fold_inputs, import_network
-from tests.test_readers import keras_h5, onnx_file
 
 
 def deep(sizes=(6, 5, 4, 3), seed=0) -> dict[str, np.ndarray]:
@@ -104,7 +103,6 @@ def test_safetensors_keras_onnx_at_depth(tmp_path):
         import_network(keras(tmp_path / "x.keras", ["tanh", "relu", "softmax"]))
     with pytest.raises(WeightsError, match="no activation between Dense layers 2 and 3"):
         import_network(keras(tmp_path / "y.keras", ["tanh", "linear", "softmax"]))
-    assert keras_h5  # the one-layer helper stays the reference for the two-layer case
 
     # ONNX: a chain of three Gemm nodes
     import onnx
@@ -121,7 +119,6 @@ def test_safetensors_keras_onnx_at_depth(tmp_path):
     got = import_network(tmp_path / "m.onnx")
     same(got, net)
     assert (got.hidden, got.output) == ("relu", "softmax")
-    assert onnx_file  # the two-layer builder is exercised in test_readers
 
 
 def test_folded_inputs_keep_every_layer_at_depth():
