@@ -2,7 +2,7 @@
 and four layers of 50 (as many units as two of 100), each imported as a network2 JSON fitted with NumPy
 (training deeper networks is the kernels' part of issue 16), on 2,000 test images.
 
-    .venv/bin/python bench/depth_scale.py
+    .venv/bin/python bench/depth_scale.py [100,100 50,50,50,50 ...]   (the hidden sizes of each network)
 
 The last columns divide each time by the total hidden units relative to the first network (1.0 = linear).
 Wall-clock seconds on a shared machine: compare the rows of one run.
@@ -28,11 +28,11 @@ NETWORKS = ((50, 50), (100, 100), (200, 200), (50, 50, 50, 50))
 STAGES = ("train", "analyze", "render", "site")
 
 
-def main() -> int:
+def main(networks=NETWORKS) -> int:
     data = load_dataset(cli.REPO / "data" / "mnist", None, 5000, 2000)
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for hidden in NETWORKS:
+        for hidden in networks:
             root = Path(tmp) / "-".join(map(str, hidden))
             root.mkdir()
             net = fit([784, *hidden, 10], data.train_images, data.train_labels, epochs=1)
@@ -47,7 +47,7 @@ def main() -> int:
                 times[stage] = time.perf_counter() - started
             rows[hidden] = times
             print(hidden, {k: round(v, 2) for k, v in times.items()}, flush=True)
-    first = NETWORKS[0]
+    first = networks[0]
     print(f"\n{'hidden':>16} {'units':>6} " + " ".join(f"{s:>8}" for s in STAGES) + "   per unit, relative to "
           f"{list(first)}")
     for hidden, times in rows.items():
@@ -58,4 +58,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main([tuple(map(int, a.split(","))) for a in sys.argv[1:]] or NETWORKS))

@@ -227,3 +227,47 @@ def test_the_probe_runs_every_layer_as_numpy_does(browser, served, deep_build): 
     assert number("[data-probe-gsum]") == pytest.approx(gx.sum(), rel=1e-2, abs=1e-3)
     page.close()
     assert browser.problems == [] and browser.elsewhere == []
+
+
+def test_a_unit_page_and_its_layer_page_against_numpy(deep_build):
+    root, _, atlas, model, data, _ = deep_build
+    p = network.as64(model.params)
+    X, y = data.test_images.astype(np.float64), data.test_labels
+    A1 = sigmoid(X @ p["W1"].T + p["b1"])
+    A2 = sigmoid(A1 @ p["W2"].T + p["b2"])
+    j = 5
+    page = (root / "build" / "docs" / "layers" / "2" / "neurons" / f"{j:03d}.md").read_text()
+
+    def fmt(x, digits=3, sign=False):
+        return (f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}").replace("-", "−")
+
+    assert f"| Bias | {fmt(model.params['b2'][j], sign=True)} |" in page
+    assert f"mean {fmt(A2[:, j].mean())}, standard deviation {fmt(A2[:, j].std())}" in page
+    # the units it reads: the largest |W2[j, i]| first, with unit i's mean activation
+    order = np.argsort(-np.abs(model.params["W2"][j]), kind="stable")[:8]
+    rows = [f"| [unit {i:03d}](../../../neurons/{i:03d}.md) | {fmt(model.params['W2'][j, i], sign=True)} | "
+            f"{fmt(A1[:, i].mean())} |" for i in order]
+    assert "\n".join(rows) in page
+    # what it does: each class's mean activation and margin change when pinned, and its output weight
+    Z = A2 @ p["W3"].T + p["b3"]
+    pinned = A2.copy()
+    pinned[:, j] = A2[:, j].mean()
+    Zp = pinned @ p["W3"].T + p["b3"]
+    m = lambda Z: np.array([Z[n, y[n]] - np.delete(Z[n], y[n]).max() for n in range(len(y))])  # noqa: E731
+    change = m(Zp) - m(Z)
+    for d in range(10):
+        assert (f"| [{d}](../../../digits/{d}.md) | {fmt(A2[y == d, j].mean())} | "
+                f"{fmt(change[y == d].mean(), sign=True)} |") in page
+        assert f"| {fmt(model.params['W3'][d, j], sign=True)} |" in page
+    # similar units by activation: Pearson correlation over the test images, highest first
+    r = np.corrcoef(A2.T)[j]
+    r[j] = -np.inf
+    best = np.argsort(-r, kind="stable")[:5]
+    assert " · ".join(f"[unit {i:03d}](../../../layers/2/neurons/{i:03d}.md) ({fmt(r[i], sign=True)})"
+                      for i in best) in page
+    # the layer page's table: the class each unit fires most for, with its mean
+    layer_page = (root / "build" / "docs" / "layers" / "1" / "index.md").read_text()
+    for i in (0, 17):
+        means = [A1[y == d, i].mean() for d in range(10)]
+        d = int(np.argmax(means))
+        assert f"| [unit {i:03d}](../../neurons/{i:03d}.md) | {d} ({fmt(means[d])}) |" in layer_page
