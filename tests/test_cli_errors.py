@@ -181,9 +181,9 @@ BAD_CONFIG = {  # override: words the message must hold (the small fixture has 4
     "train.epochs='many'": ["--set train.epochs: 'train.epochs' must be int, got str 'many'"],
     "train.epochs=2.5": ["'train.epochs' must be int, got float 2.5"],
     "train.epochs=0": ["'train.epochs' must be >= 1, got 0"],
-    "network.hidden=0": ["'network.hidden' must be >= 1 and <= 10000, got 0"],
-    "network.hidden=-3": ["'network.hidden' must be >= 1"],
-    "network.hidden=100000000": ["'network.hidden' must be >= 1 and <= 10000, got 100000000"],
+    "network.hidden=0": ["'network.hidden' must be units >= 1 and <= 10000 per hidden layer, got 0"],
+    "network.hidden=-3": ["'network.hidden' must be units >= 1"],
+    "network.hidden=100000000": ["'network.hidden' must be units >= 1 and <= 10000 per hidden layer, got 100000000"],
     "train.learning_rate=0": ["'train.learning_rate' must be > 0, got 0.0"],
     "train.learning_rate=-0.5": ["'train.learning_rate' must be > 0, got -0.5"],
     "train.learning_rate=nan": ["'train.learning_rate' must be a finite number, got nan"],
@@ -191,7 +191,8 @@ BAD_CONFIG = {  # override: words the message must hold (the small fixture has 4
     "train.seed=-1": ["'train.seed' must be >= 0, got -1"],
     "train.batch_size=0": ["'train.batch_size' must be >= 1"],
     "train.final_lr_fraction=0": ["'train.final_lr_fraction' must be in (0, 1], got 0.0"],
-    "analysis.top_k=5": ["--set analysis.top_k: 'analysis.top_k' must be in 1..4 (network.hidden), got 5"],
+    "analysis.top_k=5": ["--set analysis.top_k: 'analysis.top_k' must be in 1..4 (the smallest hidden layer of "
+                         "network.hidden), got 5"],
     "analysis.top_k=0": ["'analysis.top_k' must be in 1..4"],
     "data.train_limit=-1": ["'data.train_limit' must be >= 0"],
     "train.batch_size=61": ["--set train.batch_size: 'train.batch_size' must be in 1..60 "
