@@ -13,7 +13,12 @@ import numpy as np
 
 from .output import npz_bytes
 
-FORMAT = 2  # bump when a field changes meaning or disappears
+FORMAT = 3  # bump when a field changes meaning or disappears
+# Format 3 (from 2): networks of any depth. model.sizes lists every layer; `layers` holds each hidden layer's
+# units of a deeper network (Unit: incoming and outgoing weights, effective input map, effect, ablation,
+# next-layer shift, similarity), [] for one hidden layer; digits[].layers their top units per layer. For a
+# deeper network `neurons` describes the last hidden layer, the one the outputs read (its `weights` are its
+# effective input maps), and digits[] and mistakes rest on it; one hidden layer reads as in format 2.
 # Format 2 (from 1): a class's top_contributors/top_suppressors are ranked by measured effect (`effect`, the
 # drop of its margin when the neuron is pinned to its mean), no longer by `contribution`, which stays beside
 # it with `discriminative`; ablate_random is the median over draws from outside the top k (random_baseline
@@ -156,6 +161,14 @@ class RandomBaseline:
 
 
 @dataclass(frozen=True)
+class LayerTop:
+    """A class's top units in one hidden layer of a deeper network, ranked by effect (Contribution.effect)."""
+    layer: int  # 1 = the first hidden layer
+    top: list[Score]  # largest margin drop when pinned first (score = that drop)
+    bottom: list[Score]  # most negative first: pinning them raises the class's margin
+
+
+@dataclass(frozen=True)
 class Digit:
     digit: int
     count: int  # test images of this class
@@ -185,6 +198,44 @@ class Digit:
     example_logit: float  # z2[d] at the worked example
     baseline_logit: float  # z2[d] at the all-black image
     example_ig_sum: float  # sum of the integrated-gradients attributions (completeness: = logit difference)
+    layers: list[LayerTop]  # a deeper network's top units in every hidden layer, first first; [] for one layer
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One unit of one hidden layer of a network with more than one hidden layer (Atlas.layers)."""
+    layer: int  # 1 = the first hidden layer
+    id: int  # its index in its layer
+    bias: float
+    incoming: list[float]  # (H_{layer-1},) its weights on the layer below, exact; (D,) pixel weights for layer 1
+    incoming_max_abs: float
+    outgoing: list[float]  # (H_{layer+1},) the next layer's weights on it; (K,) the output weights for the last
+    effective_map: list[list[float]]  # (rows, cols) d(pre-activation)/d(input), mean over the test images
+    effective_max_abs: float  # max |effective_map|: its symmetric colour scale
+    mean_activation: list[float]  # (K,) mean activation over the test images of each class
+    activation_mean: float  # over all test images: the value it is pinned to
+    activation_std: float
+    flag: str  # as Neuron.flag
+    top_images: list[ImageRef]  # as Neuron.top_images
+    bottom_images: list[ImageRef]
+    top_images_sampled: bool
+    bottom_images_sampled: bool
+    effect: list[float]  # (K,) mean drop of each class's margin when it is pinned to its mean, the rest re-run
+    ablation: list[float]  # (K,) change in per-class test accuracy under the same pinning
+    ablation_overall: float  # change in overall test accuracy
+    next_shift: list[float]  # (H_{layer+1},) mean |change| of each next-layer unit's activation when it is
+    #                          pinned; [] for the last hidden layer, whose effect on the outputs is `effect`
+    similar_by_weights: list[Similar]  # by incoming weights (Pearson)
+    similar_by_activation: list[Similar]
+    preferred_pre_activation: float  # its pre-activation at its preferred input (a figure, preferred.png)
+    top_pre_activation: float  # its largest pre-activation over the test images, for comparison
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One hidden layer of a deeper network."""
+    layer: int  # 1 = the first hidden layer
+    units: list[Unit]
 
 
 @dataclass(frozen=True)
@@ -200,7 +251,7 @@ class HistoryRow:
 @dataclass(frozen=True)
 class ModelInfo:
     run_id: str  # provenance.run_id: names this network (data, settings, trained weights) in links and citations
-    sizes: list[int]  # [inputs, hidden, outputs]
+    sizes: list[int]  # [inputs, hidden, outputs]; [inputs, hidden 1, ..., hidden L, outputs] for L layers
     image_shape: list[int]  # [rows, cols]
     test_accuracy: float
     test_loss: float
@@ -237,6 +288,7 @@ class Atlas:
     neurons: list[Neuron]
     digits: list[Digit]
     confusion: list[list[int]]  # (K, K) test images of class row predicted as class column
+    layers: list[Layer]  # every hidden layer of a deeper network, first first; [] for one hidden layer
 
 
 @functools.cache

@@ -1,14 +1,16 @@
 """Pixel-level explanations of the output units: gradients, integrated gradients, templates, preferred inputs.
 
-All in float64 on one network given as a dict of W1 (H, D), b1 (H,), W2 (K, H), b2 (K,). The output
-explained is an output unit's pre-activation z2[d] (its logit), which the sigmoid only squashes.
+All in float64 on one network given as a dict of W1 (H, D), b1 (H,), W2 (K, H), b2 (K,), or of any depth
+(W1, b1, ..., W{L+1}, b{L+1}: network.py does the passes; one hidden layer keeps its own closed forms, so its
+numbers keep their bits). The output explained is an output unit's pre-activation z2[d] (its logit), which
+the sigmoid only squashes.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from . import activations
+from . import activations, network
 
 
 def as64(params: dict[str, np.ndarray], activation: str = "sigmoid") -> dict:
@@ -17,8 +19,23 @@ def as64(params: dict[str, np.ndarray], activation: str = "sigmoid") -> dict:
     return {**{k: np.asarray(v, np.float64) for k, v in params.items()}, "activation": activation}
 
 
+def weights(p: dict) -> dict[str, np.ndarray]:
+    """The parameters alone, without the "activation" entry."""
+    return {k: v for k, v in p.items() if k != "activation"}
+
+
+def deep(p: dict) -> bool:
+    return network.depth(weights(p)) > 1
+
+
+def n_outputs(p: dict) -> int:
+    return p[f"W{network.depth(weights(p)) + 1}"].shape[0]
+
+
 def logits(p: dict[str, np.ndarray], X: np.ndarray) -> np.ndarray:
     """(N, D) inputs -> (N, K) output pre-activations."""
+    if deep(p):
+        return network.from_layer(weights(p), X, 0, p.get("activation", "sigmoid"))[2]
     return activations.apply(p.get("activation", "sigmoid"), X @ p["W1"].T + p["b1"]) @ p["W2"].T + p["b2"]
 
 
@@ -32,6 +49,8 @@ def input_gradient(p: dict[str, np.ndarray], X: np.ndarray, direction: np.ndarra
 
     direction (K,) picks the output combination: one-hot e_d for z2[d], e_d - e_r for a contrast.
     """
+    if deep(p):
+        return network.input_gradient(weights(p), X, direction, p.get("activation", "sigmoid"))
     return (sigma_prime(p, X) * (direction @ p["W2"])) @ p["W1"]
 
 
@@ -49,7 +68,7 @@ def integrated_gradients(p: dict[str, np.ndarray], x: np.ndarray, d: int, steps:
     """
     alphas = (np.arange(steps) + 0.5) / steps
     path = alphas[:, None] * x[None, :]  # (steps, D)
-    direction = np.eye(p["W2"].shape[0])[d]
+    direction = np.eye(n_outputs(p))[d]
     return x * input_gradient(p, path, direction).mean(axis=0)
 
 
@@ -75,11 +94,14 @@ def preferred_inputs(p: dict[str, np.ndarray], start: np.ndarray, shape: tuple[i
     The pull towards the mean image and the smoothness term keep the result image-like; the box
     [0, 1] keeps it a valid image. Deterministic: no randomness anywhere.
     """
-    K = p["W2"].shape[0]
+    K = n_outputs(p)
     x = np.tile(start.astype(np.float64), (K, 1))  # (K, D) one image per output
     for _ in range(steps):
-        sp = sigma_prime(p, x)  # (K, H)
-        grad = (sp * p["W2"]) @ p["W1"] - penalty * (x - start) - smooth * laplacian(x, shape)  # row d: d z2[d]/dx
+        if deep(p):
+            pull = network.input_gradient(weights(p), x, np.eye(K), p.get("activation", "sigmoid"))
+        else:
+            pull = (sigma_prime(p, x) * p["W2"]) @ p["W1"]  # (K, D) row d: d z2[d] / dx at x[d]
+        grad = pull - penalty * (x - start) - smooth * laplacian(x, shape)
         x = np.clip(x + rate * grad, 0.0, 1.0)
     return x
 

@@ -119,3 +119,33 @@ def net_pushes(a: np.ndarray, W2: np.ndarray, predicted: int, label: int) -> tup
     W2 = W2.astype(np.float64)
     to_pred, to_true = W2[predicted] * a, W2[label] * a
     return to_pred, to_true, to_pred - to_true
+
+
+def pinned_through(H: int, pinned, y: np.ndarray, n_classes: int, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pinning, one unit at a time, in a hidden layer of H units that does not feed the outputs directly.
+
+    pinned(j) -> (N, K) the logits with unit j pinned to its mean and the rest of the network re-run;
+    base (N, K) the intact logits. Returns (H, K) margin effects (as margin_effects: mean drop of each
+    class's margin) and (H, K) accuracy changes (as the atlas's ablation: share of each class still right,
+    minus the intact share).
+    """
+    m0 = margins(base, y)
+    right0 = class_mean((base.argmax(axis=1) == y).astype(np.float64), y, n_classes)
+    effect, accuracy = np.empty((H, n_classes)), np.empty((H, n_classes))
+    for j in range(H):
+        Z = pinned(j)
+        effect[j] = class_mean(m0 - margins(Z, y), y, n_classes)
+        accuracy[j] = class_mean((Z.argmax(axis=1) == y).astype(np.float64), y, n_classes) - right0
+    return effect, accuracy
+
+
+def next_layer_shift(A: np.ndarray, fill: np.ndarray, W_next: np.ndarray, b_next: np.ndarray, act) -> np.ndarray:
+    """(H, H_next): mean over the images of |change| of each unit of the next layer's activation when unit j of
+    this layer is pinned to fill[j]; act is the hidden activation function. What a unit's removal does to the
+    layer that reads it."""
+    Z = A @ W_next.T + b_next  # (N, H_next)
+    out = np.empty((A.shape[1], W_next.shape[0]))
+    base = act(Z)
+    for j in range(A.shape[1]):
+        out[j] = np.abs(act(Z + np.outer(fill[j] - A[:, j], W_next[:, j])) - base).mean(axis=0)
+    return out

@@ -108,3 +108,12 @@ def confusion(matrix: np.ndarray) -> bytes:
     rgba = ERRORS(np.sqrt(off / max(off.max(), 1)))
     rgba[np.eye(len(matrix), dtype=bool)] = EMPTY
     return png(rgba)
+
+
+def diverging_grid(values: np.ndarray, vmax: float, scale: int = 1) -> bytes:
+    """Weights on a layer's units in that layer's row-major grid (unit 0 top left), red/blue on ±vmax."""
+    values = np.asarray(values, dtype=np.float64)
+    rows, cols = grid_shape(len(values))
+    rgba = np.tile(np.array(EMPTY), (rows * cols, 1))
+    rgba[: len(values)] = DIVERGING(0.5 + 0.5 * np.clip(values / (vmax or 1.0), -1, 1))
+    return png(rgba.reshape(rows, cols, 4), scale)

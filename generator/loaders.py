@@ -12,6 +12,7 @@ from . import atlas as atlas_mod
 from .config import Config, load_config
 from .data import Dataset, load_dataset, select_classes
 from .errors import BuildError, ConfigError, DataError
+from .network import depth, hidden_sizes
 from .train import Model, load_model
 
 
@@ -47,7 +48,7 @@ def load_trained(config: Config) -> Model:
     except Exception as e:  # a zip, npy or JSON problem: whatever np.load finds, the file is not a model
         raise BuildError(f"{path}: not a readable model file ({type(e).__name__}: {e}); "
                          "rerun 'python -m generator train'") from e
-    hidden, k = model.params["W1"].shape[0], config.analysis.top_k
+    hidden, k = min(hidden_sizes(model.params)), config.analysis.top_k  # the smallest hidden layer's units
     if k > hidden and "weights_sha256" not in model.meta:  # trained with another config (an import may be smaller)
         raise ConfigError(f"{config.where('analysis.top_k')}: 'analysis.top_k' must be in 1..{hidden} "
                           f"(the hidden neurons of {path}), got {k}")
@@ -56,7 +57,7 @@ def load_trained(config: Config) -> Model:
 
 def check_model_fits(config: Config, model: Model, data: Dataset) -> None:
     """Raises DataError when the model's inputs or outputs differ from the data's pixels or classes."""
-    W1, W2 = model.params["W1"], model.params["W2"]
+    W1, W2 = model.params["W1"], model.params[f"W{depth(model.params) + 1}"]  # W2 for one hidden layer
     if W1.shape[1] != data.n_inputs or W2.shape[0] != data.n_classes:
         raise DataError(f"{config.model_path}: model is {W1.shape[1]}-{W2.shape[0]} but the data "
                         f"in {config.data.dir} is {data.n_inputs}-{data.n_classes}; retrain with this config")

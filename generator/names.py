@@ -15,6 +15,9 @@ class Names:
     image_width: int = 5  # digits of a test-image index
     prefix: str = ""  # "" for the main atlas, "tiny/" for a section
     classes: str = "digits"  # directory of the class pages: "digits", or "classes" for other datasets
+    # The hidden layer whose units neuron_page(), neuron_fig() and neuron_json() name: the one the outputs read,
+    # which the class and mistake pages speak of. 1 for one hidden layer (neurons/NNN/); L for L layers.
+    neuron_layer: int = 1
 
     def home(self) -> str:
         return f"{self.prefix}index.md"
@@ -26,13 +29,34 @@ class Names:
         return f"{j:0{self.width}d}"
 
     def neurons_index(self) -> str:
-        return f"{self.prefix}neurons/index.md"
+        return self.layer_page(self.neuron_layer) if self.neuron_layer > 1 else f"{self.prefix}neurons/index.md"
 
     def neuron_page(self, j: int) -> str:
-        return f"{self.prefix}neurons/{self.nid(j)}.md"
+        return self.unit_page(self.neuron_layer, j)
 
     def neuron_fig(self, j: int, name: str) -> str:
-        return f"{self.prefix}neurons/{self.nid(j)}/{name}.png"
+        return self.unit_fig(self.neuron_layer, j, name)
+
+    def units_dir(self, layer: int) -> str:
+        """Hidden layer `layer`'s (1 = first) unit folder: neurons/ for the first, which keeps the one-layer
+        atlas's addresses, layers/L/neurons/ for deeper ones."""
+        return f"{self.prefix}neurons/" if layer == 1 else f"{self.prefix}layers/{layer}/neurons/"
+
+    def unit_page(self, layer: int, j: int) -> str:
+        return f"{self.units_dir(layer)}{self.nid(j)}.md"
+
+    def unit_fig(self, layer: int, j: int, name: str) -> str:
+        return f"{self.units_dir(layer)}{self.nid(j)}/{name}.png"
+
+    def unit_json(self, layer: int, j: int) -> str:
+        return f"{self.units_dir(layer)}{self.nid(j)}.json"
+
+    def layer_page(self, layer: int) -> str:
+        """The page of hidden layer `layer` of a deeper network (one hidden layer has none: neurons/ is it)."""
+        return f"{self.prefix}layers/{layer}/index.md"
+
+    def layer_fig(self, layer: int, name: str) -> str:
+        return f"{self.prefix}layers/{layer}/{name}.png"
 
     def digits_index(self) -> str:
         return f"{self.prefix}{self.classes}/index.md"
@@ -56,7 +80,7 @@ class Names:
         return f"test-{index:0{self.image_width}d}"
 
     def neuron_json(self, j: int) -> str:
-        return f"{self.prefix}neurons/{self.nid(j)}.json"
+        return self.unit_json(self.neuron_layer, j)
 
     def digit_json(self, d: int) -> str:
         return f"{self.prefix}{self.classes}/{d}.json"

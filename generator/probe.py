@@ -55,12 +55,28 @@ def lut(cmap) -> str:
     return "".join(f"{r:02x}{g:02x}{b:02x}" for r, g, b in rgb)
 
 
+def parameters(atlas, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The network's exact float32 parameters W1, b1, ..., W{L+1}, b{L+1}, from atlas.json's neurons (one
+    hidden layer) or units (every layer of a deeper network) and the output biases in arrays.npz."""
+    if not atlas.layers:
+        return {"W1": np.array([n.weights for n in atlas.neurons], np.float32).reshape(len(atlas.neurons), -1),
+                "b1": np.array([n.bias for n in atlas.neurons], np.float32),
+                "W2": np.array([n.output_weights for n in atlas.neurons], np.float32).T,
+                "b2": np.asarray(arrays["output_bias"], np.float32)}
+    p = {}
+    for layer in atlas.layers:
+        p[f"W{layer.layer}"] = np.array([u.incoming for u in layer.units], np.float32)  # (H_l, H_{l-1})
+        p[f"b{layer.layer}"] = np.array([u.bias for u in layer.units], np.float32)
+    L = len(atlas.layers)
+    p[f"W{L + 1}"] = np.array([u.outgoing for u in atlas.layers[-1].units], np.float32).T  # (K, H_L)
+    p[f"b{L + 1}"] = np.asarray(arrays["output_bias"], np.float32)
+    return p
+
+
 def probe_files(atlas, arrays: dict[str, np.ndarray], names) -> dict[str, bytes]:
     """Every data file of the probe, by path: network.json (the manifest) and the files it names."""
-    W1 = np.array([n.weights for n in atlas.neurons], np.float32).reshape(len(atlas.neurons), -1)  # (H, D)
-    b1 = np.array([n.bias for n in atlas.neurons], np.float32)  # (H,)
-    W2 = np.array([n.output_weights for n in atlas.neurons], np.float32).T  # (K, H)
-    b2 = np.asarray(arrays["output_bias"], np.float32)  # (K,)
+    params = parameters(atlas, arrays)
+    W1, W2 = params["W1"], params[f"W{len(atlas.layers or [0]) + 1}"]  # (H1, D), (K, H_L)
     images = np.asarray(arrays["test_images"], np.uint8)  # (N, rows, cols)
     labels, predicted = arrays["test_labels"], arrays["test_predicted"]
     ids = np.asarray(arrays["test_ids"], np.int64)  # (N,) the index pages and #test=N use: the source file's
@@ -68,8 +84,7 @@ def probe_files(atlas, arrays: dict[str, np.ndarray], names) -> dict[str, bytes]
     K = W2.shape[0]
     label_type = "<u1" if K <= 256 else "<u2"
     hidden, output = activations(atlas.model)
-    files = {names.probe_file("W1.f32"): f32(W1), names.probe_file("b1.f32"): f32(b1),
-             names.probe_file("W2.f32"): f32(W2), names.probe_file("b2.f32"): f32(b2),
+    files = {**{names.probe_file(f"{name}.f32"): f32(value) for name, value in params.items()},
              names.probe_file("test-labels.u8"): np.asarray(labels, label_type).tobytes(),
              names.probe_file("test-predicted.u8"): np.asarray(predicted, label_type).tobytes()}
     # Where the test set is the whole source (MNIST), image n is #test=n and no file is needed; a subset
@@ -84,11 +99,13 @@ def probe_files(atlas, arrays: dict[str, np.ndarray], names) -> dict[str, bytes]
         sheets.append(path.rsplit("/", 1)[1])
     rows, cols = atlas.model.image_shape
     manifest = {
-        "format": FORMAT, "run_id": atlas.model.run_id, "sizes": [D, H, K], "image_shape": [rows, cols],
+        # a deeper network's manifest is format 2: sizes lists every layer, parameters W1, b1, ... W{L+1}, b{L+1}
+        "format": FORMAT if not atlas.layers else 2, "run_id": atlas.model.run_id,
+        "sizes": [D, H, K] if not atlas.layers else atlas.model.sizes, "image_shape": [rows, cols],
         "hidden_activation": hidden, "output_activation": output,
         "class_names": atlas.model.class_names, "noun": atlas.model.noun,
-        "parameters": {name: {"file": f"{name}.f32", "dtype": "float32", "byteorder": "little", "shape": shape}
-                       for name, shape in (("W1", [H, D]), ("b1", [H]), ("W2", [K, H]), ("b2", [K]))},
+        "parameters": {name: {"file": f"{name}.f32", "dtype": "float32", "byteorder": "little",
+                              "shape": list(value.shape)} for name, value in params.items()},
         "test": {"count": len(images), "sheets": sheets, "per_sheet": SHEET, "columns": SHEET_COLUMNS,
                  "labels": {"file": "test-labels.u8", "dtype": "uint8" if K <= 256 else "uint16", "byteorder": "little"},
                  "predicted": {"file": "test-predicted.u8", "dtype": "uint8" if K <= 256 else "uint16",
@@ -103,12 +120,13 @@ def probe_files(atlas, arrays: dict[str, np.ndarray], names) -> dict[str, bytes]
 
 
 def sizes(files: dict[str, bytes], names) -> dict[str, str]:
-    """The API page's sizes of the probe's files: the four parameter files together, one test sheet on average."""
+    """The API page's sizes of the probe's files: the parameter files together, one test sheet on average."""
     def size(n: float) -> str:
         return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} KB" if n >= 1e3 else f"{n:.0f} bytes"
 
     sheets = [v for k, v in files.items() if k.startswith(names.probe_file("test-")) and k.endswith(".png")]
-    return {"probe_parameters": size(sum(len(files[names.probe_file(f"{p}.f32")]) for p in ("W1", "b1", "W2", "b2"))),
+    parameters = [v for k, v in files.items() if k.startswith(names.probe_file("")) and k.endswith(".f32")]
+    return {"probe_parameters": size(sum(map(len, parameters))),
             "probe_sheet": size(sum(map(len, sheets)) / len(sheets)),
             "probe_labels": size(len(files[names.probe_file("test-labels.u8")]))}
 

@@ -7,8 +7,9 @@ import json
 
 import numpy as np
 
+from .network import depth, param_names
+
 RUN_ID_HEX = 12  # 48 bits: collisions need ~16 million runs; short enough to read out and paste
-PARAMS = ("W1", "b1", "W2", "b2")
 # Settings that say where files live or what the site is called, not which network was trained: leaving them
 # out keeps the id of a network the same wherever it is built (a test config may hold absolute paths). An
 # imported network's file path goes too: its weights themselves are hashed.
@@ -35,7 +36,7 @@ def run_id(data_sha256: dict[str, str], config: dict, params: dict[str, np.ndarr
     h = hashlib.sha256(b"mnist-neuron-atlas run id 1\n")
     for part in (dict(sorted(data_sha256.items())), run_config(config)):
         h.update(json.dumps(part, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode() + b"\n")
-    for name in PARAMS:
+    for name in param_names(depth(params)):  # W1, b1, W2, b2 for one hidden layer, as ever
         array = np.ascontiguousarray(params[name])
         array = array.astype(array.dtype.newbyteorder("<"), copy=False)
         h.update(f"{name} {array.dtype.str} {list(array.shape)}\n".encode())

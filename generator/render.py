@@ -10,7 +10,7 @@ import numpy as np
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from . import atlas as atlas_mod
-from . import figures, probe, prose
+from . import figures, probe, prose, render_layers
 from .atlas import Atlas
 from .config import SHARE, Config
 from .errors import BuildError
@@ -54,8 +54,10 @@ def figure_files(atlas: Atlas, arrays: dict[str, np.ndarray], names: Names) -> t
     lo, hi = atlas.model.network["histogram_range"]  # activation grids span the activation's range
     for n in atlas.neurons:
         w = np.array(n.weights)
-        files[names.neuron_fig(n.id, "weights")] = figures.diverging(w, n.weight_max_abs)
         files[names.neuron_fig(n.id, "weights-shared")] = figures.diverging(w, atlas.model.weight_max_abs)
+        if atlas.layers:  # a deeper network: its unit pages have their own figures (render_layers)
+            continue
+        files[names.neuron_fig(n.id, "weights")] = figures.diverging(w, n.weight_max_abs)
         # The question's element-wise view: input times weights, pixel by pixel, each on its own scale:
         # for the typical image of the class it fires for most, and of every class.
         x = np.array(atlas.digits[n.fires_most_for].example.image)
@@ -80,7 +82,8 @@ def figure_files(atlas: Atlas, arrays: dict[str, np.ndarray], names: Names) -> t
         files[names.digit_fig(d.digit, "example")] = figures.ink(np.array(d.example.image))
         files[names.digit_fig(d.digit, "example-hidden")] = figures.activation_grid(
             (np.array(d.example.hidden_activation) - lo) / (hi - lo))
-    return files, scales
+    deeper, deeper_scales = render_layers.figure_files(atlas, arrays, names)
+    return {**files, **deeper}, {**scales, **deeper_scales}
 
 
 def mistake_groups(mistakes: list) -> list[tuple[int, list]]:
@@ -150,7 +153,10 @@ def page_files(atlas: Atlas, config: Config, names: Names, json_sizes: dict[str,
     common = dict(atlas=atlas, model=atlas.model, train=atlas.model.config["train"], title=config.site.title,
                   names=names, grid_rows=grid_rows, grid_cols=grid_cols, digit_colours=figures.DIGIT_HEX,
                   cls=cls, cls_html=cls_html, noun=noun, Noun=noun.capitalize(), nouns=nouns, Nouns=nouns.capitalize(),
-                  summaries=summaries, scales=scales, act=activation_words(atlas.model.network))
+                  summaries=summaries, scales=scales, act=activation_words(atlas.model.network),
+                  hidden_layers=[counted(h, activation_words(atlas.model.network)["hidden"] + " hidden neuron")
+                                 for h in atlas.model.sizes[1:-1]],
+                  picture_words={"map": "effective input map" if atlas.layers else "weight map"})
     span = atlas.model.network["histogram_range"]
 
     files = {}
@@ -164,14 +170,18 @@ def page_files(atlas: Atlas, config: Config, names: Names, json_sizes: dict[str,
                                                         **context).encode()
 
     page(names.home(), "index.md.j2", sections=sections)
-    page(names.neurons_index(), "neurons.md.j2")
+    if atlas.layers:  # a deeper network: a page per layer and per unit instead of the neuron pages
+        render_layers.pages(atlas, names, page, cls, root_of)
+    else:
+        page(names.neurons_index(), "neurons.md.j2")
     page(names.digits_index(), "digits.md.j2", confusion_header=[str(d.digit) for d in atlas.digits],
          confusion_rows=confusion_cells(atlas, names, root_of(names.digits_index())))
     page(names.mistakes_index(), "mistakes_index.md.j2")
-    page(names.probe_page(), "probe.md.j2")
+    page(names.probe_page(), "probe.md.j2",
+         probe_layers=render_layers.probe_layers(atlas, names, "../" * Names.url(names.probe_page()).count("/")))
     page(names.api_page(), "api.md.j2", sizes=json_sizes, run_id_hex=RUN_ID_HEX,
          example_neuron=min(42, len(atlas.neurons) - 1), example_digit=min(3, len(atlas.digits) - 1))
-    for n in atlas.neurons:
+    for n in ([] if atlas.layers else atlas.neurons):
         page(names.neuron_page(n.id), "neuron.md.j2", n=n, typical=atlas.digits[n.fires_most_for],
              products=n.top_images[:PRODUCTS], summary=summaries[n.id], 
              position=(n.id // grid_cols + 1, n.id % grid_cols + 1),
@@ -239,7 +249,8 @@ def data_files(atlas: Atlas, names: Names, figure_paths) -> dict[str, bytes]:
 
     files = {names.atlas_json(): atlas_mod.to_json(atlas)}
     summaries = neuron_summaries(atlas, list(atlas.model.class_names))
-    for n in atlas.neurons:
+    files.update(render_layers.data_files(atlas, names, frame))
+    for n in ([] if atlas.layers else atlas.neurons):
         files[names.neuron_json(n.id)] = frame(names.neuron_page(n.id), "neuron",
                                                {**atlas_mod.plain(n), "summary": summaries[n.id]})
     for d in atlas.digits:
@@ -258,7 +269,9 @@ def json_sizes(atlas: Atlas, names: Names, data: dict[str, bytes]) -> dict[str, 
         n = sum(len(data[p]) for p in paths) / len(paths)
         return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} KB"
 
-    return {"atlas": size([names.atlas_json()]), "neuron": size([names.neuron_json(n.id) for n in atlas.neurons]),
+    units = ([names.unit_json(u.layer, u.id) for layer in atlas.layers for u in layer.units] if atlas.layers
+             else [names.neuron_json(n.id) for n in atlas.neurons])
+    return {"atlas": size([names.atlas_json()]), "neuron": size(units),
             "digit": size([names.digit_json(d.digit) for d in atlas.digits])}
 
 
@@ -268,9 +281,10 @@ def render(atlas: Atlas, arrays: dict[str, np.ndarray], config: Config, prefix: 
 
     sections lists (title, home page path, description) of other atlases published in the same site.
     """
-    names = Names(width=max(3, len(str(len(atlas.neurons) - 1))),
+    names = Names(width=max(3, len(str(max(atlas.model.sizes[1:-1]) - 1))),
                   image_width=max(5, len(str(atlas.model.n_test - 1))), prefix=prefix,
-                  classes="digits" if atlas.model.noun == "digit" else "classes")
+                  classes="digits" if atlas.model.noun == "digit" else "classes",
+                  neuron_layer=len(atlas.model.sizes) - 2)
     files = {}
     figs, scales = figure_files(atlas, arrays, names)
     data = data_files(atlas, names, figs)
@@ -303,6 +317,10 @@ def site_nav(docs: Path, section_titles: dict[str, str]) -> list:
                 items.append({label: [f"{rel}{folder}/index.md"] + [f"{rel}{folder}/{p.name}" for p in pages]})
             else:
                 items.append({label: f"{rel}{folder}/index.md"})
+        layers = sorted((p for p in (base / "layers").glob("*/index.md") if p.parent.name.isdigit()),
+                        key=lambda p: int(p.parent.name))
+        if layers:  # a deeper network: its layer pages (one hidden layer has none)
+            items.append({"Layers": [f"{rel}layers/{p.parent.name}/index.md" for p in layers]})
         items += sorted(f"{rel}{p.name}" for p in base.glob("*.md") if p.name != "index.md")
         return items
 

@@ -15,6 +15,7 @@ from .config import Config, check_against_data
 from .data import Dataset
 from .errors import BuildError
 from .loaders import check_model_fits, load_analysis, load_data, load_trained, section_configs
+from .network import hidden_sizes, sizes
 from .output import sync_tree, write_if_changed
 from .render import render
 from .train import Epoch, fingerprint, load_model, save_model, train
@@ -41,8 +42,7 @@ def stage_import(config: Config, run: Run, data: Dataset) -> None:
     """The train stage for a network trained elsewhere: read it, fit it to the data, store it as model.npz.
     Raises WeightsError (weights.py) for a file that is not a network that fits the data."""
     params, meta, lines = load_network(config, data)
-    H = params["W1"].shape[0]
-    run.say(f"train: imported a {data.n_inputs}-{H}-{data.n_classes} network ({meta['source']}); no training")
+    run.say(f"train: imported a {'-'.join(map(str, sizes(params)))} network ({meta['source']}); no training")
     for line in lines:
         run.say(line)
     meta.update({"config": config.to_dict(), "data_sha256": dict(sorted(data.sha256.items())),
@@ -87,7 +87,7 @@ def stage_train(config: Config, run: Run) -> None:
 def stage_analyze(config: Config, run: Run) -> None:
     """build/model.npz and the data -> build/atlas.json and build/arrays.npz (each written only if changed)."""
     model = load_trained(config)
-    hidden, k = model.params["W1"].shape[0], config.analysis.top_k
+    hidden, k = min(hidden_sizes(model.params)), config.analysis.top_k
     if k > hidden:  # an imported network smaller than the default top-k (load_trained refuses a trained one)
         config = dataclasses.replace(config, analysis=dataclasses.replace(config.analysis, top_k=hidden))
         run.say(f"analyze: analysis.top_k {k} lowered to {hidden}, the imported network's hidden units")

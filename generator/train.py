@@ -15,12 +15,13 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from . import kernels
+from .network import depth, param_names
 from .config import Config
 from .data import Dataset
 from .errors import TrainingError
 from .output import npz_bytes, write_atomic
 
-PARAMS = ("W1", "b1", "W2", "b2")
+PARAMS = param_names(1)  # one hidden layer's; a deeper network's are network.param_names(depth)
 # Training has diverged when an epoch's mean loss exceeds this many times K*ln 2, the loss of a network
 # that knows nothing and outputs 0.5 for each of K classes. On MNIST (K*ln 2 = 6.9) the default rate's
 # first epoch has 1.7 and a rate of 10 has 7.2, then learns; rates of 100 and 1000 give 630 and 14,000
@@ -111,8 +112,9 @@ def train(config: Config, data: Dataset, on_epoch: Callable[[Epoch], None] = lam
 
 def model_bytes(params: dict[str, np.ndarray], history: list[Epoch], snapshots: dict[int, np.ndarray],
                 meta: dict) -> bytes:
-    """An .npz archive of the weights, history, W1 snapshots and `meta` (as JSON), byte-identical for equal inputs."""
-    arrays = dict(params)
+    """An .npz archive of the weights (W1, b1, ... W{L+1}, b{L+1} in layer order: any depth), history, W1
+    snapshots and `meta` (as JSON), byte-identical for equal inputs."""
+    arrays = {k: params[k] for k in param_names(depth(params))}
     arrays["history_epoch"] = np.array([h.epoch for h in history], np.int64)
     for name in ("learning_rate", "train_loss", "test_loss", "test_accuracy", "seconds"):
         arrays[f"history_{name}"] = np.array([getattr(h, name) for h in history], np.float64)
@@ -128,7 +130,7 @@ def model_bytes(params: dict[str, np.ndarray], history: list[Epoch], snapshots: 
 TRAINING_CODE = ("data.py", "dataset_files.py",
                  *sorted(f"kernels/{p.name}" for p in (Path(__file__).parent / "kernels").glob("*.py")),
                  *sorted(f"readers/{p.name}" for p in (Path(__file__).parent / "readers").glob("*.py")),
-                 "train.py", "weights.py")
+                 "network.py", "train.py", "weights.py")
 
 
 def fingerprint(config: Config, data_sha256: dict[str, str]) -> str:
@@ -151,7 +153,7 @@ def save_model(path: Path, params, history, snapshots, meta) -> None:
 
 @dataclass(frozen=True)
 class Model:
-    params: dict[str, np.ndarray]  # W1 (H, D), b1 (H,), W2 (K, H), b2 (K,), float32
+    params: dict[str, np.ndarray]  # W1 (H1, D), b1 (H1,), ..., W{L+1} (K, HL), b{L+1} (K,), float32
     history: list[Epoch]
     snapshots: dict[int, np.ndarray]  # epoch (0 = initial) -> W1 (H, D)
     meta: dict
@@ -160,7 +162,7 @@ class Model:
 def load_model(path: Path) -> Model:
     """Read a model.npz written by `save_model` (never unpickles)."""
     with np.load(path, allow_pickle=False) as f:
-        params = {k: f[k] for k in PARAMS}
+        params = {k: f[k] for k in param_names(depth(f.files))}
         cols = {k[len("history_"):]: f[k].tolist() for k in f.files if k.startswith("history_")}
         meta = json.loads(str(f["meta_json"]))
         snapshots = dict(zip(f["snapshot_epochs"].tolist(), f["snapshot_W1"]))

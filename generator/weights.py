@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import activations
+from . import activations, network
 from .errors import ConfigError, WeightsError
 from .readers import frameworks, keras, nielsen, onnx_file
 from .readers.common import FORMATS, Layers, assemble
@@ -27,7 +27,7 @@ MAX_WEIGHTS_BYTES = 1 << 30  # a one-hidden-layer network of 10,000 units on 28x
 
 @dataclass(frozen=True)
 class Imported:
-    params: dict[str, np.ndarray]  # W1 (H, D), b1 (H,), W2 (K, H), b2 (K,), float32, as the file stores them
+    params: dict[str, np.ndarray]  # W1 (H1, D), b1 (H1,), ..., W{L+1} (K, HL), b{L+1} (K,), float32, as stored
     source: str  # what the home page says about where the weights came from, with the notes
     sha256: str  # of the file's bytes
     hidden: str | None = None  # hidden activation the file records ("relu"), None when it records none
@@ -88,7 +88,7 @@ def sniff(path: Path, raw: bytes, n_inputs: int | None = None) -> Layers:
 
 
 def import_network(path: Path, n_inputs: int | None = None) -> Imported:
-    """Read a trained one-hidden-layer network from a file in any supported format (see FORMATS).
+    """Read a trained network of any depth from a file in any supported format (see FORMATS).
 
     n_inputs (pixels per image), when known, settles which layout square-ish matrices are in.
     """
@@ -112,7 +112,7 @@ def import_network(path: Path, n_inputs: int | None = None) -> Imported:
 
 def check_shapes(imported: Imported, path: Path, n_inputs: int, n_classes: int) -> None:
     """The imported network must read this dataset's images and name its classes."""
-    W1, W2 = imported.params["W1"], imported.params["W2"]
+    W1, W2 = imported.params["W1"], imported.params[f"W{network.depth(imported.params) + 1}"]
     if W1.shape[1] != n_inputs:
         side = math.isqrt(W1.shape[1])
         raise WeightsError(f"{path}: the network takes {W1.shape[1]} inputs"
@@ -163,9 +163,7 @@ def fold_inputs(params: dict[str, np.ndarray], mean: float, std: float) -> dict[
 
 def accuracy(params: dict[str, np.ndarray], hidden: str, X: np.ndarray, y: np.ndarray) -> float:
     """Share of (N, D) images X whose largest output (before the output activation, same argmax) is y."""
-    p = {k: v.astype(np.float64) for k, v in params.items()}
-    Z2 = activations.apply(hidden, X.astype(np.float64) @ p["W1"].T + p["b1"]) @ p["W2"].T + p["b2"]
-    return float((Z2.argmax(axis=1) == y).mean())
+    return float((network.forward(params, X, hidden).predicted == y).mean())
 
 
 def load_network(config, data) -> tuple[dict[str, np.ndarray], dict, list[str]]:

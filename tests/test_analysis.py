@@ -5,13 +5,13 @@ import math
 import numpy as np
 import pytest
 
-from generator import analysis
+from generator import stats
 
 
 def test_class_means_equal_a_loop():
     rng = np.random.default_rng(0)
     values, labels = rng.random((50, 4)), rng.integers(0, 3, 50)
-    got = analysis.class_means(values, labels, 3)
+    got = stats.class_means(values, labels, 3)
     for c in range(4):
         for k in range(3):
             rows = [values[i, c] for i in range(50) if labels[i] == k]
@@ -21,21 +21,21 @@ def test_class_means_equal_a_loop():
 def test_per_class_accuracy_equals_counting():
     predicted = np.array([0, 1, 1, 2, 2, 2, 0])
     labels = np.array([0, 1, 2, 2, 2, 1, 1])
-    np.testing.assert_allclose(analysis.per_class_accuracy(predicted, labels, 3), [1 / 1, 1 / 3, 2 / 3])
+    np.testing.assert_allclose(stats.per_class_accuracy(predicted, labels, 3), [1 / 1, 1 / 3, 2 / 3])
 
 
 def test_typical_example_is_nearest_to_the_mean():
     images = np.array([[0.0, 0.0], [1.0, 1.0], [0.4, 0.6], [5.0, 5.0], [5.1, 5.0]])
     labels = np.array([0, 0, 0, 1, 1])
     means = np.array([[0.5, 0.5], [5.0, 5.0]])
-    assert analysis.typical_examples(images, labels, means) == [2, 3]
+    assert stats.typical_examples(images, labels, means) == [2, 3]
 
 
 def test_extremes_equal_sorting_each_column():
     rng = np.random.default_rng(2)
     A = rng.random((40, 3))
     A[5, 0] = A[6, 0] = 2.0  # a tie: the lower index comes first
-    top, bottom = analysis.extremes(A, 4)
+    top, bottom = stats.extremes(A, 4)
     for j in range(3):
         col = [(A[i, j], i) for i in range(40)]
         assert top[j].tolist() == [i for _, i in sorted(col, key=lambda t: (-t[0], t[1]))[:4]]
@@ -48,7 +48,7 @@ def test_histograms_equal_a_loop():
     A = rng.random((200, 4))
     A[0, 0], A[1, 0], A[2, 0] = 1.0, 0.0, 0.5  # edges: 1 goes to the last bin, 0.5 starts bin 10
     labels = rng.integers(0, 3, 200)
-    got = analysis.histograms(A, labels, 3, 20)
+    got = stats.histograms(A, labels, 3, 20)
     want = np.zeros((4, 3, 20), int)
     for n in range(200):
         for j in range(4):
@@ -60,7 +60,7 @@ def test_histograms_equal_a_loop():
 
 def test_saturation_and_flags():
     A = np.array([[0.995, 0.001, 0.5, 0.005], [0.999, 0.002, 0.2, 0.004], [0.5, 0.003, 0.995, 0.2]])
-    above, below = analysis.saturation(A)
+    above, below = stats.saturation(A)
     np.testing.assert_allclose(above, [2 / 3, 0, 1 / 3, 0])
     np.testing.assert_allclose(below, [0, 1, 0, 2 / 3])
 
@@ -75,7 +75,7 @@ def test_most_similar_equals_pearson_by_hand():
     M = rng.standard_normal((7, 30))
     M[3] = 2 * M[1] + 1 + 0.01 * rng.standard_normal(30)  # almost perfectly correlated with row 1
     M[5] = 0.0  # no variance: never listed, lists nothing
-    got = analysis.most_similar(M, 3)
+    got = stats.most_similar(M, 3)
     for j in range(7):
         if j == 5:
             assert got[j] == []
@@ -90,8 +90,8 @@ def test_most_similar_equals_pearson_by_hand():
 def test_patterns_equal_a_loop():
     rng = np.random.default_rng(5)
     X, A = rng.random((30, 6)), rng.random((30, 2))
-    top, _ = analysis.extremes(A, 4)
-    got = analysis.patterns(A, X, top)
+    top, _ = stats.extremes(A, 4)
+    got = stats.patterns(A, X, top)
     for j in range(2):
         chosen = sorted(range(30), key=lambda n: -A[n, j])[:4]
         want = sum(X[n] for n in chosen) / 4 - sum(X) / 30

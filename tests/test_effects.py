@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from generator import analysis, effects, prose
+from generator import effects, prose
+from generator import stats
 from generator.atlas import ImageRef, Neuron
 
 
@@ -48,7 +49,7 @@ def test_the_ranking_follows_the_effect_not_the_raw_contribution():
     A1[:, 1] = np.where(y == 0, 0.8, 0.1)  # on for class 0 only
     W2 = np.array([[5.0, 2.0], [0.0, 0.0]])
     Z = A1 @ W2.T
-    raw, disc = effects.logit_terms(W2, analysis.class_means(A1, y, 2), A1.mean(axis=0))
+    raw, disc = effects.logit_terms(W2, stats.class_means(A1, y, 2), A1.mean(axis=0))
     assert effects.ranked(raw[0], 2) == [0, 1]  # the naive ranking puts the constant neuron first
     effect = effects.margin_effects(Z, A1, W2, A1.mean(axis=0), y, 2)
     assert effects.ranked(effect[:, 0], 2) == [1]  # the measured one names only the informative neuron
@@ -58,7 +59,7 @@ def test_the_ranking_follows_the_effect_not_the_raw_contribution():
 
 def test_raw_and_discriminative_terms_equal_a_loop():
     A1, W2, _, y, _ = network(1)
-    means = analysis.class_means(A1, y, 4)
+    means = stats.class_means(A1, y, 4)
     raw, disc = effects.logit_terms(W2, means, A1.mean(axis=0))
     for d in range(4):
         for j in range(A1.shape[1]):
@@ -123,11 +124,11 @@ def test_net_pushes_add_up_to_the_logit_gap():
 
 
 def test_largest_remainder_by_hand():
-    np.testing.assert_array_equal(analysis.largest_remainder(np.array([10, 5, 1]), 4), [3, 1, 0])
-    np.testing.assert_array_equal(analysis.largest_remainder(np.array([1, 1, 1]), 2), [1, 1, 0])  # ties: lower index
-    np.testing.assert_array_equal(analysis.largest_remainder(np.array([0, 2, 0]), 16), [0, 2, 0])
+    np.testing.assert_array_equal(stats.largest_remainder(np.array([10, 5, 1]), 4), [3, 1, 0])
+    np.testing.assert_array_equal(stats.largest_remainder(np.array([1, 1, 1]), 2), [1, 1, 0])  # ties: lower index
+    np.testing.assert_array_equal(stats.largest_remainder(np.array([0, 2, 0]), 16), [0, 2, 0])
     counts = np.array([734, 209, 100, 3, 0])
-    seats = analysis.largest_remainder(counts, 16)
+    seats = stats.largest_remainder(counts, 16)
     assert seats.sum() == 16 and all(abs(s - 16 * c / counts.sum()) < 1 for s, c in zip(seats, counts))
 
 
@@ -135,21 +136,21 @@ def test_shown_extremes_take_the_strongest_or_sample_a_saturated_set_by_class():
     z = np.array([5.0, 9.0, 1.0, 9.0, 7.0, 3.0])
     labels = np.array([0, 1, 1, 0, 1, 0])
     tied = np.zeros(6, bool)
-    assert analysis.shown_extremes(z, tied, labels, 2, 3, highest=True) == ([1, 3, 4], False)
-    assert analysis.shown_extremes(z, tied, labels, 2, 3, highest=False) == ([2, 5, 0], False)
+    assert stats.shown_extremes(z, tied, labels, 2, 3, highest=True) == ([1, 3, 4], False)
+    assert stats.shown_extremes(z, tied, labels, 2, 3, highest=False) == ([2, 5, 0], False)
     # 10 images tied at saturation, 7 of class 0 and 3 of class 1; show 4: seats 3 and 1 (2.8 and 1.2)
     z = np.arange(10.0)[::-1] + 20  # image 0 strongest
     labels = np.array([1, 0, 0, 1, 0, 0, 1, 0, 0, 0])
-    shown, sampled = analysis.shown_extremes(z, np.ones(10, bool), labels, 2, 4, highest=True)
+    shown, sampled = stats.shown_extremes(z, np.ones(10, bool), labels, 2, 4, highest=True)
     assert sampled and shown == [0, 1, 2, 4]  # class 1's strongest (0), class 0's three strongest (1, 2, 4)
 
 
 def test_near_constant_neurons_are_flagged():
-    assert analysis.saturation_flag(0, 1, True, 0.0) == "dead"
-    assert analysis.saturation_flag(0, 0, False, 0.003) == "near-constant"
-    assert analysis.saturation_flag(0, 0.96, False, 0.2) == "nearly always off"
-    assert analysis.saturation_flag(0.95, 0, False, 0.2) == "nearly always on"
-    assert analysis.saturation_flag(0.5, 0.4, False, 0.2) == ""
+    assert stats.saturation_flag(0, 1, True, 0.0) == "dead"
+    assert stats.saturation_flag(0, 0, False, 0.003) == "near-constant"
+    assert stats.saturation_flag(0, 0.96, False, 0.2) == "nearly always off"
+    assert stats.saturation_flag(0.95, 0, False, 0.2) == "nearly always on"
+    assert stats.saturation_flag(0.5, 0.4, False, 0.2) == ""
 
 
 def neuron(**fields):

@@ -44,14 +44,15 @@ def test_network1_npz_and_model_npz(tmp_path):
 
 
 @pytest.mark.parametrize("mutate, words", [
-    (lambda d: d.update(sizes=[12, 5, 4, 3]), ["'sizes'", "2 hidden layers", "exactly one"]),
+    (lambda d: d.update(sizes=[12, 5, 4, 3]), ["'weights' has 2 layer(s)", "'sizes' [12, 5, 4, 3] needs 3 of each"]),
+    (lambda d: d.update(sizes=[12, 3]), ["'sizes' is [12, 3]", "no hidden layer"]),
     (lambda d: d.update(cost="HingeCost"), ["unknown 'cost'", "HingeCost"]),
     (lambda d: d.pop("biases"), ["missing field 'biases'"]),
     (lambda d: d["weights"][1].pop(), ["'weights[1]'", "(2, 5)", "needs (3, 5)"]),
     (lambda d: d["weights"][0][0].__setitem__(0, float("nan")), ["'weights[0]'", "NaN or Inf"]),
     (lambda d: d["weights"][0][1].pop(), ["'weights[0]'", "rectangular"]),
     (lambda d: d["biases"][0].pop(), ["'biases[0]'", "4 values, expected 5"]),
-    (lambda d: d.update(weights=d["weights"] + d["weights"][:1]), ["3 layer(s)", "exactly one hidden layer"]),
+    (lambda d: d.update(weights=d["weights"] + d["weights"][:1]), ["3 layer(s)", "needs 2 of each"]),
 ])
 def test_bad_network2_files_name_the_field(tmp_path, mutate, words):
     weights, biases = network(np.random.default_rng(2))

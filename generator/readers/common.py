@@ -1,4 +1,4 @@
-"""What every reader shares: the `Layers` a reader returns, and turning them into W1, b1, W2, b2."""
+"""What every reader shares: the `Layers` a reader returns, and turning them into W1, b1, W2, b2, ... (any depth)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import WeightsError
+from ..network import param_names
 
 # What the "anything else" messages list: every format import_network reads.
 FORMATS = ("Nielsen network2 JSON, .npz (weights_0, biases_0, ... or W1, b1, W2, b2), .safetensors, "
@@ -17,9 +18,9 @@ FORMATS = ("Nielsen network2 JSON, .npz (weights_0, biases_0, ... or W1, b1, W2,
 
 @dataclass
 class Layers:
-    """A one-hidden-layer network as a file stores it.
+    """A network of linear layers as a file stores it.
 
-    weights: [(name, array)] of the two linear layers in order, each (out, in), or (in, out) when
+    weights: [(name, array)] of the linear layers in order (two for one hidden layer), each (out, in), or (in, out) when
     `layout` says so or when only that chains; biases: [(name, array or None)] beside them (None: the
     file has no bias for that layer). hidden / output: the activations the file records ("relu",
     "softmax", ...), None where it records none.
@@ -34,6 +35,23 @@ class Layers:
     # The model's own input scaling (Keras's Rescaling layer): it sees raw_pixel * input_scale + input_offset.
     input_scale: float = 1.0
     input_offset: float = 0.0
+
+
+def hidden_activation(path: Path, found: list[str | None], what: str) -> str:
+    """The one activation of every hidden layer, from what the file records after each hidden `what` in
+    order; refuses a linear hidden layer, a softmax one, and layers that differ (network.activation is one)."""
+    if None in found:
+        i = found.index(None) + 1
+        raise WeightsError(f"{path}: no activation between {what}s {i} and {i + 1} (linear); the atlas explains "
+                           "sigmoid, relu or tanh hidden units")
+    if "softmax" in found:
+        raise WeightsError(f"{path}: a Softmax after " + ("the hidden layer" if len(found) == 1 else
+                           f"hidden layer {found.index('softmax') + 1}") + "; the atlas explains sigmoid, relu or "
+                           "tanh hidden units")
+    if len(set(found)) > 1:
+        raise WeightsError(f"{path}: the hidden layers use {', '.join(found)}; the atlas explains networks whose "
+                           "hidden layers share one activation (network.activation)")
+    return found[0]
 
 
 def as_array(path: Path, name: str, value, ndim: int) -> np.ndarray:
@@ -67,7 +85,7 @@ def state_dict_layers(path: Path, tensors: dict[str, np.ndarray], kind: str) -> 
     other = sorted(set(tensors) - known)
     if other:
         raise WeightsError(f"{path}: tensor '{other[0]}' is not the weight or bias of a Linear layer; the atlas "
-                           "explains networks of two Linear layers (784 -> hidden -> classes)")
+                           "explains chains of Linear layers (784 -> hidden ... -> classes)")
     for p in prefixes:
         if np.ndim(tensors[f"{p}.weight"]) != 2:
             raise WeightsError(f"{path}: '{p}.weight' has shape {np.shape(tensors[p + '.weight'])}; only Linear "
@@ -77,53 +95,60 @@ def state_dict_layers(path: Path, tensors: dict[str, np.ndarray], kind: str) -> 
 
 
 def assemble(path: Path, layers: Layers, n_inputs: int | None = None) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Layers -> ({W1 (H, D), b1 (H,), W2 (K, H), b2 (K,)} float32, notes for the home page).
+    """Layers -> ({W1 (H1, D), b1 (H1,), ..., W{L+1} (K, HL), b{L+1} (K,)} float32, notes for the home page).
 
     (in, out) matrices are recognised when the shapes chain only that way (or the biases or `n_inputs`
     settle a tie) and transposed, with a note saying so; absent biases become zeros, with a note.
-    Raises WeightsError naming the layer when there are not exactly two layers or they do not chain.
+    Raises WeightsError naming the layer when there are fewer than two layers or they do not chain.
     """
     (n_w, n_b) = (len(layers.weights), len(layers.biases))
-    if n_w != 2:
-        raise WeightsError(f"{path}: {n_w} weight matrices ({', '.join(n for n, _ in layers.weights[:4])}); the atlas "
-                           "explains networks with exactly one hidden layer (2 matrices)")
-    if n_b != 2:
-        raise WeightsError(f"{path}: {n_b} bias vectors for 2 weight matrices; expected one per layer (or none)")
-    (n0, w0), (n1, w1) = [(name, as_array(path, name, v, 2)) for name, v in layers.weights]
+    if n_w < 2:
+        raise WeightsError(f"{path}: {n_w} weight matrix ({', '.join(n for n, _ in layers.weights[:4]) or 'none'}); "
+                           "the atlas explains networks with at least one hidden layer (2 or more matrices)")
+    if n_b != n_w:
+        raise WeightsError(f"{path}: {n_b} bias vectors for {n_w} weight matrices; expected one per layer (or none)")
+    ws = [(name, as_array(path, name, v, 2)) for name, v in layers.weights]
     biases = [(name, None if v is None else as_array(path, name, v, 1)) for name, v in layers.biases]
 
+    def oriented(transposed: bool) -> list[np.ndarray]:
+        return [w.T if transposed else w for _, w in ws]
+
     def fits(transposed: bool) -> bool:
-        a, b = (w0.T, w1.T) if transposed else (w0, w1)
-        return b.shape[1] == a.shape[0]
+        m = oriented(transposed)
+        return all(b.shape[1] == a.shape[0] for a, b in zip(m, m[1:]))
 
     def biases_fit(transposed: bool) -> bool:
-        a, b = (w0.T, w1.T) if transposed else (w0, w1)
-        return all(v is None or len(v) == w.shape[0] for (_, v), w in zip(biases, (a, b)))
+        return all(v is None or len(v) == w.shape[0] for (_, v), w in zip(biases, oriented(transposed)))
 
     options = [t for t in (False, True) if fits(t) and layers.layout != ("in_out" if not t else "out_in")]
     if len(options) == 2:  # square-ish shapes chain both ways: let the biases, then the data, decide
         options = [t for t in options if biases_fit(t)] or options
     if len(options) == 2 and n_inputs is not None:
-        options = [t for t in options if (w0.T if t else w0).shape[1] == n_inputs] or options
+        options = [t for t in options if oriented(t)[0].shape[1] == n_inputs] or options
     if not options:
+        pairs = list(zip(ws, ws[1:]))  # name the first pair that does not chain as (out, in)
+        (n0, w0), (n1, w1) = next((q for q in pairs if q[1][1].shape[1] != q[0][1].shape[0]), pairs[0])
         raise WeightsError(f"{path}: '{n0}' is {w0.shape} and '{n1}' is {w1.shape}: they chain neither as (out, in) "
                            f"matrices ('{n1}' having {w0.shape[0]} columns) nor transposed as (in, out) ones "
-                           f"('{n1}' having {w0.shape[1]} rows); is this a one-hidden-layer network?")
+                           f"('{n1}' having {w0.shape[1]} rows); is this a chain of linear layers?")
     transposed = options[0]
     notes = []
+    matrices = [np.ascontiguousarray(w) for w in oriented(transposed)]
     if transposed:
-        w0, w1 = np.ascontiguousarray(w0.T), np.ascontiguousarray(w1.T)
         notes.append("matrices stored as (in, out), transposed")
-    params = {"W1": w0, "W2": w1}
-    missing = []
-    for (name, b), w, key in zip(biases, (w0, w1), ("b1", "b2")):
+    params, missing = {}, []
+    for i, ((name, b), w) in enumerate(zip(biases, matrices), start=1):
         if b is None:
-            missing.append(key)
+            missing.append(i)
             b = np.zeros(w.shape[0], np.float32)
         elif len(b) != w.shape[0]:
             raise WeightsError(f"{path}: '{name}' has {len(b)} values, expected {w.shape[0]} (one per unit)")
-        params[key] = b
-    if missing:
-        notes.append("no biases in the file, taken as 0" if len(missing) == 2 else
-                     f"no {'hidden' if missing == ['b1'] else 'output'} biases in the file, taken as 0")
-    return {k: params[k] for k in ("W1", "b1", "W2", "b2")}, notes
+        params[f"W{i}"], params[f"b{i}"] = w, b
+    if len(missing) == n_w:
+        notes.append("no biases in the file, taken as 0")
+    elif missing and n_w == 2:
+        notes.append(f"no {'hidden' if missing == [1] else 'output'} biases in the file, taken as 0")
+    elif missing:
+        notes.append(f"no biases for layer{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))} in the "
+                     "file (1 = first hidden), taken as 0")
+    return {k: params[k] for k in param_names(n_w - 1)}, notes

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import WeightsError
-from .common import Layers, natural_key
+from .common import Layers, hidden_activation, natural_key
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 # Keras activation names -> the atlas's; "linear" is no activation (logits).
@@ -53,7 +53,7 @@ def _layers(path: Path, h5, kind: str) -> Layers:
         if len(matrices) != 1 or len(vectors) > 1 or len(arrays) != len(matrices) + len(vectors):
             shapes = ", ".join(f"{k} {v.shape}" for k, v in sorted(arrays.items()))
             raise WeightsError(f"{path}: layer '{parent}' holds {shapes}, not a Dense layer's kernel and bias; the "
-                               "atlas explains two Dense layers")
+                               "atlas explains chains of Dense layers")
         (wname, w), = matrices.items()
         weights.append((f"{parent}/{wname}", w))
         biases.append(next(((f"{parent}/{k}", v) for k, v in vectors.items()), (f"{parent}/bias", None)))
@@ -114,9 +114,6 @@ def keras_archive(path: Path, archive: zipfile.ZipFile) -> Layers:
         raise WeightsError(f"{path}: a .keras archive without a readable config.json and model.weights.h5 ({e})") from None
     layers = weights_h5(path, raw, "a Keras model (.keras)")
     acts = _activations(path, config, layers)
-    if len(acts) == 2:
-        layers.hidden, layers.output = acts
-        if layers.hidden is None:
-            raise WeightsError(f"{path}: the hidden Dense layer has no activation (linear); the atlas explains "
-                               "sigmoid, relu or tanh hidden units")
+    if len(acts) >= 2:
+        layers.hidden, layers.output = hidden_activation(path, acts[:-1], "Dense layer"), acts[-1]
     return layers

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import WeightsError
+from ..network import depth
 from .common import Layers, as_array, state_dict_layers
 
 COSTS = ("CrossEntropyCost", "QuadraticCost")  # the cost classes of Nielsen's network2.py
@@ -16,7 +17,8 @@ COSTS = ("CrossEntropyCost", "QuadraticCost")  # the cost classes of Nielsen's n
 
 def network2_json(path: Path, raw: bytes) -> Layers:
     """Nielsen's network2.save: {"sizes": [D, H, K], "weights": [(H, D), (K, H)], "biases": [(H, 1), (K, 1)],
-    "cost": ...}. Sigmoid units throughout, though the file does not say so."""
+    "cost": ...}, or deeper ([D, H1, H2, K] and a matrix per layer). Sigmoid units throughout, though the
+    file does not say so."""
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -30,25 +32,26 @@ def network2_json(path: Path, raw: bytes) -> Layers:
     sizes = data["sizes"]
     if not (isinstance(sizes, list) and all(isinstance(n, int) and n > 0 for n in sizes)):
         raise WeightsError(f"{path}: 'sizes' must be a list of positive integers, got {sizes!r}")
-    if len(sizes) != 3:
-        raise WeightsError(f"{path}: 'sizes' is {sizes}: {len(sizes) - 2} hidden layers; the atlas explains "
-                           "networks with exactly one hidden layer")
+    if len(sizes) < 3:
+        raise WeightsError(f"{path}: 'sizes' is {sizes}: no hidden layer; the atlas explains networks with at "
+                           "least one hidden layer")
     cost = data.get("cost", "CrossEntropyCost")
     if cost not in COSTS:
         raise WeightsError(f"{path}: unknown 'cost' {cost!r}; expected one of {', '.join(COSTS)}")
     weights, biases = data["weights"], data["biases"]
     if not isinstance(weights, list) or not isinstance(biases, list):
         raise WeightsError(f"{path}: 'weights' and 'biases' must be lists of layers")
-    if len(weights) != 2 or len(biases) != 2:
+    n = len(sizes) - 1
+    if len(weights) != n or len(biases) != n:
         raise WeightsError(f"{path}: 'weights' has {len(weights)} layer(s) and 'biases' {len(biases)}; "
-                           "the atlas explains networks with exactly one hidden layer (2 of each)")
-    for i in range(2):
+                           f"'sizes' {sizes} needs {n} of each")
+    for i in range(n):
         W = as_array(path, f"weights[{i}]", weights[i], 2)
         if W.shape != (sizes[i + 1], sizes[i]):
             raise WeightsError(f"{path}: 'weights[{i}]' has shape {W.shape}, but 'sizes' {sizes} needs "
                                f"({sizes[i + 1]}, {sizes[i]})")
-    return Layers(f"Nielsen network2 JSON ({cost})", [(f"weights[{i}]", weights[i]) for i in range(2)],
-                  [(f"biases[{i}]", biases[i]) for i in range(2)], layout="out_in")
+    return Layers(f"Nielsen network2 JSON ({cost})", [(f"weights[{i}]", weights[i]) for i in range(n)],
+                  [(f"biases[{i}]", biases[i]) for i in range(n)], layout="out_in")
 
 
 def npz(path: Path) -> Layers:
@@ -61,8 +64,9 @@ def npz(path: Path) -> Layers:
     except (OSError, zipfile.BadZipFile, EOFError) as e:
         raise WeightsError(f"{path}: not a readable .npz archive ({e})") from None
     if {"W1", "W2"} <= members.keys():
-        return Layers("an atlas model.npz", [("W1", members["W1"]), ("W2", members["W2"])],
-                      [("b1", members.get("b1")), ("b2", members.get("b2"))], layout="out_in")
+        n = depth(members) + 1  # W1, W2, ... W{n}: any depth
+        return Layers("an atlas model.npz", [(f"W{i}", members[f"W{i}"]) for i in range(1, n + 1)],
+                      [(f"b{i}", members.get(f"b{i}")) for i in range(1, n + 1)], layout="out_in")
     if any(k.endswith(".weight") for k in members):  # np.savez(f, **{k: v.numpy() for k, v in sd.items()})
         return state_dict_layers(path, members, "a PyTorch state_dict in .npz")
     positional = sorted((int(k[4:]), v) for k, v in members.items() if k.startswith("arr_") and k[4:].isdigit())

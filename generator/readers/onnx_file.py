@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import WeightsError
-from .common import Layers
+from .common import Layers, hidden_activation
 
 ACTIVATIONS = {"Sigmoid": "sigmoid", "Relu": "relu", "Tanh": "tanh", "Softmax": "softmax", "LogSoftmax": "softmax"}
 PASS_THROUGH = ("Flatten", "Reshape", "Identity", "Dropout", "Cast")
@@ -75,17 +75,11 @@ def onnx_model(path: Path, raw: bytes) -> Layers:
             pass
         else:
             raise WeightsError(f"{path}: ONNX node '{node.name or op}' ({op}) is not part of a Gemm/MatMul chain with "
-                               "Sigmoid, Relu, Tanh or Softmax; the atlas explains two linear layers")
+                               "Sigmoid, Relu, Tanh or Softmax; the atlas explains chains of linear layers")
         current = node.output[0]
         if op != "MatMul":
             pending_matmul = None
     layers = Layers("an ONNX model", weights, biases, layout="out_in")
-    if len(acts) == 2:
-        if acts[0] is None:
-            raise WeightsError(f"{path}: no activation between the two linear layers; the atlas explains sigmoid, "
-                               "relu or tanh hidden units")
-        if acts[0] == "softmax":
-            raise WeightsError(f"{path}: a Softmax after the hidden layer; the atlas explains sigmoid, relu or "
-                               "tanh hidden units")
-        layers.hidden, layers.output = acts
+    if len(acts) >= 2:
+        layers.hidden, layers.output = hidden_activation(path, acts[:-1], "linear layer"), acts[-1]
     return layers

@@ -2,8 +2,9 @@
  *
  * Reads probe/network.json and the files it names (generator/probe.py writes them); the page's HTML
  * (templates/probe.md.j2) holds the places, this fills them. State lives in the address:
- * #test=1234&neuron=42. For scripts and tests: window.atlasProbe.forward(pixels) -> {hidden, output},
- * .state() -> {pixels, hidden, output, predicted, test, neuron}, .prepare(strokes) -> the prepared
+ * #test=1234&neuron=42. For scripts and tests: window.atlasProbe.forward(pixels) -> {hidden, output,
+ * layers} (hidden: the layer the outputs read; layers: every hidden layer's activations, first first),
+ * .state() -> {pixels, hidden, output, layers, predicted, test, neuron}, .prepare(strokes) -> the prepared
  * drawing (the same algorithm as generator/probe.py's prepare), .strokes() -> what was drawn (points in
  * [0, 1] of the drawing area), .ready (a promise).
  */
@@ -59,31 +60,44 @@
     return table;
   }
 
-  let net = null; // {D, H, K, W1, b1, W2, b2, hidden, output, manifest, maps}
+  let net = null; // {D, H, K, L, layers, W1, b1, W2, b2, bL, hidden, output, manifest, maps}
   async function load() {
     const m = await fetchData(manifestUrl.pathname.split("/").pop(), "json");
-    const [W1, b1, W2, b2] = await Promise.all(["W1", "b1", "W2", "b2"].map(
-      async (name) => float32s(await fetchData(m.parameters[name].file))));
-    const [D, H, K] = m.sizes;
-    net = { D, H, K, W1, b1, W2, b2, manifest: m,
+    // W1, b1, ..., W{L+1}, b{L+1}: one hidden layer (W1, b1, W2, b2) or more, as the manifest lists them.
+    const names = Object.keys(m.parameters);
+    const arrays = await Promise.all(names.map(async (name) => float32s(await fetchData(m.parameters[name].file))));
+    const p = Object.fromEntries(names.map((name, i) => [name, arrays[i]]));
+    const sizes = m.sizes, L = sizes.length - 2;
+    const layers = sizes.slice(1).map((n, l) => ({ W: p[`W${l + 1}`], b: p[`b${l + 1}`], nIn: sizes[l], nOut: n }));
+    // H and W2 are the layer the outputs read (the only one for one hidden layer); W1 the pixels' layer.
+    net = { D: sizes[0], H: sizes[L], K: sizes[L + 1], L, layers, W1: p.W1, b1: p.b1,
+            W2: p[`W${L + 1}`], b2: p[`b${L + 1}`], bL: p[`b${L}`], manifest: m,
             hidden: activation(m.hidden_activation, true), output: activation(m.output_activation, false),
             maps: Object.fromEntries(Object.entries(m.colour_maps).map(([k, v]) => [k, lookup(v)])) };
   }
 
   // ---- the forward pass ---------------------------------------------------------------------------
   function run(x) {
-    const { D, H, K, W1, b1, W2, b2 } = net;
+    const { D, H, K, L, layers, W2, b2 } = net;
     if (x.length !== D) throw new Error(`forward: expected ${D} pixels, got ${x.length}`);
-    const on = [];
-    for (let i = 0; i < D; i++) if (x[i] !== 0) on.push(i); // most pixels are 0 and add nothing
-    const z1 = new Float64Array(H);
-    for (let j = 0; j < H; j++) {
-      let s = 0;
-      const row = j * D;
-      for (const i of on) s += W1[row + i] * x[i];
-      z1[j] = s + b1[j];
+    const zs = [], as = [];
+    let a = x;
+    for (let l = 0; l < L; l++) {
+      const { W, b, nIn, nOut } = layers[l];
+      const on = [];
+      for (let i = 0; i < nIn; i++) if (a[i] !== 0) on.push(i); // most pixels are 0 and add nothing
+      const z = new Float64Array(nOut);
+      for (let j = 0; j < nOut; j++) {
+        let s = 0;
+        const row = j * nIn;
+        for (const i of on) s += W[row + i] * a[i];
+        z[j] = s + b[j];
+      }
+      zs.push(z);
+      a = net.hidden.f(z);
+      as.push(a);
     }
-    const a1 = net.hidden.f(z1);
+    const a1 = as[L - 1];
     const z2 = new Float64Array(K);
     for (let k = 0; k < K; k++) {
       let s = 0;
@@ -91,7 +105,29 @@
       for (let j = 0; j < H; j++) s += W2[row + j] * a1[j];
       z2[k] = s + b2[k];
     }
-    return { z1, a1, z2, a2: net.output.f(z2) };
+    return { z1: zs[L - 1], a1, zs, as, z2, a2: net.output.f(z2) };
+  }
+  // The gradient with respect to the pixels of a quantity s whose gradient with respect to the last hidden
+  // layer's pre-activations is `top` (H,): backpropagated through every hidden layer, then W1.
+  function toInput(out, top) {
+    let g = top;
+    for (let l = net.L - 1; l >= 1; l--) {
+      const { W, nIn, nOut } = net.layers[l];
+      const below = new Float64Array(nIn);
+      for (let h = 0; h < nOut; h++) {
+        if (g[h] === 0) continue;
+        for (let i = 0; i < nIn; i++) below[i] += g[h] * W[h * nIn + i];
+      }
+      for (let i = 0; i < nIn; i++) below[i] *= net.hidden.d(out.as[l - 1][i], out.zs[l - 1][i]);
+      g = below;
+    }
+    const { W, nIn: D, nOut: H1 } = net.layers[0];
+    const x = new Float64Array(D);
+    for (let h = 0; h < H1; h++) {
+      if (g[h] === 0) continue;
+      for (let i = 0; i < D; i++) x[i] += g[h] * W[h * D + i];
+    }
+    return x;
   }
   function argmax(values, skip = -1) {
     let best = -1;
@@ -307,7 +343,7 @@
   }
 
   function show() {
-    const { D, H, K, W1, b1, W2, b2 } = net;
+    const { D, H, K, L, W1, bL, W2, b2 } = net;
     const x = current.pixels;
     const out = (current.result = run(x));
     const { z1, a1, z2, a2 } = out;
@@ -327,6 +363,14 @@
       cell.title = `${cell.dataset.name}: ${fixed(a1[j])}`;
       cell.dataset.activation = a1[j];
       cell.classList.toggle("probe-selected", j === current.neuron);
+    }
+    // A deeper network's other hidden layers.
+    for (const cell of $$("[data-probe-layer]")) {
+      const l = Number(cell.dataset.probeLayer), j = Number(cell.dataset.probeCell);
+      const v = out.as[l - 1][j];
+      cell.style.background = hex(activationColour(v));
+      cell.title = `${cell.dataset.name}: ${fixed(v)}`;
+      cell.dataset.activation = v;
     }
     // The outputs.
     for (const bar of $$("[data-probe-output]")) {
@@ -350,9 +394,10 @@
       body.replaceChildren(...list.map((j) => pusherRow(j, a1[j], push[j], margin[j], runner >= 0)));
       if (!list.length) body.innerHTML = `<tr><td colspan="6">none</td></tr>`;
     }
-    // One neuron: weights x input, its sum, bias and activation.
+    // One neuron: weights x input, its sum, bias and activation. Below the first hidden layer the map is
+    // the gradient of its pre-activation with respect to the pixels at this input.
     const j = current.neuron ?? up[0] ?? order[0];
-    const w = W1.subarray(j * D, (j + 1) * D);
+    const w = L === 1 ? W1.subarray(j * D, (j + 1) * D) : toInput(out, Float64Array.from({ length: H }, (_, h) => +(h === j)));
     const product = Array.from(w, (v, i) => v * x[i]);
     const cell = $(`[data-probe-unit="${j}"]`);
     const [wmax, wColour] = diverging(w), [pmax, pColour] = diverging(product);
@@ -367,19 +412,15 @@
     setText("[data-probe-wmax]", small(wmax)); setText("[data-probe-wmin]", small(-wmax));
     setText("[data-probe-pmax]", small(pmax)); setText("[data-probe-pmin]", small(-pmax));
     setText("[data-probe-sum]", signed(sum));
-    setText("[data-probe-bias]", signed(b1[j]));
+    setText("[data-probe-bias]", signed(bL[j]));
     setText("[data-probe-z]", signed(z1[j]));
     setText("[data-probe-activation]", fixed(a1[j]));
     setText("[data-probe-hidden-activation]", net.manifest.hidden_activation);
     setText("[data-probe-out-weight]", signed(W2[predicted * H + j]));
     setText("[data-probe-push]", signed(push[j]));
-    // Gradient x input of the predicted output's logit: W1^T (f'(z1) * W2[c]) times the pixels.
-    const g = new Float64Array(D);
-    for (let h = 0; h < H; h++) {
-      const coefficient = net.hidden.d(a1[h], z1[h]) * W2[predicted * H + h];
-      if (coefficient === 0) continue;
-      for (let i = 0; i < D; i++) g[i] += coefficient * W1[h * D + i];
-    }
+    // Gradient x input of the predicted output's logit: W1^T (f'(z1) * W2[c]) times the pixels (for one
+    // hidden layer; backpropagated through every layer for more).
+    const g = toInput(out, Float64Array.from({ length: H }, (_, h) => net.hidden.d(a1[h], z1[h]) * W2[predicted * H + h]));
     const gx = Array.from(g, (v, i) => v * x[i]);
     const [gmax, gColour] = diverging(gx);
     paint($("[data-probe-gradient]"), gx, gColour);
@@ -523,12 +564,13 @@
   window.atlasProbe = {
     ready,
     forward(pixels) {
-      const { a1, a2 } = run(Float64Array.from(pixels));
-      return { hidden: Array.from(a1), output: Array.from(a2) };
+      const { a1, a2, as } = run(Float64Array.from(pixels));
+      return { hidden: Array.from(a1), output: Array.from(a2), layers: as.map((a) => Array.from(a)) };
     },
     state() {
-      const { a1, a2, z2 } = current.result;
+      const { a1, a2, z2, as } = current.result;
       return { pixels: Array.from(current.pixels), hidden: Array.from(a1), output: Array.from(a2),
+               layers: as.map((a) => Array.from(a)),
                predicted: argmax(z2), test: current.test, neuron: current.neuron };
     },
     strokes() {
