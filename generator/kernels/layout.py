@@ -49,8 +49,13 @@ EpochState = namedtuple("EpochState", [
     "Zall",  # (N, K) every image's output pre-activations, for the loss
     "scale",  # (1,) float64: W1 = scale[0] * W.T
     "sync",  # (16,) int64: the barrier's counters
-    # The layers above the second, dense and small, a copy per thread (see step.upper_step); with one
-    # hidden layer dims is (D, H, K) and the rest hold nothing.
+    "upper",  # None with one hidden layer, else the `Upper` layers above the second
+])
+
+# The layers above the second, dense and small, a copy per thread (see step.upper_step). A separate
+# argument of the kernels, None for one hidden layer: numba prunes `upper is None` while compiling, so the
+# default network compiles none of their code.
+Upper = namedtuple("Upper", [
     "dims",  # (L + 2,) int64: the layer widths D, H1, ..., HL, K
     "Wu",  # (threads, sum of H_l H_{l-1} for l >= 3) W3, ..., W_{L+1} one after the other, row-major
     "bu",  # (threads, H3 + ... + HL + K) b3, ..., b_{L+1}
@@ -117,18 +122,19 @@ def epoch_state(params: dict, batch_size: int, N: int, threads: int) -> EpochSta
     b2c = aligned_zeros((threads, Kl), dtype)
     b2c[:, :K] = b2
     dims = np.array([D, H, K, *(W.shape[0] for W, _ in upper)], np.int64)
-    Wu = np.zeros((threads, sum(W.size for W, _ in upper)), dtype)
-    Wu[:] = np.concatenate([W.ravel() for W, _ in upper]) if upper else 0
-    bu = np.zeros((threads, sum(b.size for _, b in upper)), dtype)
-    bu[:] = np.concatenate([b for _, b in upper]) if upper else 0
-    n_out = dims[-1] if upper else 0
-    widest = int(dims[2:].max()) if upper else 0
-    U = np.zeros((threads, Bv, int(dims[2:-1].sum()) + n_out if upper else 0), dtype)
+    above = None
+    if upper:
+        Wu = np.zeros((threads, sum(W.size for W, _ in upper)), dtype)
+        Wu[:] = np.concatenate([W.ravel() for W, _ in upper])
+        bu = np.zeros((threads, sum(b.size for _, b in upper)), dtype)
+        bu[:] = np.concatenate([b for _, b in upper])
+        widest = int(dims[2:].max())
+        above = Upper(dims, Wu, bu, np.zeros((threads, Bv, int(dims[2:].sum())), dtype),
+                      np.zeros((threads, 2, Bv, widest), dtype), np.zeros((threads, widest), dtype))
     return EpochState(H, B, slot, W, bias, W2p, b2c, aligned_zeros((Bv, Hs), dtype), aligned_zeros((Bv, Hs), dtype),
                       aligned_zeros((Hs,), dtype), aligned_zeros((2, n_slots, Bv, Kv), dtype),
                       aligned_zeros((threads, Bv, Kv), dtype), aligned_zeros((threads, Bv, Kv), dtype),
-                      np.empty((N, dims[-1]), dtype), np.ones(1), np.zeros(16, np.int64),
-                      dims, Wu, bu, U, np.zeros((threads, 2, Bv, widest), dtype), np.zeros((threads, widest), dtype))
+                      np.empty((N, dims[-1]), dtype), np.ones(1), np.zeros(16, np.int64), above)
 
 
 def epoch_result(params: dict, s: EpochState) -> None:
@@ -145,8 +151,8 @@ def epoch_result(params: dict, s: EpochState) -> None:
     w = b = 0
     for l in range(3, depth(params) + 2):
         W, bias = params[f"W{l}"], params[f"b{l}"]
-        W[...] = s.Wu[0, w:w + W.size].reshape(W.shape)
-        bias[...] = s.bu[0, b:b + bias.size]
+        W[...] = s.upper.Wu[0, w:w + W.size].reshape(W.shape)
+        bias[...] = s.upper.bu[0, b:b + bias.size]
         w, b = w + W.size, b + bias.size
 
 

@@ -167,9 +167,9 @@ def output_step(P, par, b2, y, order, lo, hi, Z, D2, step, decay, up, act, out):
     thread runs it on its own copy): Z = b2 + sum_p P[par, p] (m, Kv), the second layer's pre-activations;
     then D2, dLoss/dZ (zero past m and K = b2's length), and b2 -= step * D2.sum(0).
 
-    With one hidden layer Z are the outputs and D2 = `numerics.output_delta` (sigmoid(Z) - onehot(y) for
-    the default). With more, up = (dims, Wu, bu, U, E, Gu), this thread's copies of the layers above the
-    second (see `EpochState`): `upper_step` runs them forward and back and steps their weights (act the
+    With one hidden layer (up None: numba compiles only that branch) Z are the outputs and D2 =
+    `numerics.output_delta` (sigmoid(Z) - onehot(y) for the default). With more, up = (dims, Wu, bu, U,
+    E, Gu), this thread's copies of the layers above the second (see layout.Upper): `upper_step` runs them forward and back and steps their weights (act the
     hidden activation, out the output's kind: numerics.SIGMOID or SOFTMAX).
     """
     m = hi - lo
@@ -183,8 +183,7 @@ def output_step(P, par, b2, y, order, lo, hi, Z, D2, step, decay, up, act, out):
         for b in range(m):
             for k in range(Kv):
                 Z[b, k] += P[par, p, b, k]
-    dims = up[0]
-    if dims.shape[0] == 3:
+    if up is None:  # one hidden layer (pruned while compiling)
         for b in range(Bv):
             if b < m:
                 output_delta(out, Z, D2, b, K, y[order[lo + b]])

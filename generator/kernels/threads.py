@@ -53,11 +53,11 @@ def barrier(sync, n):
 
 
 @njit(cache=True, nogil=True, fastmath=FAST)
-def thread_steps(c, n_chunks, u0, u1, t0, t1, busy, s, inputs, y, order, eta, decay, rate, decay64, act, out):
+def thread_steps(c, n_chunks, u0, u1, t0, t1, busy, s, upper, inputs, y, order, eta, decay, rate, decay64, act, out):
     """Thread c's part of steps t0 <= t < t1 (of n_chunks threads running it at once, without the GIL):
     first-layer hidden units u0 <= j < u1 of the `EpochState` s, and its own copy of the layers above
-    (s.b2c[c], s.Z[c], s.D2[c], s.Wu[c], s.bu[c], ...); thread 0 also keeps the output pre-activations in
-    s.Zall. act and out are the hidden activation and the output's kind (numerics.HIDDEN, OUTPUT): each
+    (s.b2c[c], s.Z[c], s.D2[c], and with two hidden layers or more upper = s.upper's Wu[c], bu[c], ...; None
+    for one, which compiles none of their code); thread 0 also keeps the output pre-activations in s.Zall. act and out are the hidden activation and the output's kind (numerics.HIDDEN, OUTPUT): each
     pair compiles its own kernel. Adds its cycles to busy[c, 0]. Returns W's scale after the last step
     (float64; every thread computes the same)."""
     W, b2c, P, Zall = s.W, s.b2c, s.P, s.Zall
@@ -66,7 +66,10 @@ def thread_steps(c, n_chunks, u0, u1, t0, t1, busy, s, inputs, y, order, eta, de
     N = order.shape[0]
     K = s.W2.shape[0]  # the second layer's units (the outputs' for one hidden layer)
     b2, Zc, D2c = b2c[c, :K], s.Z[c], s.D2[c]
-    up = (s.dims, s.Wu[c], s.bu[c], s.U[c], s.E[c], s.Gu[c])
+    if upper is None:  # pruned while compiling: a separate kernel for each case
+        up = None
+    else:
+        up = (upper.dims, upper.Wu[c], upper.bu[c], upper.U[c], upper.E[c], upper.Gu[c])
     w_scale = s.scale[0]
     for t in range(t0, t1):
         lo, hi = min(N, t * B), min(N, t * B + B)  # this step's images: order[lo:hi] (none after the last)
@@ -82,25 +85,24 @@ def thread_steps(c, n_chunks, u0, u1, t0, t1, busy, s, inputs, y, order, eta, de
         if hi > lo:
             output_step(P, t % 2, b2, y, order, lo, hi, Zc, D2c, eta / W.dtype.type(hi - lo), decay, up, act, out)
             if c == 0:
-                keep_outputs(Zall, lo, hi, Zc, up)
+                if upper is None:
+                    for b in range(hi - lo):
+                        for k in range(K):
+                            Zall[lo + b, k] = Zc[b, k]
+                else:
+                    keep_outputs(Zall, lo, hi, upper.U[c])
     return w_scale
 
 
 @njit(cache=True)
-def keep_outputs(Zall, lo, hi, Z, up):
-    """Zall[lo:hi] = the output pre-activations of the step's images: Z's (one hidden layer) or the last
-    block of U's (see `step.upper_step`)."""
-    dims, U = up[0], up[3]
+def keep_outputs(Zall, lo, hi, U):
+    """Zall[lo:hi] = the output pre-activations of the step's images, the last block of U (see
+    `step.upper_step`)."""
     K = Zall.shape[1]
-    if dims.shape[0] == 3:
-        for b in range(hi - lo):
-            for k in range(K):
-                Zall[lo + b, k] = Z[b, k]
-    else:
-        at = U.shape[1] - K
-        for b in range(hi - lo):
-            for k in range(K):
-                Zall[lo + b, k] = U[b, at + k]
+    at = U.shape[1] - K
+    for b in range(hi - lo):
+        for k in range(K):
+            Zall[lo + b, k] = U[b, at + k]
 
 
 def sgd_regions(t0, t1, threads, bounds, busy, s, inputs, y, order, eta, decay, rate, decay64, pool=None,
@@ -124,14 +126,15 @@ def sgd_regions(t0, t1, threads, bounds, busy, s, inputs, y, order, eta, decay, 
     s.b2c[1:n_chunks] = s.b2c[0]
     s.Z[1:n_chunks] = s.Z[0]
     s.D2[1:n_chunks] = s.D2[0]
-    s.Wu[1:n_chunks] = s.Wu[0]
-    s.bu[1:n_chunks] = s.bu[0]
+    if s.upper is not None:
+        s.upper.Wu[1:n_chunks] = s.upper.Wu[0]
+        s.upper.bu[1:n_chunks] = s.upper.bu[0]
     s.sync[:] = 0  # the barrier's counters
     busy[:] = 0
 
     def part(c):
         s0, s1 = (0, n_slots) if n_chunks == 1 else (bounds[c], bounds[c + 1])
-        return thread_steps(c, n_chunks, min(Hp, s.slot * s0), min(Hp, s.slot * s1), t0, t1, busy, s, inputs,
+        return thread_steps(c, n_chunks, min(Hp, s.slot * s0), min(Hp, s.slot * s1), t0, t1, busy, s, s.upper, inputs,
                             y, order, eta, decay, rate, decay64, act, out)
 
     others = [pool.submit(part, c) for c in range(1, n_chunks)]
