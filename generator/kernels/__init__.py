@@ -31,11 +31,11 @@ from .numerics import (FAST, HIDDEN, ONE, OUTPUT, PRANGE_ONLY, cross_entropy_sum
 from .reference import (ablation_correct_numpy, activate_numpy, cross_entropy, forward_numpy, log_likelihood,
                         sgd_epoch_numpy, sigmoid_numpy)
 from .step import RESCALE_BELOW
-from .threads import WARM_STEPS, balanced, barrier, schedule, thread_steps
+from .threads import WARM_STEPS, balanced, barrier, schedule, sgd_regions, thread_steps
 
 __all__ = ["EpochState", "FAST", "HIDDEN", "ONE", "OUTPUT", "PRANGE_ONLY", "RESCALE_BELOW", "WARM_STEPS",
            "ablation_correct", "ablation_correct_numpy", "activate_numpy", "aligned_zeros", "balanced", "barrier",
            "cross_entropy", "cross_entropy_sum", "epoch_result", "epoch_state", "exp32", "forward_numpy",
            "log_likelihood", "log_likelihood_sum", "schedule",
-           "sgd_epoch", "sgd_epoch_numpy", "sigmoid", "sigmoid_numpy", "slot_units", "softplus",
+           "sgd_epoch", "sgd_epoch_numpy", "sgd_regions", "sigmoid", "sigmoid_numpy", "slot_units", "softplus",
            "sparse_inputs", "thread_steps"]
