@@ -99,23 +99,23 @@ def train(config: Config, data: Dataset, on_epoch: Callable[[Epoch], None] = lam
     n = len(data.train_labels)
     history: list[Epoch] = []
     keep = {e for e in t.snapshot_epochs if e <= t.epochs} | {t.epochs}
-    X, X_test = data.train_images, data.test_images
-    if (d.mean, d.std) != (0.0, 1.0):
-        # Background pixels are no longer 0: the kernel's sparse form holds every pixel (dense cost).
-        X, X_test = ((A - np.float32(d.mean)) / np.float32(d.std) for A in (X, X_test))
+    X_test = data.test_images
+    if (d.mean, d.std) != (0.0, 1.0):  # the kernel normalises the training images itself, keeping them sparse
+        X_test = (X_test - np.float32(d.mean)) / np.float32(d.std)
 
     def folded_W1():
         return fold_inputs(params, d.mean, d.std)["W1"].copy()
 
     snapshots = {0: folded_W1()}
-    inputs = kernels.sparse_inputs(X)  # the same for every epoch
+    inputs = kernels.sparse_inputs(data.train_images)  # the same for every epoch
     with threadpool_limits(limits=1, user_api="blas"):  # one BLAS thread: see the note above evaluate()
         for e in range(t.epochs):
             started = time.perf_counter()
             lr = learning_rate(config, e)
             order = rng.permutation(n)
-            loss = kernels.sgd_epoch(params, X, data.train_labels, order, t.batch_size, np.float32(lr),
-                                     np.float32(1 - lr * t.l2 / n), inputs, net.activation, net.output)
+            loss = kernels.sgd_epoch(params, data.train_images, data.train_labels, order, t.batch_size,
+                                     np.float32(lr), np.float32(1 - lr * t.l2 / n), inputs, net.activation,
+                                     net.output, d.mean, d.std)
             if not math.isfinite(loss) or not all(np.isfinite(p).all() for p in params.values()):
                 diverged(e, f"loss {loss / n}" if not math.isfinite(loss) else "weights became NaN or Inf")
             if loss / n > DIVERGED_LOSS * data.n_classes * math.log(2):  # (softmax's know-nothing loss is ln K: looser)

@@ -12,7 +12,8 @@ from .layout import epoch_result, epoch_state, sparse_inputs
 from .numerics import HIDDEN, OUTPUT, cross_entropy_sum, log_likelihood_sum
 
 
-def sgd_epoch(params, X, y, order, batch_size, eta, decay, inputs=None, activation="sigmoid", output="sigmoid"):
+def sgd_epoch(params, X, y, order, batch_size, eta, decay, inputs=None, activation="sigmoid", output="sigmoid",
+              mean=0.0, std=1.0):
     """One epoch of mini-batch SGD over X[order], in place on the arrays of params: {"W1": (H1, D),
     "b1": (H1,), "W2": (H2, H1), "b2": (H2,), ..., "W{L+1}": (K, HL), "b{L+1}": (K,)} for L >= 1 hidden layers.
 
@@ -20,8 +21,9 @@ def sgd_epoch(params, X, y, order, batch_size, eta, decay, inputs=None, activati
     multiplied by decay at each step: L2 regularisation) in the weights' dtype; inputs = sparse_inputs(X),
     computed here when not given. The last mini-batch may be smaller. activation: the hidden units'
     ("sigmoid", "relu", "tanh"); output: "sigmoid" (Nielsen's cross-entropy, a sum of binary
-    cross-entropies) or "softmax" (the log-likelihood -log p[y]). Returns the summed loss of each example
-    (float), measured just before the step that uses it.
+    cross-entropies) or "softmax" (the log-likelihood -log p[y]). The network sees (X - mean) / std, kept
+    sparse (inputs stays sparse_inputs(X); see step.py). Returns the summed loss of each example (float),
+    measured just before the step that uses it.
 
     Runs on up to numba.get_num_threads() threads (NUMBA_NUM_THREADS, or numba.set_num_threads). The result does not depend on the thread count, so
     the epoch switches to one thread while two are slower (another process holds a core: every step
@@ -32,7 +34,13 @@ def sgd_epoch(params, X, y, order, batch_size, eta, decay, inputs=None, activati
     steps = (N + B - 1) // B
     inputs = sparse_inputs(X) if inputs is None else inputs
     configured = get_num_threads()
-    state = epoch_state(params, B, N, configured)
+    c = sv = None
+    if (mean, std) != (0.0, 1.0):
+        ptr, idx, val = inputs
+        inputs = ptr, idx, val / X.dtype.type(std)  # v = x / std; x' = v - c
+        sums = np.concatenate([[0.0], np.cumsum(inputs[2], dtype=np.float64)])
+        c, sv = mean / std, (sums[ptr[1:]] - sums[ptr[:-1]]).astype(X.dtype)
+    state = epoch_state(params, B, N, configured, c, sv)
     act, out = HIDDEN[activation], OUTPUT[output]
     rate, decay64 = float(eta), float(decay)
     n_slots = state.P.shape[1]

@@ -50,6 +50,7 @@ EpochState = namedtuple("EpochState", [
     "scale",  # (1,) float64: W1 = scale[0] * W.T
     "sync",  # (16,) int64: the barrier's counters
     "upper",  # None with one hidden layer, else the `Upper` layers above the second
+    "shift",  # None for inputs as they are, else the `Shift` of normalised inputs
 ])
 
 # The layers above the second, dense and small, a copy per thread (see step.upper_step). A separate
@@ -62,6 +63,16 @@ Upper = namedtuple("Upper", [
     "U",  # (threads, Bv, H2 + ... + HL + K) activations of layers 2..L, then the outputs' pre-activations
     "E",  # (threads, 2, Bv, widest) the deltas of a layer and the one below it
     "Gu",  # (threads, widest) scratch
+])
+
+# Normalised inputs (see step.py): W1 = scale * (W.T + u 1^T); a separate argument of the kernels, None
+# for inputs as they are (pruned while compiling).
+Shift = namedtuple("Shift", [
+    "c",  # mean / std, in the weights' dtype
+    "n_in",  # D, in the weights' dtype
+    "u",  # (Hs,) each unit's share of W1 common to every pixel, over scale
+    "S",  # (Hs,) sum_i W[i, j], W's column sums
+    "sv",  # (N,) sum_i x_i / std of each image
 ])
 
 
@@ -96,10 +107,11 @@ def depth(params: dict) -> int:
     return len(params) // 2 - 1
 
 
-def epoch_state(params: dict, batch_size: int, N: int, threads: int) -> EpochState:
+def epoch_state(params: dict, batch_size: int, N: int, threads: int, c=None, sv=None) -> EpochState:
     """The `EpochState` of an epoch over N images on up to `threads` threads: the params dict's W1 (H, D),
     b1 (H,), W2 (K, H), b2 (K,) (K = H2 with more hidden layers), and W3, b3, ... above, copied into
-    padded, aligned working arrays (see `EpochState` for the shapes)."""
+    padded, aligned working arrays (see `EpochState` for the shapes). For normalised inputs, c = mean / std
+    and sv (N,) each image's sum of x / std, in the weights' dtype (see `Shift`)."""
     W1, b1, W2, b2 = params["W1"], params["b1"], params["W2"], params["b2"]
     L = depth(params)
     upper = [(params[f"W{l}"], params[f"b{l}"]) for l in range(3, L + 2)]
@@ -134,17 +146,22 @@ def epoch_state(params: dict, batch_size: int, N: int, threads: int) -> EpochSta
     return EpochState(H, B, slot, W, bias, W2p, b2c, aligned_zeros((Bv, Hs), dtype), aligned_zeros((Bv, Hs), dtype),
                       aligned_zeros((Hs,), dtype), aligned_zeros((2, n_slots, Bv, Kv), dtype),
                       aligned_zeros((threads, Bv, Kv), dtype), aligned_zeros((threads, Bv, Kv), dtype),
-                      np.empty((N, dims[-1]), dtype), np.ones(1), np.zeros(16, np.int64), above)
+                      np.empty((N, dims[-1]), dtype), np.ones(1), np.zeros(16, np.int64), above,
+                      None if c is None else Shift(dtype.type(c), dtype.type(D), aligned_zeros((Hs,), dtype),
+                                                   W.sum(axis=0, dtype=np.float64).astype(dtype), sv))
 
 
 def epoch_result(params: dict, s: EpochState) -> None:
     """Copy the working copies of the `EpochState` s back into the params dict's arrays, in place: W1
-    (scale[0] * W.T, each product computed in float64 and rounded once), b1, W2, and thread 0's copies of
+    (scale[0] * W.T, plus u for normalised inputs, each computed in float64 and rounded once), b1, W2, and thread 0's copies of
     b2 and the layers above."""
     W1, W2 = params["W1"], params["W2"]
     H = W1.shape[0]
     K = W2.shape[0]
-    W1[...] = (s.scale[0] * s.W[:, :H].T.astype(np.float64)).astype(W1.dtype)
+    Wt = s.W[:, :H].T.astype(np.float64)
+    if s.shift is not None:
+        Wt = Wt + s.shift.u[:H, None].astype(np.float64)
+    W1[...] = (s.scale[0] * Wt).astype(W1.dtype)
     W2[...] = s.W2[:, :H]
     params["b1"][...] = s.bias[:H]
     params["b2"][...] = s.b2c[0, :K]

@@ -53,13 +53,16 @@ def forward_numpy(params: dict, X: np.ndarray, activation: str = "sigmoid") -> l
     return layers
 
 
-def sgd_epoch_numpy(params, X, y, order, batch_size, eta, decay, activation="sigmoid", output="sigmoid"):
+def sgd_epoch_numpy(params, X, y, order, batch_size, eta, decay, activation="sigmoid", output="sigmoid", mean=0.0,
+                    std=1.0):
     """Reference for `sgd_epoch`: same arguments, same in-place effect, same return value. Backpropagation
     as in Nielsen's network2.py: output delta softmax(z) - t or sigmoid(z) - t (with the log-likelihood or
     the cross-entropy cost), d_{l-1} = (d_l @ W_l) * act'(z_{l-1}); weights decay, then step."""
     L = len(params) // 2 - 1
     K = params[f"W{L + 1}"].shape[0]
     dtype = params["W1"].dtype
+    if (mean, std) != (0.0, 1.0):
+        X = (X - dtype.type(mean)) / dtype.type(std)  # what the network sees, dense
     loss = 0.0
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]

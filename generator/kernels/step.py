@@ -18,6 +18,14 @@ RESCALE_BELOW and at the end of the epoch. The result is the reference's up to r
 it to 1e-12 in float64); a weight no image uses ends exactly as scale * W (one rounding instead of
 one per step). A NaN weight on a pixel that is 0 in every image of a step does not reach the outputs
 of that step; it stays in W1, where train.py's finite check stops the run. A NaN pixel is nonzero.
+
+Normalised inputs x' = (x - mean) / std = v - c with v = x / std and c = mean / std are nonzero almost
+everywhere (the background is -c), which would make every step dense. They stay sparse by writing
+W1 = scale * (W.T + u 1^T), with u (Hs,) one number per unit: the step's part along (1, ..., 1),
+step * c * sum_b d_bj for unit j, goes into u_j (divided by scale); the rest into the rows of the
+nonzero pixels as before. A pre-activation is then scale * (v . W_j + u_j sum_i v_i - c (S_j + D u_j)) + b_j,
+with S_j = sum_i W[i, j] kept up to date by each step (sum_b coef d_bj sum_i v_bi) and recomputed
+at each epoch's start. The same numbers as the dense reference up to rounding (tests: 1e-12 in float64).
 """
 
 from __future__ import annotations
@@ -76,7 +84,7 @@ def update_rows(W, u0, u1, Dh, c, ptr, idx, val, order, lo, hi):
 # a counter both threads share. (Its cost was not measurable on its own; it is simply not needed.)
 
 @njit(cache=True, fastmath=FAST, error_model="numpy")
-def region(s, u0, u1, inputs, order, plo, lo, hi, D2, par, step, decay, rate, decay64, scale, act):
+def region(s, u0, u1, inputs, order, plo, lo, hi, D2, par, step, decay, rate, decay64, scale, act, shift):
     """One thread's share of a step: first-layer hidden units u0 <= j < u1 (whole slots of s.slot units)
     of the `EpochState` s, with the hidden activation act (numerics.SIGMOID, RELU or TANH).
 
@@ -86,7 +94,9 @@ def region(s, u0, u1, inputs, order, plo, lo, hi, D2, par, step, decay, rate, de
     of A @ W2.T into s.P[par]. inputs = (ptr, idx, val) from `sparse_inputs`. step = eta / (lo - plo)
     and decay in the weights' dtype, rate and decay64 the same in float64. Returns the scale of W after
     the previous step (see the note above), given the one before it. Backpropagation (Nielsen, ch. 2,
-    BP2): Dh = (D2 @ W2) * act'(z), act' written with the activation (`numerics.slope`).
+    BP2): Dh = (D2 @ W2) * act'(z), act' written with the activation (`numerics.slope`). shift: None for
+    inputs x as they are, else s.shift (normalised inputs x / std - c, see the note above; `shift is None`
+    is pruned while compiling, so each case is a kernel of its own).
     """
     W, bias, W2, A, Dh, G, P = s.W, s.bias, s.W2, s.A, s.Dh, s.G, s.P
     ptr, idx, val = inputs
@@ -114,6 +124,17 @@ def region(s, u0, u1, inputs, order, plo, lo, hi, D2, par, step, decay, rate, de
                 G[j] += Dh[b, j]
         for j in range(j_lo, j_hi):
             bias[j] -= step * G[j]
+        if shift is None:
+            pass
+        else:  # the step's part along (1, ..., 1) into u, and W's new column sums
+            c, n_in, u, S, sv = shift
+            coef = W.dtype.type(-rate / (scale * decay64))  # update_rows' coefficient below
+            for j in range(j_lo, j_hi):
+                u[j] -= coef * c * G[j]
+            for b in range(mp):
+                v = coef * sv[order[plo + b]]
+                for j in range(j_lo, j_hi):
+                    S[j] += v * Dh[b, j]
         for k in range(K):
             e = D2[0, k]
             for j in range(j_lo, j_hi):
@@ -131,15 +152,31 @@ def region(s, u0, u1, inputs, order, plo, lo, hi, D2, par, step, decay, rate, de
             for i in range(W.shape[0]):
                 for j in range(j_lo, j_hi):
                     W[i, j] *= s
+            if shift is None:
+                pass
+            else:
+                u, S = shift[2], shift[3]
+                for j in range(j_lo, j_hi):
+                    u[j] *= s
+                    S[j] *= s
             scale = 1.0
     if mc > 0:
         forward_products(A, W, u0, u1, ptr, idx, val, order, lo, hi)
         s = W.dtype.type(scale)
-        for b in range(mc):
-            for j in range(j_lo, j_hi):  # whole vectors (the padding too): the loop vectorises without a remainder
-                A[b, j] = activate(act, s * A[b, j] + bias[j])
-            for j in range(j_pad, j_hi):
-                A[b, j] = zero
+        if shift is None:
+            for b in range(mc):
+                for j in range(j_lo, j_hi):  # whole vectors (the padding too): the loop vectorises without a remainder
+                    A[b, j] = activate(act, s * A[b, j] + bias[j])
+                for j in range(j_pad, j_hi):
+                    A[b, j] = zero
+        else:  # z = scale (x/std . W + u sum(x/std) - c (S + D u)) + b
+            c, n_in, u, S, sv = shift
+            for b in range(mc):
+                v = sv[order[lo + b]]
+                for j in range(j_lo, j_hi):
+                    A[b, j] = activate(act, s * (A[b, j] + u[j] * v - c * (S[j] + n_in * u[j])) + bias[j])
+                for j in range(j_pad, j_hi):
+                    A[b, j] = zero
         for j0 in range(j_lo, j_hi, width):  # the slot's units add up in order, on one thread
             p, j1 = j0 // width, min(j0 + width, j_hi)
             for b in range(mc):
