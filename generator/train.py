@@ -39,7 +39,8 @@ class Epoch:
     seconds: float
 
 
-def init_params(n_in: int, hidden: int | tuple[int, ...], n_out: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def init_params(n_in: int, hidden: int | tuple[int, ...], n_out: int,
+                rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Nielsen's default initialiser (network2.py's default_weight_initializer): weights N(0, 1/n_in),
     biases N(0, 1), as float32, drawn layer by layer (W1, b1, W2, b2, ...) from rng. hidden is the units
     of each hidden layer, first first (an int for one): {"W1": (H1, n_in), "b1": (H1,), ..., "W{L+1}":

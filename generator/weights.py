@@ -166,7 +166,8 @@ def normalised_inputs(d) -> str | None:
     `fold_inputs`, for imported and trained networks alike); None for pixel / pixel_max itself."""
     if (d.mean, d.std) == (0.0, 1.0):
         return None
-    return f"(pixel / {d.pixel_max:g} - {d.mean:g}) / {d.std:g}, folded into W1 and b1 so the weights shown act on pixel / pixel_max"
+    return (f"(pixel / {d.pixel_max:g} - {d.mean:g}) / {d.std:g}, folded into W1 and b1 "
+            "so the weights shown act on pixel / pixel_max")
 
 
 def accuracy(params: dict[str, np.ndarray], hidden: str, X: np.ndarray, y: np.ndarray) -> float:

@@ -15,7 +15,8 @@ B mini-batch size. Parameters are a dict {"W1": (H1, D), "b1": (H1,), ..., "W{L+
 The first hidden layer runs sparse and threaded; the layers above it are dense and small, and each
 thread runs them on its own copy (step.upper_step). Hidden activation sigmoid, relu or tanh; sigmoid
 outputs with Nielsen's cross-entropy or softmax with the log-likelihood: each combination compiles its
-own kernel, only when used (numerics.py).
+own kernel, only when used (numerics.py). Normalised inputs ((x - mean) / std, nonzero almost everywhere)
+stay sparse through an exact reparametrisation of W1 (step.py), also compiled only when used.
 Kernels are pure functions of their arguments (in-place updates say so); no I/O, no classes.
 `fastmath` is limited to {'reassoc', 'contract'}: dot products vectorise, NaN and Inf still propagate.
 Every loop has a fixed order, so the same inputs give the same bits on every run and on any number of

@@ -153,8 +153,8 @@ def epoch_state(params: dict, batch_size: int, N: int, threads: int, c=None, sv=
 
 def epoch_result(params: dict, s: EpochState) -> None:
     """Copy the working copies of the `EpochState` s back into the params dict's arrays, in place: W1
-    (scale[0] * W.T, plus u for normalised inputs, each computed in float64 and rounded once), b1, W2, and thread 0's copies of
-    b2 and the layers above."""
+    (scale[0] * W.T, plus u for normalised inputs, each computed in float64 and rounded once), b1, W2, and
+    thread 0's copies of b2 and the layers above."""
     W1, W2 = params["W1"], params["W2"]
     H = W1.shape[0]
     K = W2.shape[0]

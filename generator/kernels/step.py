@@ -206,8 +206,9 @@ def output_step(P, par, b2, y, order, lo, hi, Z, D2, step, decay, up, act, out):
 
     With one hidden layer (up None: numba compiles only that branch) Z are the outputs and D2 =
     `numerics.output_delta` (sigmoid(Z) - onehot(y) for the default). With more, up = (dims, Wu, bu, U,
-    E, Gu), this thread's copies of the layers above the second (see layout.Upper): `upper_step` runs them forward and back and steps their weights (act the
-    hidden activation, out the output's kind: numerics.SIGMOID or SOFTMAX).
+    E, Gu), this thread's copies of the layers above the second (see layout.Upper): `upper_step` runs
+    them forward and back and steps their weights (act the hidden activation, out the output's kind:
+    numerics.SIGMOID or SOFTMAX).
     """
     m = hi - lo
     K = b2.shape[0]

@@ -57,11 +57,12 @@ def thread_steps(c, n_chunks, u0, u1, t0, t1, busy, s, upper, shift, inputs, y, 
                  out):
     """Thread c's part of steps t0 <= t < t1 (of n_chunks threads running it at once, without the GIL):
     first-layer hidden units u0 <= j < u1 of the `EpochState` s, and its own copy of the layers above
-    (s.b2c[c], s.Z[c], s.D2[c], and with two hidden layers or more upper = s.upper's Wu[c], bu[c], ...; None
-    for one, which compiles none of their code); thread 0 also keeps the output pre-activations in s.Zall.
-    shift = s.shift (None for inputs as they are, see step.py on normalised inputs). act and out are the hidden activation and the output's kind (numerics.HIDDEN, OUTPUT): each
-    pair compiles its own kernel. Adds its cycles to busy[c, 0]. Returns W's scale after the last step
-    (float64; every thread computes the same)."""
+    (s.b2c[c], s.Z[c], s.D2[c], and with two hidden layers or more upper = s.upper's Wu[c], bu[c], ...;
+    None for one, which compiles none of their code); thread 0 also keeps the output pre-activations in
+    s.Zall. shift = s.shift (None for inputs as they are, see step.py on normalised inputs). act and out
+    are the hidden activation and the output's kind (numerics.HIDDEN, OUTPUT): each combination compiles
+    its own kernel. Adds its cycles to busy[c, 0]. Returns W's scale after the last step (float64; every
+    thread computes the same)."""
     W, b2c, P, Zall = s.W, s.b2c, s.P, s.Zall
     B = s.B
     ptr, idx, val = inputs
@@ -136,8 +137,8 @@ def sgd_regions(t0, t1, threads, bounds, busy, s, inputs, y, order, eta, decay, 
 
     def part(c):
         s0, s1 = (0, n_slots) if n_chunks == 1 else (bounds[c], bounds[c + 1])
-        return thread_steps(c, n_chunks, min(Hp, s.slot * s0), min(Hp, s.slot * s1), t0, t1, busy, s, s.upper, s.shift, inputs,
-                            y, order, eta, decay, rate, decay64, act, out)
+        return thread_steps(c, n_chunks, min(Hp, s.slot * s0), min(Hp, s.slot * s1), t0, t1, busy, s, s.upper,
+                            s.shift, inputs, y, order, eta, decay, rate, decay64, act, out)
 
     others = [pool.submit(part, c) for c in range(1, n_chunks)]
     try:
