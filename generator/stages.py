@@ -85,7 +85,8 @@ def stage_train(config: Config, run: Run) -> None:
 
     params, history, snapshots = train(config, data, report)
     meta = {"config": config.to_dict(), "data_sha256": dict(sorted(data.sha256.items())),
-            "source": "trained by this atlas", "fingerprint": fp}
+            "source": "trained by this atlas", "fingerprint": fp,
+            "activation": net.activation, "output": net.output}  # as an imported network's meta says them
     if inputs:
         meta["inputs"] = inputs
     save_model(config.model_path, params, history, snapshots, meta)
