@@ -181,15 +181,18 @@ def test_nan_propagates():
     assert np.isnan(loss) and np.isnan(p["W2"]).any()
 
 
-@pytest.mark.parametrize("h", [100, 7, (20, 12)])  # 7: an odd number of hidden units leaves a padding unit
-def test_same_bits_on_one_thread_and_on_two(h):
+# 7: an odd number of hidden units leaves a padding unit; (20, 12): two hidden layers; the last: relu,
+# softmax and normalised inputs
+@pytest.mark.parametrize("h, choices", [(100, {}), (7, {}), ((20, 12), {}),
+                                        (40, {"activation": "relu", "output": "softmax", "mean": 0.1, "std": 0.3})])
+def test_same_bits_on_one_thread_and_on_two(h, choices):
     params, X, y, order = problem(np.float32, n=120, d=50, h=h, k=10, seed=4, zeros=0.5)
     configured = numba.get_num_threads()
     results = []
     try:
         for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
             numba.set_num_threads(threads)
-            results.append(run(kernels.sgd_epoch, params, X, y, order, 10, 0.5, 0.99))
+            results.append(run(kernels.sgd_epoch, params, X, y, order, 10, 0.5, 0.99, **choices))
     finally:
         numba.set_num_threads(configured)
     (a, la), (b, lb) = results
