@@ -94,8 +94,8 @@ def torch_epoch(torch):
     """sgd_epoch with the same arguments, in PyTorch on the CPU (same maths as kernels.sgd_epoch_numpy)."""
     F = torch.nn.functional
 
-    def epoch(W1, b1, W2, b2, X, y, order, batch_size, eta, decay):
-        W1, b1, W2, b2 = (torch.from_numpy(a) for a in (W1, b1, W2, b2))  # shares memory: in place
+    def epoch(params, X, y, order, batch_size, eta, decay):
+        W1, b1, W2, b2 = (torch.from_numpy(params[k]) for k in ("W1", "b1", "W2", "b2"))  # shares memory: in place
         X, y, order = torch.from_numpy(X), torch.from_numpy(y), torch.from_numpy(order)
         eta, decay = float(eta), float(decay)
         K = W2.shape[0]
@@ -128,7 +128,7 @@ def seconds_per_epoch(fn, X, y, order, batch, hidden, n_images: int, repeats: in
         p = init_params(X.shape[1], hidden, 10, np.random.default_rng(1))
         decay = np.float32(1 - ETA * L2 / len(order))
         started = time.perf_counter()
-        fn(p["W1"], p["b1"], p["W2"], p["b2"], X, y, order[:n_images], batch, np.float32(ETA), decay)
+        fn(p, X, y, order[:n_images], batch, np.float32(ETA), decay)
         times.append((time.perf_counter() - started) * len(order) / n_images)
     return times
 
@@ -173,8 +173,7 @@ def run_worker(what: str, batch: int, hidden: int):
     if what == "compile":
         started = time.perf_counter()
         tiny = init_params(X.shape[1], hidden, 10, np.random.default_rng(0))
-        kernels.sgd_epoch(tiny["W1"], tiny["b1"], tiny["W2"], tiny["b2"], X[:40], y[:40], np.arange(40), batch,
-                          np.float32(ETA), np.float32(0.99))
+        kernels.sgd_epoch(tiny, X[:40], y[:40], np.arange(40), batch, np.float32(ETA), np.float32(0.99))
         hits = sum(len(f.stats.cache_hits) for f in (kernels.thread_steps, kernels.cross_entropy_sum))
         compiled = time.perf_counter() - started
         started = time.perf_counter()

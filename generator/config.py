@@ -271,20 +271,7 @@ def _check_ranges(config: Config) -> None:
 
 def check_against_data(config: Config, n_train: int) -> None:
     """The settings that training checks, right after loading the data: a batch must fit in the training
-    images; the kernels train sigmoid units on pixel / pixel_max (other activations and normalised inputs
-    describe imported networks)."""
-    n, d = config.network, config.data
-    if len(n.hidden_sizes) > 1:
-        raise ConfigError(f"{config.where('network.hidden')}: 'network.hidden' is {list(n.hidden)}, but training "
-                          "supports one hidden layer only; give one number, e.g. --set network.hidden=100")
-    for key, value in (("network.activation", n.activation), ("network.output", n.output)):
-        if value != "sigmoid":
-            raise ConfigError(f"{config.where(key)}: '{key}' is {value!r}, but training supports sigmoid only; "
-                              "import a network trained elsewhere with --weights")
-    for key, value, default in (("data.mean", d.mean, 0.0), ("data.std", d.std, 1.0)):
-        if value != default:
-            raise ConfigError(f"{config.where(key)}: '{key}' is {value:g}: normalised inputs describe a network "
-                              f"imported with --weights; training reads pixel / pixel_max (leave {key} at {default:g})")
+    images. (The kernels train every activation, output, input normalisation and depth the config accepts.)"""
     b = config.train.batch_size
     if b > n_train:
         raise ConfigError(f"{config.where('train.batch_size')}: 'train.batch_size' must be in 1..{n_train} "

@@ -19,7 +19,7 @@ from .network import hidden_sizes, sizes
 from .output import sync_tree, write_if_changed
 from .render import render
 from .train import Epoch, fingerprint, load_model, save_model, train
-from .weights import load_network
+from .weights import load_network, normalised_inputs
 
 
 @dataclass
@@ -70,8 +70,14 @@ def stage_train(config: Config, run: Run) -> None:
     if config.network.weights:
         return stage_import(config, run, data)
     check_against_data(config, len(data.train_labels))
-    run.say(f"train: {len(data.train_labels):,} images, {data.n_inputs}-{config.network.hidden}-{data.n_classes} "
-            f"network, {config.train.epochs} epochs (seed {config.train.seed})")
+    net, d = config.network, config.data
+    sizes = "-".join(str(h) for h in (data.n_inputs, *net.hidden_sizes, data.n_classes))
+    run.say(f"train: {len(data.train_labels):,} images, {sizes} network, {config.train.epochs} epochs "
+            f"(seed {config.train.seed})" + (f", {net.activation} hidden units" if net.activation != "sigmoid" else "")
+            + (f", {net.output} outputs" if net.output != "sigmoid" else ""))
+    inputs = normalised_inputs(d)
+    if inputs:
+        run.say(f"train: inputs normalised as {inputs}")
 
     def report(e: Epoch) -> None:
         run.say(f"  epoch {e.epoch:3d}/{config.train.epochs}  lr {e.learning_rate:.4f}  train loss {e.train_loss:.4f}  "
@@ -79,7 +85,10 @@ def stage_train(config: Config, run: Run) -> None:
 
     params, history, snapshots = train(config, data, report)
     meta = {"config": config.to_dict(), "data_sha256": dict(sorted(data.sha256.items())),
-            "source": "trained by this atlas", "fingerprint": fp}
+            "source": "trained by this atlas", "fingerprint": fp,
+            "activation": net.activation, "output": net.output}  # as an imported network's meta says them
+    if inputs:
+        meta["inputs"] = inputs
     save_model(config.model_path, params, history, snapshots, meta)
     run.say(f"train: wrote {config.model_path}")
 

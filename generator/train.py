@@ -20,6 +20,7 @@ from .config import Config
 from .data import Dataset
 from .errors import TrainingError
 from .output import npz_bytes, write_atomic
+from .weights import fold_inputs
 
 PARAMS = param_names(1)  # one hidden layer's; a deeper network's are network.param_names(depth)
 # Training has diverged when an epoch's mean loss exceeds this many times K*ln 2, the loss of a network
@@ -39,12 +40,20 @@ class Epoch:
     seconds: float
 
 
-def init_params(n_in: int, n_hidden: int, n_out: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Nielsen's default initialiser: weights N(0, 1/n_in), biases N(0, 1), as float32."""
+def init_params(n_in: int, hidden: int | tuple[int, ...], n_out: int,
+                rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Nielsen's default initialiser (network2.py's default_weight_initializer): weights N(0, 1/n_in),
+    biases N(0, 1), as float32, drawn layer by layer (W1, b1, W2, b2, ...) from rng. hidden is the units
+    of each hidden layer, first first (an int for one): {"W1": (H1, n_in), "b1": (H1,), ..., "W{L+1}":
+    (n_out, HL), "b{L+1}": (n_out,)}."""
     def normal(*shape, scale=1.0):
         return (rng.standard_normal(shape) * scale).astype(np.float32)
-    return {"W1": normal(n_hidden, n_in, scale=1 / math.sqrt(n_in)), "b1": normal(n_hidden),
-            "W2": normal(n_out, n_hidden, scale=1 / math.sqrt(n_hidden)), "b2": normal(n_out)}
+    sizes = [n_in, *((hidden,) if isinstance(hidden, int) else hidden), n_out]
+    params = {}
+    for l in range(1, len(sizes)):
+        params[f"W{l}"] = normal(sizes[l], sizes[l - 1], scale=1 / math.sqrt(sizes[l - 1]))
+        params[f"b{l}"] = normal(sizes[l])
+    return params
 
 
 def learning_rate(config: Config, epoch: int) -> float:
@@ -59,18 +68,23 @@ def learning_rate(config: Config, epoch: int) -> float:
 # The per-epoch evaluation runs NumPy's BLAS on one thread: OpenBLAS's threads keep spinning for a while
 # after each call and took a core from the next epoch's numba threads (0.53 -> 0.43 s an epoch measured
 # with OPENBLAS_NUM_THREADS=1). One thread also makes the reported test loss independent of the core count.
-def evaluate(params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of the network on (X, y)."""
+def evaluate(params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray, activation: str = "sigmoid",
+             output: str = "sigmoid") -> tuple[float, float]:
+    """Mean loss (the training's: cross-entropy for sigmoid outputs, log-likelihood for softmax) and accuracy
+    of the network on (X, y), in the weights' dtype."""
     with np.errstate(over="ignore"):  # exp overflows to inf for saturated units: sigmoid is then exactly 0
-        A1 = kernels.sigmoid_numpy(X @ params["W1"].T + params["b1"])
-    Z2 = A1 @ params["W2"].T + params["b2"]
-    return float(kernels.cross_entropy(Z2, y).mean()), float((Z2.argmax(axis=1) == y).mean())
+        Z = kernels.forward_numpy(params, X, activation)[-1]  # (N, K)
+    loss = kernels.log_likelihood(Z, y) if output == "softmax" else kernels.cross_entropy(Z, y)
+    return float(loss.mean()), float((Z.argmax(axis=1) == y).mean())
 
 
 def train(config: Config, data: Dataset, on_epoch: Callable[[Epoch], None] = lambda e: None):
     """Train the configured network on `data`; returns (params, history, snapshots). Same config, same bits.
 
-    snapshots maps an epoch (0 = before training) to a copy of W1 after it. Stops with a TrainingError
+    Trains on the inputs the network is configured to see, (pixel / pixel_max - data.mean) / data.std,
+    and returns weights that act on pixel / pixel_max: the normalisation folded into W1 and b1
+    (`weights.fold_inputs`; normalised inputs change SGD's steps, not what the network computes).
+    snapshots maps an epoch (0 = before training) to a copy of W1 after it, folded alike. Stops with a TrainingError
     in the first epoch whose loss or weights are not finite, or whose mean loss is so large
     (DIVERGED_LOSS) that the weights have blown up even though float32 still holds them.
     """
@@ -81,33 +95,41 @@ def train(config: Config, data: Dataset, on_epoch: Callable[[Epoch], None] = lam
                             f"{t.learning_rate:g}; try a smaller one, e.g. --set train.learning_rate="
                             f"{t.learning_rate / 10:g}")
 
+    net, d = config.network, config.data
     rng = np.random.default_rng(t.seed)
-    params = init_params(data.n_inputs, config.network.hidden, data.n_classes, rng)
+    params = init_params(data.n_inputs, net.hidden_sizes, data.n_classes, rng)
     n = len(data.train_labels)
     history: list[Epoch] = []
     keep = {e for e in t.snapshot_epochs if e <= t.epochs} | {t.epochs}
-    snapshots = {0: params["W1"].copy()}
+    X_test = data.test_images
+    if (d.mean, d.std) != (0.0, 1.0):  # the kernel normalises the training images itself, keeping them sparse
+        X_test = (X_test - np.float32(d.mean)) / np.float32(d.std)
+
+    def folded_W1():
+        return fold_inputs(params, d.mean, d.std)["W1"].copy()
+
+    snapshots = {0: folded_W1()}
     inputs = kernels.sparse_inputs(data.train_images)  # the same for every epoch
     with threadpool_limits(limits=1, user_api="blas"):  # one BLAS thread: see the note above evaluate()
         for e in range(t.epochs):
             started = time.perf_counter()
             lr = learning_rate(config, e)
             order = rng.permutation(n)
-            loss = kernels.sgd_epoch(params["W1"], params["b1"], params["W2"], params["b2"],
-                                     data.train_images, data.train_labels, order, t.batch_size,
-                                     np.float32(lr), np.float32(1 - lr * t.l2 / n), inputs)
+            loss = kernels.sgd_epoch(params, data.train_images, data.train_labels, order, t.batch_size,
+                                     np.float32(lr), np.float32(1 - lr * t.l2 / n), inputs, net.activation,
+                                     net.output, d.mean, d.std)
             if not math.isfinite(loss) or not all(np.isfinite(p).all() for p in params.values()):
                 diverged(e, f"loss {loss / n}" if not math.isfinite(loss) else "weights became NaN or Inf")
-            if loss / n > DIVERGED_LOSS * data.n_classes * math.log(2):
+            if loss / n > DIVERGED_LOSS * data.n_classes * math.log(2):  # (softmax's know-nothing loss is ln K: looser)
                 diverged(e, f"mean training loss {loss / n:.4g}, over {DIVERGED_LOSS}x the "
                             f"{data.n_classes * math.log(2):.3g} of a network that outputs 0.5 for every class")
-            test_loss, test_acc = evaluate(params, data.test_images, data.test_labels)
+            test_loss, test_acc = evaluate(params, X_test, data.test_labels, net.activation, net.output)
             epoch = Epoch(e + 1, lr, loss / n, test_loss, test_acc, time.perf_counter() - started)
             history.append(epoch)
             if e + 1 in keep:
-                snapshots[e + 1] = params["W1"].copy()
+                snapshots[e + 1] = folded_W1()
             on_epoch(epoch)
-    return params, history, snapshots
+    return fold_inputs(params, d.mean, d.std), history, snapshots
 
 
 def model_bytes(params: dict[str, np.ndarray], history: list[Epoch], snapshots: dict[int, np.ndarray],

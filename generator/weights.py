@@ -161,6 +161,15 @@ def fold_inputs(params: dict[str, np.ndarray], mean: float, std: float) -> dict[
             "b1": (params["b1"] - (mean / std) * W1.sum(axis=1)).astype(np.float32)}
 
 
+def normalised_inputs(d) -> str | None:
+    """What model meta["inputs"] says of the data config d's normalisation, folded into W1 and b1 (by
+    `fold_inputs`, for imported and trained networks alike); None for pixel / pixel_max itself."""
+    if (d.mean, d.std) == (0.0, 1.0):
+        return None
+    return (f"(pixel / {d.pixel_max:g} - {d.mean:g}) / {d.std:g}, folded into W1 and b1 "
+            "so the weights shown act on pixel / pixel_max")
+
+
 def accuracy(params: dict[str, np.ndarray], hidden: str, X: np.ndarray, y: np.ndarray) -> float:
     """Share of (N, D) images X whose largest output (before the output activation, same argmax) is y."""
     return float((network.forward(params, X, hidden).predicted == y).mean())
@@ -187,9 +196,8 @@ def load_network(config, data) -> tuple[dict[str, np.ndarray], dict, list[str]]:
                           "layer), folded into W1 and b1 so the weights shown act on pixel / pixel_max")
         lines.append(f"train: inputs rescaled as {meta['inputs']}")
     params = fold_inputs(imported.params, mean, std)
-    if (d.mean, d.std) != (0.0, 1.0):
-        meta["inputs"] = (f"(pixel / {d.pixel_max:g} - {d.mean:g}) / {d.std:g}, folded into W1 and b1 "
-                          "so the weights shown act on pixel / pixel_max")
+    if normalised_inputs(d):
+        meta["inputs"] = normalised_inputs(d)
         lines.append(f"train: inputs normalised as {meta['inputs']}")
     for field, key in (("activation", "network.activation"), ("output", "network.output")):
         lines.append(f"train: {field} {meta[field]}: {meta[field + '_source']}"

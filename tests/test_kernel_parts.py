@@ -162,17 +162,34 @@ def test_epoch_state_pads_and_copies():
     H, D, K = 13, 9, 3
     W1, b1 = rng.random((H, D), np.float32), rng.random(H, np.float32)
     W2, b2 = rng.random((K, H), np.float32), rng.random(K, np.float32)
-    s = kernels.epoch_state(W1, b1, W2, b2, 10, 25, 2)
+    s = kernels.epoch_state({"W1": W1, "b1": b1, "W2": W2, "b2": b2}, 10, 25, 2)
     assert isinstance(s, kernels.EpochState) and s.H == H and s.B == 10
     assert s.W.shape[0] == D and s.W.shape[1] % (layout.LINE_BYTES // 4) == 0
     np.testing.assert_array_equal(s.W[:, :H], W1.T)
     assert not s.W[:, H:].any() and not s.W2[:, H:].any() and not s.bias[H:].any()  # padding is zero
     for a in (s.W, s.W2, s.A, s.Dh, s.P, s.b2c):
         assert a.ctypes.data % layout.LINE_BYTES == 0
-    out = [np.zeros_like(a) for a in (W1, b1, W2, b2)]
-    kernels.epoch_result(*out, s)
-    for got, want in zip(out, (W1, b1, W2, b2)):
+    assert s.upper is None  # one hidden layer: no layers above the second
+    out = {name: np.zeros_like(a) for name, a in (("W1", W1), ("b1", b1), ("W2", W2), ("b2", b2))}
+    kernels.epoch_result(out, s)
+    for got, want in zip(out.values(), (W1, b1, W2, b2)):
         assert got.tobytes() == want.tobytes()
+
+
+def test_epoch_state_keeps_the_layers_above_the_second_per_thread():
+    rng = np.random.default_rng(1)
+    sizes = (9, 13, 6, 5, 3)  # D, H1, H2, H3, K
+    params = {}
+    for l in range(1, len(sizes)):
+        params[f"W{l}"] = rng.random((sizes[l], sizes[l - 1]), np.float32)
+        params[f"b{l}"] = rng.random(sizes[l], np.float32)
+    s = kernels.epoch_state(params, 10, 25, 2)
+    assert list(s.upper.dims) == list(sizes) and s.W2.shape[0] == 6
+    assert s.upper.Wu.shape == (2, 5 * 6 + 3 * 5) and s.upper.bu.shape == (2, 5 + 3)
+    out = {name: np.zeros_like(a) for name, a in params.items()}
+    kernels.epoch_result(out, s)
+    for name in params:
+        assert out[name].tobytes() == params[name].tobytes()
 
 
 @numba.njit(nogil=True)

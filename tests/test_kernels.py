@@ -14,7 +14,8 @@ from generator.train import init_params
 
 def problem(dtype, n=37, d=12, h=7, k=4, seed=0, zeros=0.0):
     """Parameters, images, labels and a shuffle; `zeros` of the pixels are 0, more of them at higher
-    indices (like a digit's border), so images have different numbers of nonzero pixels."""
+    indices (like a digit's border), so images have different numbers of nonzero pixels. h is an int
+    (one hidden layer) or a tuple of layer sizes."""
     rng = np.random.default_rng(seed)
     params = {name: p.astype(dtype) for name, p in init_params(d, h, k, rng).items()}
     X = rng.random((n, d)).astype(dtype)
@@ -24,11 +25,79 @@ def problem(dtype, n=37, d=12, h=7, k=4, seed=0, zeros=0.0):
     return params, X, y, rng.permutation(n)
 
 
-def run(fn, params, X, y, order, batch, eta, decay):
+def run(fn, params, X, y, order, batch, eta, decay, **choices):
     p = {k: v.copy() for k, v in params.items()}
     dtype = X.dtype.type
-    loss = fn(p["W1"], p["b1"], p["W2"], p["b2"], X, y, order, batch, dtype(eta), dtype(decay))
+    loss = fn(p, X, y, order, batch, dtype(eta), dtype(decay), **choices)
     return p, loss
+
+
+# Every variant the kernels compile: hidden activation x output x inputs (pixels, mostly 0, or normalised:
+# (x - mean) / std, nonzero almost everywhere) x one or two hidden layers (and three, once).
+@pytest.mark.parametrize("hidden", [7, (7, 5)])
+@pytest.mark.parametrize("normalised", [False, True])
+@pytest.mark.parametrize("output", ["sigmoid", "softmax"])
+@pytest.mark.parametrize("activation", ["sigmoid", "relu", "tanh"])
+def test_every_variant_matches_numpy_reference_float64(activation, output, normalised, hidden):
+    params, X, y, order = problem(np.float64, h=hidden, zeros=0.6, seed=11)
+    choices = {"activation": activation, "output": output}
+    if normalised:
+        choices.update(mean=0.1307, std=0.3081)
+    got, loss = run(kernels.sgd_epoch, params, X, y, order, 5, 0.7, 0.999, **choices)
+    want, want_loss = run(kernels.sgd_epoch_numpy, params, X, y, order, 5, 0.7, 0.999, **choices)
+    assert sorted(got) == sorted(params)
+    for name in params:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-12, atol=1e-12)
+        assert not np.array_equal(got[name], params[name])
+    assert loss == pytest.approx(want_loss, rel=1e-12)
+
+
+def test_three_hidden_layers_match_numpy_reference_float64():
+    params, X, y, order = problem(np.float64, h=(9, 6, 5), zeros=0.5, seed=12)
+    got, loss = run(kernels.sgd_epoch, params, X, y, order, 4, 0.5, 0.99, activation="tanh", output="softmax")
+    want, want_loss = run(kernels.sgd_epoch_numpy, params, X, y, order, 4, 0.5, 0.99, activation="tanh",
+                          output="softmax")
+    for name in params:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-12, atol=1e-12)
+    assert loss == pytest.approx(want_loss, rel=1e-12)
+
+
+@pytest.mark.parametrize("hidden", [(30, 20), 30])
+def test_other_variants_match_the_reference_in_float32(hidden):
+    params, X, y, order = problem(np.float32, n=200, d=784, h=hidden, k=10, seed=3, zeros=0.8)
+    choices = {"activation": "relu", "output": "softmax", "mean": 0.1307, "std": 0.3081}
+    got, loss = run(kernels.sgd_epoch, params, X, y, order, 10, 0.1, 0.999, **choices)
+    want, want_loss = run(kernels.sgd_epoch_numpy, params, X, y, order, 10, 0.1, 0.999, **choices)
+    for name in params:
+        assert got[name].dtype == np.float32
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=2e-5)
+    assert loss == pytest.approx(want_loss, rel=1e-5)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "relu", "tanh"])
+@pytest.mark.parametrize("output", ["sigmoid", "softmax"])
+def test_one_step_of_every_variant_is_minus_eta_times_the_finite_difference_gradient(activation, output):
+    params, X, y, order = problem(np.float64, n=6, h=(5, 4), seed=13, zeros=0.5)
+    eta = 0.01
+    stepped, _ = run(kernels.sgd_epoch, params, X, y, order, 6, eta, 1.0, activation=activation, output=output,
+                     mean=0.3, std=0.5)
+
+    def mean_loss_of(p):
+        Z = kernels.forward_numpy(p, (X - 0.3) / 0.5, activation)[-1]
+        return (kernels.log_likelihood(Z, y) if output == "softmax" else kernels.cross_entropy(Z, y)).mean()
+
+    rng = np.random.default_rng(1)
+    eps = 1e-6
+    for name, p in params.items():
+        for flat in rng.choice(p.size, size=min(p.size, 4), replace=False):
+            idx = np.unravel_index(flat, p.shape)
+            up = {k: v.copy() for k, v in params.items()}
+            down = {k: v.copy() for k, v in params.items()}
+            up[name][idx] += eps
+            down[name][idx] -= eps
+            numeric = (mean_loss_of(up) - mean_loss_of(down)) / (2 * eps)
+            analytic = (params[name][idx] - stepped[name][idx]) / eta
+            assert analytic == pytest.approx(numeric, rel=1e-5, abs=1e-8), (name, idx)
 
 
 @pytest.mark.parametrize("zeros", [0.0, 0.6])  # dense inputs; inputs mostly 0, as in MNIST
@@ -112,15 +181,18 @@ def test_nan_propagates():
     assert np.isnan(loss) and np.isnan(p["W2"]).any()
 
 
-@pytest.mark.parametrize("h", [100, 7])  # 7: an odd number of hidden units leaves a padding unit
-def test_same_bits_on_one_thread_and_on_two(h):
+# 7: an odd number of hidden units leaves a padding unit; (20, 12): two hidden layers; the last: relu,
+# softmax and normalised inputs
+@pytest.mark.parametrize("h, choices", [(100, {}), (7, {}), ((20, 12), {}),
+                                        (40, {"activation": "relu", "output": "softmax", "mean": 0.1, "std": 0.3})])
+def test_same_bits_on_one_thread_and_on_two(h, choices):
     params, X, y, order = problem(np.float32, n=120, d=50, h=h, k=10, seed=4, zeros=0.5)
     configured = numba.get_num_threads()
     results = []
     try:
         for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
             numba.set_num_threads(threads)
-            results.append(run(kernels.sgd_epoch, params, X, y, order, 10, 0.5, 0.99))
+            results.append(run(kernels.sgd_epoch, params, X, y, order, 10, 0.5, 0.99, **choices))
     finally:
         numba.set_num_threads(configured)
     (a, la), (b, lb) = results
@@ -134,13 +206,13 @@ def regions_in_chunks(params, X, y, order, B, chunks):
     p = {k: v.copy() for k, v in params.items()}
     f = np.float32
     inputs = kernels.sparse_inputs(X)
-    state = kernels.epoch_state(p["W1"], p["b1"], p["W2"], p["b2"], B, len(order), 2)
+    state = kernels.epoch_state(p, B, len(order), 2)
     busy = np.zeros((2, 8), np.int64)
     with ThreadPoolExecutor(1) as pool:
         for t0, t1, threads, bounds in chunks:
             kernels.sgd_regions(t0, t1, threads, np.array(bounds), busy, state, inputs, y, order,
                                 f(0.5), f(0.99), 0.5, float(f(0.99)), pool)
-    kernels.epoch_result(p["W1"], p["b1"], p["W2"], p["b2"], state)
+    kernels.epoch_result(p, state)
     return p, kernels.cross_entropy_sum(state.Zall, y, order), state.P.shape[1]
 
 
@@ -308,10 +380,10 @@ def test_float32_training_computes_in_float32():
     params, X, y, order = problem(np.float32, n=40, d=30, h=10, k=10, seed=8, zeros=0.5)
     fresh = numba.njit(nogil=True, fastmath=kernels.FAST)(kernels.thread_steps.py_func)
     p = {k: v.copy() for k, v in params.items()}
-    state = kernels.epoch_state(p["W1"], p["b1"], p["W2"], p["b2"], 10, len(order), 1)
+    state = kernels.epoch_state(p, 10, len(order), 1)
     f = np.float32
-    fresh(0, 1, 0, 16, 0, 2, np.zeros((1, 8), np.int64), state, kernels.sparse_inputs(X), y, order,
-          f(0.5), f(0.99), 0.5, float(f(0.99)))
+    fresh(0, 1, 0, 16, 0, 2, np.zeros((1, 8), np.int64), state, state.upper, state.shift, kernels.sparse_inputs(X), y,
+          order, f(0.5), f(0.99), 0.5, float(f(0.99)), kernels.HIDDEN["sigmoid"], kernels.OUTPUT["sigmoid"])
     (signature,) = fresh.signatures
     code = fresh.inspect_llvm(signature)
     assert "define" in code and "llvm.fma.v8f32" in code  # the step's own code is there: its vector products

@@ -79,3 +79,26 @@ def test_model_file_round_trips_and_is_byte_stable(subset, tmp_path):
         assert model.params[name].tobytes() == params[name].tobytes()
     assert model.history == history and model.meta == meta
     assert sorted(model.snapshots) == [0, 1] and model.snapshots[1].tobytes() == params["W1"].tobytes()
+
+
+def test_normalised_training_returns_weights_folded_onto_pixels(subset):
+    # Trained on (x - mean) / std, stored acting on x: the folded network's accuracy on the raw test
+    # images is the accuracy training measured on the normalised ones.
+    _, data = subset
+    config = load_config(REPO / "atlas.toml", ["data.train_limit=2000", "data.test_limit=500", "network.hidden=30",
+                                               "train.epochs=2", "data.mean=0.1307", "data.std=0.3081"])
+    params, history, snapshots = train(config, data)
+    assert snapshots[2].tobytes() == params["W1"].tobytes()
+    _, acc = train_module.evaluate(params, data.test_images, data.test_labels)
+    assert acc == pytest.approx(history[-1].test_accuracy, abs=0.004) and acc > 0.8
+
+
+def test_two_hidden_layers_relu_softmax_learn(subset):
+    _, data = subset
+    config = load_config(REPO / "atlas.toml", ["network.hidden=[30, 20]", "network.activation=relu",
+                                               "network.output=softmax", "train.epochs=3", "train.learning_rate=0.1"])
+    params, history, _ = train(config, data)
+    assert [params[k].shape for k in ("W1", "b1", "W2", "b2", "W3", "b3")] == [(30, 784), (30,), (20, 30), (20,),
+                                                                              (10, 20), (10,)]
+    _, acc = train_module.evaluate(params, data.test_images, data.test_labels, "relu", "softmax")
+    assert acc == history[-1].test_accuracy and acc > 0.8

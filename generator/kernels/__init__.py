@@ -2,15 +2,21 @@
 
     intrinsics  LLVM operations numba cannot spell (the only importer of llvmlite): atomics, a cycle
                 counter, a prefetch, a bit cast, the vector loops of the sparse products
-    numerics    exp32, sigmoid, softplus, the loss's sum
+    numerics    exp32, the activations and the output's deltas (chosen at compile time), softplus, the losses' sums
     layout      the images as nonzero pixels (`sparse_inputs`) and `EpochState`, the padded working copies
-    step        one SGD step on a range of hidden units, and the output layer's step: the maths
+    step        one SGD step on a range of first-layer hidden units, and the layers above: the maths
     threads     the barrier, the parallel regions, the split of units between threads, the scheduler
     epoch       `sgd_epoch`, the entry point
     ablation    the analysis stage's kernel
     reference   the NumPy references the tests hold the kernels to
 
-Notation: N examples, D inputs (784), H hidden units, K outputs (10), B mini-batch size.
+Notation: N examples, D inputs (784), H hidden units (H1, ..., HL for L hidden layers), K outputs (10),
+B mini-batch size. Parameters are a dict {"W1": (H1, D), "b1": (H1,), ..., "W{L+1}": (K, HL), "b{L+1}": (K,)}.
+The first hidden layer runs sparse and threaded; the layers above it are dense and small, and each
+thread runs them on its own copy (step.upper_step). Hidden activation sigmoid, relu or tanh; sigmoid
+outputs with Nielsen's cross-entropy or softmax with the log-likelihood: each combination compiles its
+own kernel, only when used (numerics.py). Normalised inputs ((x - mean) / std, nonzero almost everywhere)
+stay sparse through an exact reparametrisation of W1 (step.py), also compiled only when used.
 Kernels are pure functions of their arguments (in-place updates say so); no I/O, no classes.
 `fastmath` is limited to {'reassoc', 'contract'}: dot products vectorise, NaN and Inf still propagate.
 Every loop has a fixed order, so the same inputs give the same bits on every run and on any number of
@@ -21,13 +27,16 @@ only, the tests add float64.
 from .ablation import ablation_correct
 from .epoch import sgd_epoch
 from .layout import EpochState, aligned_zeros, epoch_result, epoch_state, slot_units, sparse_inputs
-from .numerics import FAST, ONE, PRANGE_ONLY, cross_entropy_sum, exp32, sigmoid, softplus
-from .reference import ablation_correct_numpy, cross_entropy, sgd_epoch_numpy, sigmoid_numpy
+from .numerics import (FAST, HIDDEN, ONE, OUTPUT, PRANGE_ONLY, cross_entropy_sum, exp32, log_likelihood_sum, sigmoid,
+                       softplus)
+from .reference import (ablation_correct_numpy, activate_numpy, cross_entropy, forward_numpy, log_likelihood,
+                        sgd_epoch_numpy, sigmoid_numpy)
 from .step import RESCALE_BELOW
-from .threads import WARM_STEPS, balanced, barrier, schedule, thread_steps
+from .threads import WARM_STEPS, balanced, barrier, schedule, sgd_regions, thread_steps
 
-__all__ = ["EpochState", "FAST", "ONE", "PRANGE_ONLY", "RESCALE_BELOW", "WARM_STEPS", "ablation_correct",
-           "ablation_correct_numpy", "aligned_zeros", "balanced", "barrier",
-           "cross_entropy", "cross_entropy_sum", "epoch_result", "epoch_state", "exp32", "schedule",
-           "sgd_epoch", "sgd_epoch_numpy", "sigmoid", "sigmoid_numpy", "slot_units", "softplus",
+__all__ = ["EpochState", "FAST", "HIDDEN", "ONE", "OUTPUT", "PRANGE_ONLY", "RESCALE_BELOW", "WARM_STEPS",
+           "ablation_correct", "ablation_correct_numpy", "activate_numpy", "aligned_zeros", "balanced", "barrier",
+           "cross_entropy", "cross_entropy_sum", "epoch_result", "epoch_state", "exp32", "forward_numpy",
+           "log_likelihood", "log_likelihood_sum", "schedule",
+           "sgd_epoch", "sgd_epoch_numpy", "sgd_regions", "sigmoid", "sigmoid_numpy", "slot_units", "softplus",
            "sparse_inputs", "thread_steps"]

@@ -1,10 +1,19 @@
-"""Scalar numerics the kernels share: a vectorisable float32 exp, the sigmoid, softplus and the loss.
+"""Scalar numerics the kernels share: a vectorisable float32 exp, the activations, softplus and the losses.
+
+The hidden activation and the output's loss are chosen at compile time: each is an instance of its own
+namedtuple class (`SIGMOID`, `RELU`, `TANH`; `SOFTMAX` for the output), a type of its own to numba, and
+`activate` / `slope` / `output_delta` pick their code by that type while typing. A run compiles only
+the variants it uses, and numba's cache keeps each (a value chosen at run time would compile every
+variant into the default kernel; `numba.literally` re-entered the compiler on every call from Python,
+15 ms a call).
 
 Compiled lazily, like every kernel: a float64 specialisation is built only when something calls it
 with float64 (the tests), never by `make site`, which trains in float32.
 """
 
 from __future__ import annotations
+
+from collections import namedtuple
 
 import numpy as np
 from numba import njit, types
@@ -71,6 +80,94 @@ def sigmoid(z):
     return logistic(z)
 
 
+# The choices, one class (one numba type) each; the field only keeps the tuple non-empty.
+Sigmoid = namedtuple("Sigmoid", ["kind"])
+Relu = namedtuple("Relu", ["kind"])
+Tanh = namedtuple("Tanh", ["kind"])
+Softmax = namedtuple("Softmax", ["kind"])
+SIGMOID, RELU, TANH, SOFTMAX = Sigmoid(0), Relu(1), Tanh(2), Softmax(3)
+HIDDEN = {"sigmoid": SIGMOID, "relu": RELU, "tanh": TANH}  # network.activation
+OUTPUT = {"sigmoid": SIGMOID, "softmax": SOFTMAX}  # network.output
+
+
+def activate(kind, z):
+    """The hidden activation `kind` of a scalar pre-activation z, in z's precision (numba only):
+    sigmoid 1 / (1 + e^-z), relu max(z, 0), tanh."""
+    raise NotImplementedError("activate is compiled by numba")
+
+
+@overload(activate)
+def _activate(kind, z):
+    if kind.instance_class is Relu:
+        return lambda kind, z: ONE - ONE if z < ONE - ONE else z  # NaN stays NaN
+    if kind.instance_class is Tanh:
+        return lambda kind, z: np.tanh(z)
+    return lambda kind, z: logistic(z)
+
+
+def slope(kind, a):
+    """d activation / dz written with the activation a itself (numba only): sigmoid a (1 - a), tanh
+    1 - a^2, relu 1 where a > 0 else 0."""
+    raise NotImplementedError("slope is compiled by numba")
+
+
+@overload(slope)
+def _slope(kind, a):
+    if kind.instance_class is Relu:
+        return lambda kind, a: ONE if a > ONE - ONE else ONE - ONE
+    if kind.instance_class is Tanh:
+        return lambda kind, a: ONE - a * a
+    return lambda kind, a: a * (ONE - a)
+
+
+def exp_of(z):
+    """exp(z) in z's precision: `exp32` for float32, np.exp otherwise (numba only)."""
+    raise NotImplementedError("exp_of is compiled by numba")
+
+
+@overload(exp_of)
+def _exp_of(z):
+    if z == types.float32:
+        return lambda z: exp32(z)
+    return lambda z: np.exp(z)
+
+
+def output_delta(kind, Z, D, b, K, label):
+    """Row b of the output deltas dLoss/dz, D[b, :] (Kv,), from the output pre-activations Z[b, :] (numba
+    only). Sigmoid outputs with Nielsen's cross-entropy: sigmoid(z) - onehot(label) (Nielsen,
+    Neural Networks and Deep Learning, ch. 3, eq. 66); softmax with the log-likelihood -log p[label]:
+    softmax(z) - onehot(label) (ch. 3, eq. 81-84). Padding outputs K <= k get 0."""
+    raise NotImplementedError("output_delta is compiled by numba")
+
+
+@overload(output_delta)
+def _output_delta(kind, Z, D, b, K, label):
+    if kind.instance_class is Softmax:
+        def softmax_delta(kind, Z, D, b, K, label):
+            zero = ONE - ONE
+            top = Z[b, 0]
+            for k in range(1, K):
+                top = max(top, Z[b, k])
+            total = zero
+            for k in range(K):
+                D[b, k] = exp_of(Z[b, k] - top)
+                total += D[b, k]
+            for k in range(K):
+                D[b, k] /= total
+            D[b, label] -= ONE
+            for k in range(K, D.shape[1]):
+                D[b, k] = zero
+        return softmax_delta
+
+    def sigmoid_delta(kind, Z, D, b, K, label):
+        for k in range(D.shape[1]):  # whole rows: the loop vectorises
+            D[b, k] = logistic(Z[b, k])
+        D[b, label] -= ONE
+        for k in range(K, D.shape[1]):
+            D[b, k] = ONE - ONE
+    return sigmoid_delta
+
+
 @njit(cache=True)
 def softplus(z):
     """log(1 + exp(z)) without overflow."""
@@ -90,4 +187,21 @@ def cross_entropy_sum(Z, y, order):
             z = np.float64(Z[n, k])
             s += softplus(z) - (z if y[order[n]] == k else 0.0)
         loss += s
+    return loss
+
+
+@njit(cache=True)
+def log_likelihood_sum(Z, y, order):
+    """sum_n -log softmax(Z[n])[y[order[n]]] (log-sum-exp minus the label's z) for Z (N, K) output
+    pre-activations: each term in float64, summed in a fixed order (float)."""
+    N, K = Z.shape
+    loss = 0.0
+    for n in range(N):
+        top = np.float64(Z[n, 0])
+        for k in range(1, K):
+            top = max(top, np.float64(Z[n, k]))
+        s = 0.0
+        for k in range(K):
+            s += np.exp(np.float64(Z[n, k]) - top)
+        loss += np.log(s) + top - np.float64(Z[n, y[order[n]]])
     return loss

@@ -26,7 +26,7 @@ from numba import njit
 
 from .intrinsics import atomic_add, atomic_load, atomic_store, cycles
 from .layout import LANES
-from .numerics import FAST
+from .numerics import FAST, SIGMOID
 from .step import output_step, prefetch_images, region
 
 CHUNK_SECONDS = 0.005  # steps run in parallel regions of about this long, each on the thread count that is faster
@@ -53,17 +53,26 @@ def barrier(sync, n):
 
 
 @njit(cache=True, nogil=True, fastmath=FAST)
-def thread_steps(c, n_chunks, u0, u1, t0, t1, busy, s, inputs, y, order, eta, decay, rate, decay64):
+def thread_steps(c, n_chunks, u0, u1, t0, t1, busy, s, upper, shift, inputs, y, order, eta, decay, rate, decay64, act,
+                 out):
     """Thread c's part of steps t0 <= t < t1 (of n_chunks threads running it at once, without the GIL):
-    hidden units u0 <= j < u1 of the `EpochState` s, and its own copy of the output layer (s.b2c[c],
-    s.Z[c], s.D2[c]); thread 0 also keeps the output pre-activations in s.Zall. Adds its cycles to
-    busy[c, 0]. Returns W's scale after the last step (float64; every thread computes the same)."""
+    first-layer hidden units u0 <= j < u1 of the `EpochState` s, and its own copy of the layers above
+    (s.b2c[c], s.Z[c], s.D2[c], and with two hidden layers or more upper = s.upper's Wu[c], bu[c], ...;
+    None for one, which compiles none of their code); thread 0 also keeps the output pre-activations in
+    s.Zall. shift = s.shift (None for inputs as they are, see step.py on normalised inputs). act and out
+    are the hidden activation and the output's kind (numerics.HIDDEN, OUTPUT): each combination compiles
+    its own kernel. Adds its cycles to busy[c, 0]. Returns W's scale after the last step (float64; every
+    thread computes the same)."""
     W, b2c, P, Zall = s.W, s.b2c, s.P, s.Zall
     B = s.B
     ptr, idx, val = inputs
     N = order.shape[0]
-    K = Zall.shape[1]
+    K = s.W2.shape[0]  # the second layer's units (the outputs' for one hidden layer)
     b2, Zc, D2c = b2c[c, :K], s.Z[c], s.D2[c]
+    if upper is None:  # pruned while compiling: a separate kernel for each case
+        up = None
+    else:
+        up = (upper.dims, upper.Wu[c], upper.bu[c], upper.U[c], upper.E[c], upper.Gu[c])
     w_scale = s.scale[0]
     for t in range(t0, t1):
         lo, hi = min(N, t * B), min(N, t * B + B)  # this step's images: order[lo:hi] (none after the last)
@@ -71,21 +80,36 @@ def thread_steps(c, n_chunks, u0, u1, t0, t1, busy, s, inputs, y, order, eta, de
         mp = max(lo - plo, 1)
         started = cycles()
         w_scale = region(s, u0, u1, inputs, order, plo, lo, hi, D2c, t % 2,
-                         eta / W.dtype.type(mp), decay, rate / mp, decay64, w_scale)
+                         eta / W.dtype.type(mp), decay, rate / mp, decay64, w_scale, act, shift)
         prefetch_images(ptr, idx, val, order, hi, min(N, hi + B))  # the next step's images
         busy[c, 0] += cycles() - started
         if n_chunks > 1:
             barrier(s.sync, n_chunks)
         if hi > lo:
-            output_step(P, t % 2, b2, y, order, lo, hi, Zc, D2c, eta / W.dtype.type(hi - lo))
+            output_step(P, t % 2, b2, y, order, lo, hi, Zc, D2c, eta / W.dtype.type(hi - lo), decay, up, act, out)
             if c == 0:
-                for b in range(hi - lo):
-                    for k in range(K):
-                        Zall[lo + b, k] = Zc[b, k]
+                if upper is None:
+                    for b in range(hi - lo):
+                        for k in range(K):
+                            Zall[lo + b, k] = Zc[b, k]
+                else:
+                    keep_outputs(Zall, lo, hi, upper.U[c])
     return w_scale
 
 
-def sgd_regions(t0, t1, threads, bounds, busy, s, inputs, y, order, eta, decay, rate, decay64, pool=None):
+@njit(cache=True)
+def keep_outputs(Zall, lo, hi, U):
+    """Zall[lo:hi] = the output pre-activations of the step's images, the last block of U (see
+    `step.upper_step`)."""
+    K = Zall.shape[1]
+    at = U.shape[1] - K
+    for b in range(hi - lo):
+        for k in range(K):
+            Zall[lo + b, k] = U[b, at + k]
+
+
+def sgd_regions(t0, t1, threads, bounds, busy, s, inputs, y, order, eta, decay, rate, decay64, pool=None,
+                act=SIGMOID, out=SIGMOID):
     """Steps t0 <= t < t1 of an epoch on `threads` threads at once (step t: step t-1's update, step t's
     forward pass and output layer): the calling thread runs thread 0's part, `pool` (a
     concurrent.futures executor with threads - 1 workers or more; needed for threads > 1) the others.
@@ -96,7 +120,8 @@ def sgd_regions(t0, t1, threads, bounds, busy, s, inputs, y, order, eta, decay, 
     spends on them to busy[c, 0]; which thread owns a slot never changes a result. Each thread c has its
     own copy of the output layer's state (b2c[c], Z[c], D2[c]); they start as copies of thread 0's, which
     the previous call may have advanced alone. scale[0] (float64) is W's scale, carried from call to call.
-    eta and decay are in the weights' dtype, rate and decay64 the same numbers in float64.
+    eta and decay are in the weights' dtype, rate and decay64 the same numbers in float64; act and out
+    the hidden activation and the output's kind (numerics.HIDDEN, numerics.OUTPUT).
     """
     Hp = (s.H + LANES - 1) // LANES * LANES  # the units the loops run over (W.shape[1] may be longer)
     n_slots = s.P.shape[1]
@@ -104,13 +129,16 @@ def sgd_regions(t0, t1, threads, bounds, busy, s, inputs, y, order, eta, decay, 
     s.b2c[1:n_chunks] = s.b2c[0]
     s.Z[1:n_chunks] = s.Z[0]
     s.D2[1:n_chunks] = s.D2[0]
+    if s.upper is not None:
+        s.upper.Wu[1:n_chunks] = s.upper.Wu[0]
+        s.upper.bu[1:n_chunks] = s.upper.bu[0]
     s.sync[:] = 0  # the barrier's counters
     busy[:] = 0
 
     def part(c):
         s0, s1 = (0, n_slots) if n_chunks == 1 else (bounds[c], bounds[c + 1])
-        return thread_steps(c, n_chunks, min(Hp, s.slot * s0), min(Hp, s.slot * s1), t0, t1, busy, s, inputs,
-                            y, order, eta, decay, rate, decay64)
+        return thread_steps(c, n_chunks, min(Hp, s.slot * s0), min(Hp, s.slot * s1), t0, t1, busy, s, s.upper,
+                            s.shift, inputs, y, order, eta, decay, rate, decay64, act, out)
 
     others = [pool.submit(part, c) for c in range(1, n_chunks)]
     try:
