@@ -15,7 +15,6 @@ from .config import REPO, SHARE, Config, load_config
 from .errors import AtlasError, BuildError
 from .loaders import section_configs
 from .output import write_if_changed
-from .site import stage_site
 from .stages import Run, stage_analyze, stage_render, stage_train
 
 
@@ -43,6 +42,11 @@ def record_times(config: Config, stage: str, run: Run) -> None:
     order = ["data (train)", "train", "data (analyze)", "analyze", "render", "site"]
     times = {k: times[k] for k in order if k in times}
     write_if_changed(path, (json.dumps(times, indent=1) + "\n").encode())
+
+
+def stage_site(config: Config, run: Run) -> None:
+    from .site import stage_site as site  # mkdocs' YAML and the render's helpers: only this stage needs them
+    site(config, run)
 
 
 STAGES = {"train": stage_train, "analyze": stage_analyze, "render": stage_render, "site": stage_site}

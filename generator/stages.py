@@ -10,16 +10,17 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from . import atlas as atlas_mod
-from .analysis import analyze
 from .config import Config, check_against_data
 from .data import Dataset
 from .errors import BuildError
 from .loaders import check_model_fits, load_analysis, load_data, load_trained, section_configs
 from .network import hidden_sizes, sizes
 from .output import sync_tree, write_if_changed
-from .render import render
 from .train import Epoch, fingerprint, load_model, save_model, train
 from .weights import load_network, normalised_inputs
+
+# Each stage runs as a command of its own (make site runs four and their sections'), so the analysis (numba's
+# kernels) and the render (matplotlib, Jinja) are imported by the stage that uses them, not by every command.
 
 
 @dataclass
@@ -102,6 +103,7 @@ def stage_analyze(config: Config, run: Run) -> None:
         run.say(f"analyze: analysis.top_k {k} lowered to {hidden}, the imported network's hidden units")
     data = run.data(config)
     check_model_fits(config, model, data)
+    from .analysis import analyze
     result, arrays = analyze(config, model, data)
     # arrays.npz first: atlas.json is what Make watches, so it must be the last to change.
     write_if_changed(config.arrays_path, atlas_mod.arrays_bytes(arrays))
@@ -112,6 +114,7 @@ def stage_analyze(config: Config, run: Run) -> None:
 def stage_render(config: Config, run: Run) -> None:
     """build/atlas.json (and each section's) -> build/docs/. Raises BuildError when a section's page
     would overwrite one of the main atlas's."""
+    from .render import render
     atlas, arrays = load_analysis(config)
     parts, links = [], []
     for rel, section in zip(config.site.sections, section_configs(config)):

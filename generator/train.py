@@ -14,7 +14,6 @@ from typing import Callable
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from . import kernels
 from .network import depth, param_names
 from .config import Config
 from .data import Dataset
@@ -72,6 +71,7 @@ def evaluate(params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray, activa
              output: str = "sigmoid") -> tuple[float, float]:
     """Mean loss (the training's: cross-entropy for sigmoid outputs, log-likelihood for softmax) and accuracy
     of the network on (X, y), in the weights' dtype."""
+    from . import kernels  # numba, imported here: loading a model (the render and site stages) does not need it
     with np.errstate(over="ignore"):  # exp overflows to inf for saturated units: sigmoid is then exactly 0
         Z = kernels.forward_numpy(params, X, activation)[-1]  # (N, K)
     loss = kernels.log_likelihood(Z, y) if output == "softmax" else kernels.cross_entropy(Z, y)
@@ -88,6 +88,7 @@ def train(config: Config, data: Dataset, on_epoch: Callable[[Epoch], None] = lam
     in the first epoch whose loss or weights are not finite, or whose mean loss is so large
     (DIVERGED_LOSS) that the weights have blown up even though float32 still holds them.
     """
+    from . import kernels
     t = config.train
 
     def diverged(e: int, why: str):
