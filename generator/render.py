@@ -319,8 +319,9 @@ def site_nav(docs: Path, section_titles: dict[str, str]) -> list:
                 items.append({label: f"{rel}{folder}/index.md"})
         layers = sorted((p for p in (base / "layers").glob("*/index.md") if p.parent.name.isdigit()),
                         key=lambda p: int(p.parent.name))
-        if layers:  # a deeper network: its layer pages (one hidden layer has none)
-            items.append({"Layers": [f"{rel}layers/{p.parent.name}/index.md" for p in layers]})
+        # A deeper network's layer pages (one hidden layer has none), each an item of its own: in a "Layers"
+        # section, Material's navigation.indexes would make layer 1's index.md the section's own page.
+        items += [{f"Layer {p.parent.name}": f"{rel}layers/{p.parent.name}/index.md"} for p in layers]
         items += sorted(f"{rel}{p.name}" for p in base.glob("*.md") if p.name != "index.md")
         return items
 

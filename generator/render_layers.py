@@ -4,10 +4,10 @@ A one-hidden-layer atlas has no Atlas.layers, so none of this runs for it."""
 
 from __future__ import annotations
 
-import dataclasses
 
 import numpy as np
 
+from . import atlas as atlas_mod
 from . import figures
 from .atlas import Atlas, Unit
 from .formats import fixed, points, signed
@@ -96,7 +96,7 @@ def pages(atlas: Atlas, names: Names, page, cls: list[str], root_of) -> None:
 
 def data_files(atlas: Atlas, names: Names, frame) -> dict[str, bytes]:
     """One JSON per unit of every layer, beside its page (frame(page, kind, entry) makes its envelope)."""
-    return {names.unit_json(u.layer, u.id): frame(names.unit_page(u.layer, u.id), "unit", dataclasses.asdict(u))
+    return {names.unit_json(u.layer, u.id): frame(names.unit_page(u.layer, u.id), "unit", atlas_mod.plain(u))
             for layer in atlas.layers for u in layer.units}
 
 
