@@ -35,6 +35,7 @@ class Imported:
     notes: tuple[str, ...] = ()  # "matrices stored as (in, out), transposed", "no biases in the file, ..."
     input_scale: float = 1.0  # the file's own input scaling (Keras Rescaling): it sees raw * scale + offset
     input_offset: float = 0.0
+    external: tuple[tuple[str, str], ...] = ()  # (name, sha256) of each file beside it that holds weights (ONNX)
 
 
 def _refuse(path: Path, what: str) -> WeightsError:
@@ -87,6 +88,29 @@ def sniff(path: Path, raw: bytes, n_inputs: int | None = None) -> Layers:
     raise _refuse(path, "a file of an unknown kind")
 
 
+def companion_files(path: Path) -> list[Path]:
+    """The other files a weights file keeps its weights in (an ONNX model's external data, NAME.onnx.data),
+    resolved beside it; [] for a self-contained file. Part of the training fingerprint, so a changed .data
+    file is read again."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(1)
+        if not (onnx_file.looks_like_onnx(head) or path.suffix.lower() == ".onnx"):
+            return []
+        return onnx_file.external_files(path, path.read_bytes())
+    except OSError:
+        return []
+
+
+def files_sha256(path: Path) -> str:
+    """SHA-256 of the weights file's bytes, and of each companion file's (name and bytes) after them."""
+    digest = hashlib.sha256(path.read_bytes())
+    for other in companion_files(path):
+        digest.update(b"\0" + other.name.encode() + b"\0")
+        digest.update(other.read_bytes() if other.is_file() else b"(missing)")
+    return digest.hexdigest()
+
+
 def import_network(path: Path, n_inputs: int | None = None) -> Imported:
     """Read a trained network of any depth from a file in any supported format (see FORMATS).
 
@@ -106,8 +130,9 @@ def import_network(path: Path, n_inputs: int | None = None) -> Imported:
     params, notes = assemble(path, layers, n_inputs)
     notes = [*layers.notes, *notes]
     source = f"{layers.kind} from {path.name}" + "".join(f"; {n}" for n in notes)
+    external = tuple((p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in companion_files(path))
     return Imported(params, source, hashlib.sha256(raw).hexdigest(), layers.hidden, layers.output, tuple(notes),
-                    layers.input_scale, layers.input_offset)
+                    layers.input_scale, layers.input_offset, external)
 
 
 def check_shapes(imported: Imported, path: Path, n_inputs: int, n_classes: int) -> None:
@@ -200,6 +225,8 @@ def load_network(config, data) -> tuple[dict[str, np.ndarray], dict, list[str]]:
     acc, chance = accuracy(params, meta["activation"], data.test_images, data.test_labels), 1 / data.n_classes
     meta.update(source=imported.source, weights_sha256=imported.sha256, notes=list(imported.notes),
                 imported_test_accuracy=round(acc, 6))
+    if imported.external:
+        meta["external_data_sha256"] = dict(imported.external)
     if acc < 2 * chance:
         meta["warning"] = (f"test accuracy {100 * acc:.1f}% is near chance ({100 * chance:.1f}%): the network is "
                            f"probably read wrongly; check network.activation ({meta['activation']}, "

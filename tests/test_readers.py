@@ -6,6 +6,7 @@ import json
 import pickle
 import sys
 import zipfile
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -301,3 +302,48 @@ def test_keras_rescaling_layer_is_folded_into_the_weights(tmp_path, net):
     assert (theirs != ours).sum() <= 1 and "Rescaling" in meta["inputs"]
     with pytest.raises(ConfigError, match="scales its inputs itself"):
         load_network(load_config(None, [f"network.weights='{path}'", "data.mean=0.1"]), data)
+
+
+def external_onnx(directory, net, name="mlp.onnx"):
+    """An ONNX model whose weights live in NAME.data beside it, as torch.onnx.export (dynamo) writes it."""
+    import onnx
+    directory.mkdir(parents=True, exist_ok=True)
+    onnx_file(directory / "tmp.onnx", net)
+    model = onnx.load(str(directory / "tmp.onnx"))
+    (directory / "tmp.onnx").unlink()
+    onnx.save_model(model, str(directory / name), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=f"{name}.data", size_threshold=0)
+    return directory / name
+
+
+def test_onnx_external_data_is_read_beside_the_file_not_from_the_current_directory(tmp_path, net, monkeypatch):
+    from generator.weights import files_sha256
+    other = {k: v + 1 for k, v in net.items()}
+    new, old = external_onnx(tmp_path / "new", net), external_onnx(tmp_path / "old", other)
+    assert (tmp_path / "new" / "mlp.onnx.data").is_file()
+    monkeypatch.chdir(tmp_path / "old")  # the old network's mlp.onnx.data is in the current directory
+    got = import_network(Path("..") / "new" / "mlp.onnx")
+    same(got, net)
+    assert "mlp.onnx.data" in got.source and [n for n, _ in got.external] == ["mlp.onnx.data"]
+    same(import_network(old), other)
+    before = files_sha256(new)  # the training fingerprint: a changed .data file is read again
+    data = tmp_path / "new" / "mlp.onnx.data"
+    data.write_bytes(data.read_bytes()[::-1])
+    assert files_sha256(new) != before
+
+
+def test_onnx_external_data_missing_or_outside_is_one_line(tmp_path, net):
+    import onnx
+    path = external_onnx(tmp_path / "a", net)
+    (tmp_path / "a" / "mlp.onnx.data").rename(tmp_path / "elsewhere.data")
+    with pytest.raises(WeightsError) as e:
+        import_network(path)
+    assert "external file 'mlp.onnx.data', which is not in" in str(e.value) and "\n" not in str(e.value)
+    model = onnx.load(str(path), load_external_data=False)
+    for t in model.graph.initializer:
+        for entry in t.external_data:
+            if entry.key == "location":
+                entry.value = "../elsewhere.data"
+    onnx.save_model(model, str(tmp_path / "a" / "up.onnx"))
+    with pytest.raises(WeightsError, match="not a file beside it"):
+        import_network(tmp_path / "a" / "up.onnx")
