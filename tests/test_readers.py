@@ -347,3 +347,129 @@ def test_onnx_external_data_missing_or_outside_is_one_line(tmp_path, net):
     onnx.save_model(model, str(tmp_path / "a" / "up.onnx"))
     with pytest.raises(WeightsError, match="not a file beside it"):
         import_network(tmp_path / "a" / "up.onnx")
+
+
+def fitted_data(tmp_path, hidden, mean=0.0, std=1.0, seed=7):
+    """A small dataset and a 6-8-3 network that classifies it perfectly when read with `hidden` on
+    (x - mean) / std: the labels are the network's own predictions. Returns (data, weights npz path)."""
+    from generator.data import load_dataset
+    from .conftest import write_dataset
+    data = load_dataset(write_dataset(tmp_path / "data", n_train=60, n_test=300, shape=(3, 2), n_classes=3))
+    rng = np.random.default_rng(seed)
+    W1, b1 = rng.standard_normal((8, 6)) * 3, rng.standard_normal(8)
+    W2, b2 = rng.standard_normal((3, 8)) * 3, rng.standard_normal(3)
+    X = (data.test_images.astype(np.float64) - mean) / std
+    labels = (activations.apply(hidden, X @ W1.T + b1) @ W2.T + b2).argmax(axis=1)
+    data = data.__class__(**{**data.__dict__, "test_labels": labels.astype(data.test_labels.dtype)})
+    np.savez(tmp_path / "net.npz", weights_0=W1, biases_0=b1, weights_1=W2, biases_1=b2)
+    return data, tmp_path / "net.npz"
+
+
+def test_an_assumed_activation_or_normalisation_that_does_not_fit_is_asked_about(tmp_path):
+    from generator.weights import load_network, reading_accuracies
+    data, path = fitted_data(tmp_path, "relu", 0.1307, 0.3081)
+    with pytest.raises(ConfigError) as e:  # sigmoid and no normalisation assumed: both are asked for
+        load_network(load_config(None, [f"network.weights='{path}'"]), data)
+    message = str(e.value)
+    assert "--set network.activation=relu --set data.mean=0.1307 --set data.std=0.3081" in message
+    assert "100.0% with relu hidden units on (pixel / pixel_max - 0.1307) / 0.3081" in message and "\n" not in message
+    good = [f"network.weights='{path}'", "network.activation=relu", "data.mean=0.1307", "data.std=0.3081"]
+    params, meta, lines = load_network(load_config(None, good), data)
+    assert meta["imported_test_accuracy"] == 1.0 and "warning" not in meta
+    # set explicitly and wrong: a warning on stdout and the home page, not a refusal
+    params, meta, lines = load_network(load_config(None, [good[0], "network.activation=sigmoid", *good[2:]]), data)
+    assert "try --set network.activation=relu" in meta["warning"] and "as set" in meta["warning"]
+    assert any(line.startswith("WARNING: ") for line in lines)
+    # the cheap path (X W1^T once, each normalisation an affine map of it) equals folding and running each reading
+    from generator.weights import fold_inputs, import_network
+    imported = import_network(path)
+    counts = reading_accuracies(imported.params, ["tanh"], [(0.5, 0.5)], data.test_images, data.test_labels)
+    folded = fold_inputs(imported.params, 0.5, 0.5)
+    from generator.network import forward
+    assert counts[("tanh", (0.5, 0.5))] == (forward(folded, data.test_images, "tanh").predicted == data.test_labels).sum()
+
+
+def test_a_reading_that_fits_passes_and_near_chance_names_the_classes(tmp_path):
+    from generator.weights import load_network
+    data, path = fitted_data(tmp_path, "sigmoid")
+    params, meta, lines = load_network(load_config(None, [f"network.weights='{path}'"]), data)
+    assert meta["activation_source"] == "assumed (not in the file)" and "warning" not in meta
+    shuffled = data.__class__(**{**data.__dict__, "test_labels": (data.test_labels + 1) % 3})  # another class order
+    params, meta, lines = load_network(load_config(None, [f"network.weights='{path}'"]), shuffled)
+    assert "near chance" in meta["warning"] and "classes in this order" in meta["warning"]
+
+
+def test_npz_mean_and_std_are_the_files_normalisation(tmp_path):
+    from generator.weights import load_network
+    data, path = fitted_data(tmp_path, "tanh", 0.1307, 0.3081)
+    with np.load(path) as f:
+        arrays = dict(f)
+    np.savez(tmp_path / "ms.npz", **arrays, mean=np.float32(0.1307), std=np.array([0.3081]))
+    weights = f"network.weights='{tmp_path / 'ms.npz'}'"
+    params, meta, lines = load_network(load_config(None, [weights, "network.activation=tanh"]), data)
+    assert meta["imported_test_accuracy"] == 1.0 and "'mean' and 'std' arrays" in meta["inputs"]
+    load_network(load_config(None, [weights, "network.activation=tanh", "data.mean=0.1307", "data.std=0.3081"]), data)
+    with pytest.raises(ConfigError, match="scales its inputs itself.*drop data.mean and data.std"):
+        load_network(load_config(None, [weights, "network.activation=tanh", "data.mean=0.5", "data.std=0.5"]), data)
+    np.savez(tmp_path / "px.npz", **arrays, mean=np.zeros(6), std=np.ones(6))
+    with pytest.raises(WeightsError, match="per-pixel normalisation"):
+        import_network(tmp_path / "px.npz")
+
+
+def test_keras_legacy_h5_model_records_its_activations(tmp_path, net):
+    layers = [{"class_name": "InputLayer", "config": {"name": "input"}},
+              {"class_name": "Flatten", "config": {"name": "flatten"}},
+              {"class_name": "Dense", "config": {"name": "dense", "units": 4, "activation": "relu"}},
+              {"class_name": "Dense", "config": {"name": "dense_1", "units": 3, "activation": "softmax"}}]
+    with h5py.File(tmp_path / "net.h5", "w") as h5:  # model.save('net.h5'): weights under model_weights/
+        h5.attrs["model_config"] = json.dumps({"class_name": "Sequential", "config": {"layers": layers}})
+        g = h5.create_group("model_weights")
+        g.attrs["layer_names"] = [b"flatten", b"dense", b"dense_1"]
+        g["dense/dense/kernel:0"], g["dense/dense/bias:0"] = net["W1"].T, net["b1"]
+        g["dense_1/dense_1/kernel:0"], g["dense_1/dense_1/bias:0"] = net["W2"].T, net["b2"]
+        h5["optimizer_weights/adam/iter:0"] = np.int64(3)
+    got = import_network(tmp_path / "net.h5")
+    same(got, net)
+    assert (got.hidden, got.output) == ("relu", "softmax") and "legacy HDF5" in got.source
+
+
+@pytest.mark.parametrize("extra, words", [
+    ([{"class_name": "ReLU", "config": {"name": "r", "max_value": 1.0, "negative_slope": 0.0, "threshold": 0.0}}],
+     "is ReLU(max_value=1.0), not the plain relu"),
+    ([{"class_name": "ReLU", "config": {"name": "r", "max_value": None, "negative_slope": 0.3, "threshold": 0.0}}],
+     "is ReLU(negative_slope=0.3)"),
+    ([{"class_name": "Activation", "config": {"name": "a", "activation": "tanh"}}],
+     "applies tanh after 'dense' already applied relu: two activations in a row"),
+])
+def test_keras_activations_the_atlas_cannot_explain_are_refused(tmp_path, net, extra, words):
+    hidden = "linear" if extra[0]["class_name"] == "ReLU" else "relu"
+    with pytest.raises(WeightsError) as e:
+        import_network(keras_archive(tmp_path / "m.keras", net, hidden=hidden, extra=extra))
+    assert words in str(e.value) and "\n" not in str(e.value)
+    plain = [{"class_name": "ReLU", "config": {"name": "r", "max_value": None, "negative_slope": 0.0, "threshold": 0}}]
+    assert import_network(keras_archive(tmp_path / "p.keras", net, hidden="linear", extra=plain)).hidden == "relu"
+
+
+def test_keras_log_softmax_reads_as_softmax_and_a_normalization_layer_is_folded(tmp_path, net):
+    got = import_network(keras_archive(tmp_path / "l.keras", net, output="log_softmax"))
+    assert got.output == "softmax" and "log_softmax, read as softmax" in got.source
+    layers = [{"class_name": "InputLayer", "config": {"name": "input"}},
+              {"class_name": "Normalization", "config": {"name": "norm", "axis": None}},
+              {"class_name": "Dense", "config": {"name": "dense", "units": 4, "activation": "relu"}},
+              {"class_name": "Dense", "config": {"name": "dense_1", "units": 3, "activation": "softmax"}}]
+    for mean, var, ok in ((np.float32(0.25), np.float32(0.04), True), (np.zeros(6), np.ones(6), False)):
+        buf = io.BytesIO()
+        with h5py.File(buf, "w") as h5:
+            h5["layers/norm/vars/0"], h5["layers/norm/vars/1"], h5["layers/norm/vars/2"] = mean, var, np.int64(9)
+            h5["layers/dense/vars/0"], h5["layers/dense/vars/1"] = net["W1"].T, net["b1"]
+            h5["layers/dense_1/vars/0"], h5["layers/dense_1/vars/1"] = net["W2"].T, net["b2"]
+        with zipfile.ZipFile(tmp_path / "n.keras", "w") as z:
+            z.writestr("config.json", json.dumps({"class_name": "Sequential", "config": {"layers": layers}}))
+            z.writestr("model.weights.h5", buf.getvalue())
+        if ok:
+            got = import_network(tmp_path / "n.keras")
+            same(got, net)
+            assert got.input_norm == pytest.approx((0.25, 0.2)) and "Normalization layer 'norm'" in got.input_norm_source
+        else:
+            with pytest.raises(WeightsError, match="layer 'norm' is a Normalization layer with a mean and variance per"):
+                import_network(tmp_path / "n.keras")

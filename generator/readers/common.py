@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,10 @@ class Layers:
     # The model's own input scaling (Keras's Rescaling layer): it sees raw_pixel * input_scale + input_offset.
     input_scale: float = 1.0
     input_offset: float = 0.0
+    # The model's own input normalisation (x - mean) / std of x = pixel / pixel_max, and where the file keeps it
+    # (npz 'mean' and 'std' arrays, a state_dict's mean/std buffers, ONNX Sub and Div before the first layer).
+    input_norm: tuple[float, float] | None = None
+    input_norm_source: str = ""
 
 
 def hidden_activation(path: Path, found: list[str | None], what: str) -> str:
@@ -67,6 +72,19 @@ def as_array(path: Path, name: str, value, ndim: int) -> np.ndarray:
     if not np.isfinite(array).all():
         raise WeightsError(f"{path}: '{name}' holds NaN or Inf values; export the network again")
     return array.astype(np.float32)
+
+
+def scalar_norm(path: Path, mean, std, where: str) -> tuple[float, float]:
+    """(mean, std) from arrays holding one number each (a per-pixel normalisation is refused in one line)."""
+    m, s = np.asarray(mean, np.float64), np.asarray(std, np.float64)
+    if m.size != 1 or s.size != 1:
+        raise WeightsError(f"{path}: {where} hold {m.size} and {s.size} values, a per-pixel normalisation; the atlas "
+                           "folds one mean and std for all pixels: export the network without it and pass "
+                           "--set data.mean=... --set data.std=...")
+    m, s = float(m.reshape(-1)[0]), float(s.reshape(-1)[0])
+    if not (math.isfinite(m) and math.isfinite(s) and s > 0):
+        raise WeightsError(f"{path}: {where} are mean {m} and std {s}; a std must be a positive number")
+    return m, s
 
 
 def natural_key(name: str) -> list:

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import WeightsError
 from ..network import depth
-from .common import Layers, as_array, state_dict_layers
+from .common import Layers, as_array, scalar_norm, state_dict_layers
 
 COSTS = ("CrossEntropyCost", "QuadraticCost")  # the cost classes of Nielsen's network2.py
 
@@ -63,6 +63,20 @@ def npz(path: Path) -> Layers:
         raise WeightsError(f"{path}: an array needs pickle, which is never loaded ({e})") from None
     except (OSError, zipfile.BadZipFile, EOFError) as e:
         raise WeightsError(f"{path}: not a readable .npz archive ({e})") from None
+    norm = None
+    if "mean" in members or "std" in members:  # np.savez(f, W1=..., mean=0.1307, std=0.3081): the inputs' Normalize
+        if not {"mean", "std"} <= members.keys():
+            raise WeightsError(f"{path}: holds '{'mean' if 'mean' in members else 'std'}' without "
+                               f"'{'std' if 'mean' in members else 'mean'}'; save both, or neither and pass "
+                               "--set data.mean=... --set data.std=...")
+        norm = scalar_norm(path, members.pop("mean"), members.pop("std"), "its 'mean' and 'std' arrays")
+    layers = _npz_layers(path, members)
+    if norm is not None:
+        layers.input_norm, layers.input_norm_source = norm, "the file's 'mean' and 'std' arrays"
+    return layers
+
+
+def _npz_layers(path: Path, members: dict[str, np.ndarray]) -> Layers:
     if {"W1", "W2"} <= members.keys():
         n = depth(members) + 1  # W1, W2, ... W{n}: any depth
         return Layers("an atlas model.npz", [(f"W{i}", members[f"W{i}"]) for i in range(1, n + 1)],
