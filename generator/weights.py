@@ -60,7 +60,7 @@ def sniff(path: Path, raw: bytes, n_inputs: int | None = None) -> Layers:
         if "config.json" in names and "model.weights.h5" in names:
             return keras.keras_archive(path, archive)
         if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
-            return frameworks.torch_state_dict(path)
+            return frameworks.torch_state_dict(path, raw)
         if names and all(n.endswith(".npy") for n in names):
             return nielsen.npz(path)
         raise _refuse(path, f"a zip archive of {', '.join(names[:3]) or 'nothing'}, none of the known kinds")
@@ -77,12 +77,14 @@ def sniff(path: Path, raw: bytes, n_inputs: int | None = None) -> Layers:
         if head[:1] == b"\x80":
             raise WeightsError(f"{path}: a gzip'd Python pickle; {PICKLE_WHY}")
         raise _refuse(path, "a gzip file of an unknown kind")
+    if frameworks.is_safetensors(raw):  # before the pickle test: a header of 128 + 256k bytes begins with 0x80
+        return frameworks.safetensors(path, raw)
+    if frameworks.is_torch_legacy(raw):  # torch.save's legacy (pre-1.6) format, by its magic number, any name
+        return frameworks.torch_state_dict(path, raw)
     if raw[:1] == b"\x80":
         if path.suffix.lower() in (".pt", ".pth"):  # torch.save's legacy (pre-1.6) format is a pickle
-            return frameworks.torch_state_dict(path)
+            return frameworks.torch_state_dict(path, raw)
         raise WeightsError(f"{path}: a Python pickle; {PICKLE_WHY}")
-    if frameworks.is_safetensors(raw):
-        return frameworks.safetensors(path, raw)
     if raw.lstrip()[:1] in (b"{", b"[") or path.suffix.lower() == ".json":
         return nielsen.network2_json(path, raw)
     if onnx_file.looks_like_onnx(raw) or path.suffix.lower() == ".onnx":
@@ -144,9 +146,10 @@ def check_shapes(imported: Imported, path: Path, n_inputs: int, n_classes: int) 
         side = math.isqrt(W1.shape[1])
         raise WeightsError(f"{path}: the network takes {W1.shape[1]} inputs"
                            f"{f' ({side}x{side} images)' if side * side == W1.shape[1] else ''}, "
-                           f"the data has {n_inputs} pixels per image")
+                           f"the data has {n_inputs} pixels per image; pass the dataset it was trained on with --data")
     if W2.shape[0] != n_classes:
-        raise WeightsError(f"{path}: the network has {W2.shape[0]} outputs, the data has {n_classes} classes")
+        raise WeightsError(f"{path}: the network has {W2.shape[0]} outputs, the data has {n_classes} classes; pass the "
+                           "dataset it was trained on with --data, or keep its classes with data.classes")
 
 
 def resolve_activations(config, path: Path, imported: Imported) -> dict[str, str]:

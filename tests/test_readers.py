@@ -473,3 +473,82 @@ def test_keras_log_softmax_reads_as_softmax_and_a_normalization_layer_is_folded(
         else:
             with pytest.raises(WeightsError, match="layer 'norm' is a Normalization layer with a mean and variance per"):
                 import_network(tmp_path / "n.keras")
+
+
+def torch_zip(path, pkl: bytes, extra=()):
+    """The layout of torch.save's zip format (ARCHIVE/data.pkl, ...), with a pickle of our making."""
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(f"{path.stem}/data.pkl", pkl)
+        z.writestr(f"{path.stem}/version", "3")
+        for name in extra:
+            z.writestr(f"{path.stem}/{name}", b"")
+    return path
+
+
+@pytest.mark.parametrize("pkl, extra, words", [
+    (pickle.dumps({"epoch": 3, "model_state_dict": {}, "optimizer_state_dict": {}}, protocol=2), (),
+     ["torch is not installed", "save_file(torch.load('m.pt', weights_only=True)['model_state_dict'], 'm.safetensors')"]),
+    (b"\x80\x02ctorch.nn.modules.linear\nLinear\nq\x00.", (),
+     ["whole pickled model", "torch.nn.modules.linear.Linear", "save_file(model.state_dict(), 'm.safetensors')"]),
+    (b"\x80\x02}q\x00.", ("code/__torch__/m.py", "constants.pkl"),
+     ["TorchScript archive", "torch.jit.load('m.pt').state_dict()"]),
+])
+def test_torch_files_without_torch_get_the_command_that_fits_them(tmp_path, monkeypatch, pkl, extra, words):
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch raises ImportError
+    with pytest.raises(WeightsError) as e:
+        import_network(torch_zip(tmp_path / "m.pt", pkl, extra))
+    assert "\n" not in str(e.value)
+    for w in words:
+        assert w in str(e.value)
+
+
+def test_torch_legacy_pickle_is_told_by_its_magic_number_under_any_name(tmp_path, monkeypatch):
+    from generator.readers.frameworks import TORCH_LEGACY_MAGIC
+    (tmp_path / "m.ckpt").write_bytes(TORCH_LEGACY_MAGIC + b".")
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(WeightsError, match="a PyTorch checkpoint, and torch is not installed"):
+        import_network(tmp_path / "m.ckpt")
+
+
+def test_state_dict_layers_are_ordered_by_their_shapes_when_their_names_do_not(tmp_path, net):
+    from safetensors.numpy import save_file
+    save_file({"features.weight": net["W1"], "features.bias": net["b1"], "classifier.weight": net["W2"],
+               "classifier.bias": net["b2"]}, str(tmp_path / "fc.safetensors"))
+    got = import_network(tmp_path / "fc.safetensors")  # 'classifier' sorts first, but takes features' outputs
+    same(got, net)
+    assert "layers ordered by their shapes (features, classifier)" in got.source
+    sq = {"b.weight": np.zeros((4, 4), np.float32), "a.weight": np.zeros((4, 4), np.float32),
+          "c.weight": np.zeros((4, 6), np.float32)}
+    save_file(sq, str(tmp_path / "sq.safetensors"))  # c, then a and b in either order
+    with pytest.raises(WeightsError, match="chain in more than one order"):
+        import_network(tmp_path / "sq.safetensors")
+
+
+def test_state_dict_mean_and_std_buffers_are_the_inputs_normalisation(tmp_path, net):
+    from safetensors.numpy import save_file
+    save_file({"fc1.weight": net["W1"], "fc1.bias": net["b1"], "fc2.weight": net["W2"], "fc2.bias": net["b2"],
+               "mean": np.array(0.1307, np.float32), "std": np.array(0.3081, np.float32)}, str(tmp_path / "n.safetensors"))
+    got = import_network(tmp_path / "n.safetensors")
+    same(got, net)
+    assert got.input_norm == pytest.approx((0.1307, 0.3081)) and "'mean' and 'std' tensors" in got.input_norm_source
+
+
+def test_npz_w1_stored_in_out_and_lowercase_names(tmp_path, net):
+    np.savez(tmp_path / "io.npz", W1=net["W1"].T, b1=net["b1"], W2=net["W2"].T, b2=net["b2"])
+    got = import_network(tmp_path / "io.npz")
+    same(got, net)
+    assert "transposed" in got.source
+    np.savez(tmp_path / "lc.npz", w1=net["W1"], b1=net["b1"], w2=net["W2"], b2=net["b2"])
+    same(import_network(tmp_path / "lc.npz"), net)
+
+
+def test_torch_training_checkpoint_with_torch(tmp_path, net, capfd):
+    torch = pytest.importorskip("torch")
+    sd = {"fc1.weight": net["W1"], "fc1.bias": net["b1"], "fc2.weight": net["W2"], "fc2.bias": net["b2"]}
+    torch.save({"epoch": 2, "model_state_dict": {k: torch.from_numpy(v) for k, v in sd.items()},
+                "optimizer_state_dict": {"state": {}, "param_groups": []}, "loss": 0.3}, tmp_path / "ckpt.pt")
+    same(import_network(tmp_path / "ckpt.pt"), net)
+    torch.save({k: torch.from_numpy(v) for k, v in sd.items()}, tmp_path / "old.ckpt",
+               _use_new_zipfile_serialization=False)
+    same(import_network(tmp_path / "old.ckpt"), net)
+    assert capfd.readouterr().err == ""  # torch's warnings stay off stderr

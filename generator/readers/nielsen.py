@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -77,10 +78,14 @@ def npz(path: Path) -> Layers:
 
 
 def _npz_layers(path: Path, members: dict[str, np.ndarray]) -> Layers:
+    if {"w1", "w2"} <= members.keys() and not {"W1", "W2"} & members.keys():  # np.savez(f, w1=..., b1=..., ...)
+        members = {(k.upper() if re.fullmatch(r"w\d+", k) else k): v for k, v in members.items()}
     if {"W1", "W2"} <= members.keys():
         n = depth(members) + 1  # W1, W2, ... W{n}: any depth
-        return Layers("an atlas model.npz", [(f"W{i}", members[f"W{i}"]) for i in range(1, n + 1)],
-                      [(f"b{i}", members.get(f"b{i}")) for i in range(1, n + 1)], layout="out_in")
+        atlas = "meta_json" in members  # the atlas's own model.npz stores (out, in); others may be either
+        return Layers("an atlas model.npz" if atlas else "arrays W1, b1, W2, b2, ...",
+                      [(f"W{i}", members[f"W{i}"]) for i in range(1, n + 1)],
+                      [(f"b{i}", members.get(f"b{i}")) for i in range(1, n + 1)], layout="out_in" if atlas else "either")
     if any(k.endswith(".weight") for k in members):  # np.savez(f, **{k: v.numpy() for k, v in sd.items()})
         return state_dict_layers(path, members, "a PyTorch state_dict in .npz")
     positional = sorted((int(k[4:]), v) for k, v in members.items() if k.startswith("arr_") and k[4:].isdigit())
