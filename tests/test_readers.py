@@ -552,3 +552,25 @@ def test_torch_training_checkpoint_with_torch(tmp_path, net, capfd):
                _use_new_zipfile_serialization=False)
     same(import_network(tmp_path / "old.ckpt"), net)
     assert capfd.readouterr().err == ""  # torch's warnings stay off stderr
+
+
+@pytest.mark.parametrize("mean, std, ok", [(0.1307, 0.3081, True), (np.full(6, 0.1, np.float32), 0.3, False)])
+def test_onnx_scalar_sub_and_div_before_the_first_layer_are_folded(tmp_path, net, mean, std, ok):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    inits = [numpy_helper.from_array(np.asarray(mean, np.float32), "m"), numpy_helper.from_array(np.float32(std), "s"),
+             numpy_helper.from_array(net["W1"], "w0"), numpy_helper.from_array(net["b1"], "b0"),
+             numpy_helper.from_array(net["W2"], "w1"), numpy_helper.from_array(net["b2"], "b1")]
+    nodes = [helper.make_node("Sub", ["input", "m"], ["c"]), helper.make_node("Div", ["c", "s"], ["n"]),
+             helper.make_node("Gemm", ["n", "w0", "b0"], ["z0"], transB=1), helper.make_node("Tanh", ["z0"], ["a0"]),
+             helper.make_node("Gemm", ["a0", "w1", "b1"], ["z1"], transB=1)]
+    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, 6])],
+                              [helper.make_tensor_value_info("z1", TensorProto.FLOAT, [None, 3])], inits)
+    onnx.save(helper.make_model(graph), str(tmp_path / "n.onnx"))
+    if ok:
+        got = import_network(tmp_path / "n.onnx")
+        same(got, net)
+        assert got.input_norm == pytest.approx((0.1307, 0.3081)) and "Sub and Div" in got.input_norm_source
+    else:
+        with pytest.raises(WeightsError, match=r"normalises the input in a way the atlas does not fold.*data.mean"):
+            import_network(tmp_path / "n.onnx")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +103,7 @@ def onnx_model(path: Path, raw: bytes) -> Layers:
         return consts[name].astype(np.float64)
 
     pending_matmul = None
+    sub = div = None  # a normalisation (x - sub) / div before the first linear layer
     for node in graph.node:
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         if node.op_type == "Constant" and "value" in attrs:
@@ -130,6 +132,21 @@ def onnx_model(path: Path, raw: bytes) -> Layers:
             other = node.input[1] if node.input[0] == current else node.input[0]
             C = const(other, node)
             biases[-1] = (other, np.broadcast_to(C.reshape(-1) if C.size > 1 else C, (weights[-1][1].shape[0],)))
+        elif op in ("Sub", "Div") and not weights:  # (x - mean) / std inside the model, before the first layer
+            other = node.input[1] if node.input[0] == current else None
+            value = consts.get(other) if other else None
+            if value is None or np.size(value) != 1 or (op == "Sub" and (sub is not None or div is not None)) or (
+                    op == "Div" and div is not None):
+                raise WeightsError(f"{path}: ONNX node '{node.name or op}' ({op}) normalises the input in a way the "
+                                   "atlas does not fold (it folds one scalar Sub, then one scalar Div); export the "
+                                   "model without the normalisation and pass --set data.mean=... --set data.std=...")
+            if op == "Sub":
+                sub = float(np.reshape(value, -1)[0])
+            else:
+                div = float(np.reshape(value, -1)[0])
+                if not (math.isfinite(div) and div > 0):
+                    raise WeightsError(f"{path}: ONNX node '{node.name or op}' divides the input by {div}; "
+                                       "expected a positive std")
         elif op in ACTIVATIONS and weights and acts[-1] is None:
             acts[-1] = ACTIVATIONS[op]
         elif op in PASS_THROUGH and (not weights or op in ("Identity", "Dropout", "Cast")):
@@ -142,6 +159,9 @@ def onnx_model(path: Path, raw: bytes) -> Layers:
             pending_matmul = None
     kind = "an ONNX model" + (f" (weights in {', '.join(external)})" if external else "")
     layers = Layers(kind, weights, biases, layout="out_in")
+    if sub is not None or div is not None:
+        layers.input_norm = (sub or 0.0, div or 1.0)
+        layers.input_norm_source = "the file's Sub and Div nodes before its first layer"
     if len(acts) >= 2:
         layers.hidden, layers.output = hidden_activation(path, acts[:-1], "linear layer"), acts[-1]
     return layers
