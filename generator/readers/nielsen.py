@@ -94,7 +94,8 @@ def _npz_layers(path: Path, members: dict[str, np.ndarray]) -> Layers:
     layers = sorted(int(k.split("_")[1]) for k in members if k.startswith("weights_") and k[8:].isdigit())
     if not layers:
         raise WeightsError(f"{path}: no arrays named W1, b1, W2, b2 (model.npz) or weights_0, biases_0, ... "
-                           f"(network1 style); found {sorted(members)[:6]}")
+                           f"(network1 style); found {sorted(members)[:6]}: save them under those names in layer order, "
+                           "np.savez('net.npz', W1=W1, b1=b1, W2=W2, b2=b2)")
     if layers != list(range(len(layers))):
         raise WeightsError(f"{path}: weight arrays {['weights_%d' % i for i in layers]} are not numbered 0, 1, ...")
     return Layers("network1-style arrays (weights_0, biases_0, ...)",
