@@ -256,7 +256,12 @@ def check_reading(config, path: Path, imported: Imported, meta: dict, norm: tupl
     def clear(count: int) -> bool:
         return count - base >= max(CLEAR_IMAGES, CLEAR_SHARE * n) and count > 2 * n / n_classes
 
-    (h, m), best = max(counts.items(), key=lambda kv: kv[1])
+    # Of the readings that do about as well as the best one (a sigmoid net read as tanh comes within a point),
+    # the one that changes the fewest settings: a Normalize'd sigmoid net is asked for its normalisation only.
+    top = max(counts.values())
+    near = [k for k, v in counts.items() if top - v < max(CLEAR_IMAGES, CLEAR_SHARE * n)]
+    h, m = min(near, key=lambda k: ((k[0] != hidden) + (k[1] != norm), -counts[k]))
+    best = counts[(h, m)]
     if not clear(best):
         return None
     flags = _flags(h if h != hidden else None, m if m != norm else None)

@@ -574,3 +574,17 @@ def test_onnx_scalar_sub_and_div_before_the_first_layer_are_folded(tmp_path, net
     else:
         with pytest.raises(WeightsError, match=r"normalises the input in a way the atlas does not fold.*data.mean"):
             import_network(tmp_path / "n.onnx")
+
+
+def test_of_readings_about_as_good_the_one_that_changes_fewest_settings_is_asked_for(tmp_path, monkeypatch):
+    from generator import weights
+    data, path = fitted_data(tmp_path, "sigmoid")
+    counts = {(h, m): 800 for h in activations.HIDDEN for m in [(0.0, 1.0), *weights.NORMALISATIONS]}
+    counts[("sigmoid", (0.1307, 0.3081))], counts[("tanh", (0.1307, 0.3081))] = 913, 914  # tanh best by 1 image
+    monkeypatch.setattr(weights, "reading_accuracies", lambda *a: counts)
+    config = load_config(None, [f"network.weights='{path}'"])
+    imported = import_network(path)
+    meta = resolve_activations(config, path, imported)
+    with pytest.raises(ConfigError) as e:
+        weights.check_reading(config, path, imported, meta, (0.0, 1.0), False, np.zeros((1000, 6)), np.zeros(1000, int))
+    assert "pass --set data.mean=0.1307 --set data.std=0.3081 (or" in str(e.value) and "activation=tanh" not in str(e.value)
