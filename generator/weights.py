@@ -259,11 +259,11 @@ def check_reading(config, path: Path, imported: Imported, meta: dict, norm: tupl
     # Of the readings that do about as well as the best one (a sigmoid net read as tanh comes within a point),
     # the one that changes the fewest settings: a Normalize'd sigmoid net is asked for its normalisation only.
     top = max(counts.values())
-    near = [k for k, v in counts.items() if top - v < max(CLEAR_IMAGES, CLEAR_SHARE * n)]
+    near = [k for k, v in counts.items() if top - v < max(CLEAR_IMAGES, CLEAR_SHARE * n) and clear(v)]
+    if not near:
+        return None
     h, m = min(near, key=lambda k: ((k[0] != hidden) + (k[1] != norm), -counts[k]))
     best = counts[(h, m)]
-    if not clear(best):
-        return None
     flags = _flags(h if h != hidden else None, m if m != norm else None)
     if (hidden_free or h == hidden) and (norm_free or m == norm):  # only what the user left to the defaults
         what = " and ".join(w for w, changed in (("its hidden activation", h != hidden), ("its input normalisation",

@@ -367,18 +367,18 @@ def fitted_data(tmp_path, hidden, mean=0.0, std=1.0, seed=7):
 
 def test_an_assumed_activation_or_normalisation_that_does_not_fit_is_asked_about(tmp_path):
     from generator.weights import load_network, reading_accuracies
-    data, path = fitted_data(tmp_path, "relu", 0.1307, 0.3081)
+    data, path = fitted_data(tmp_path, "tanh", 0.1307, 0.3081)
     with pytest.raises(ConfigError) as e:  # sigmoid and no normalisation assumed: both are asked for
         load_network(load_config(None, [f"network.weights='{path}'"]), data)
     message = str(e.value)
-    assert "--set network.activation=relu --set data.mean=0.1307 --set data.std=0.3081" in message
-    assert "100.0% with relu hidden units on (pixel / pixel_max - 0.1307) / 0.3081" in message and "\n" not in message
-    good = [f"network.weights='{path}'", "network.activation=relu", "data.mean=0.1307", "data.std=0.3081"]
+    assert "--set network.activation=tanh --set data.mean=0.1307 --set data.std=0.3081" in message
+    assert "100.0% with tanh hidden units on (pixel / pixel_max - 0.1307) / 0.3081" in message and "\n" not in message
+    good = [f"network.weights='{path}'", "network.activation=tanh", "data.mean=0.1307", "data.std=0.3081"]
     params, meta, lines = load_network(load_config(None, good), data)
     assert meta["imported_test_accuracy"] == 1.0 and "warning" not in meta
     # set explicitly and wrong: a warning on stdout and the home page, not a refusal
     params, meta, lines = load_network(load_config(None, [good[0], "network.activation=sigmoid", *good[2:]]), data)
-    assert "try --set network.activation=relu" in meta["warning"] and "as set" in meta["warning"]
+    assert "try --set network.activation=tanh" in meta["warning"] and "as set" in meta["warning"]
     assert any(line.startswith("WARNING: ") for line in lines)
     # the cheap path (X W1^T once, each normalisation an affine map of it) equals folding and running each reading
     from generator.weights import fold_inputs, import_network
