@@ -130,9 +130,11 @@ def torch_state_dict(path: Path, raw: bytes = b"") -> Layers:
         if key is None:
             raise WeightsError(f"{path}: a dict of {', '.join(map(repr, list(state)[:5]))}, with no state_dict of "
                                f"tensors under {', '.join(CHECKPOINT_KEYS)}; save model.state_dict()")
-        state = state[key]
+        state, label = state[key], f"a PyTorch state_dict (the checkpoint's '{key}')"
+    else:
+        label = "a PyTorch state_dict"
     if not tensors_only(state):
         raise WeightsError(f"{path}: holds a {type(state).__name__}, not a state_dict of tensors; "
                            "save model.state_dict()")
     tensors = {k: v.detach().to(torch.float64).numpy() for k, v in state.items()}
-    return state_dict_layers(path, {k: np.asarray(v) for k, v in tensors.items()}, "a PyTorch state_dict")
+    return state_dict_layers(path, {k: np.asarray(v) for k, v in tensors.items()}, label)
