@@ -208,19 +208,23 @@ NORMALISATIONS = ((0.1307, 0.3081), (0.5, 0.5))
 CLEAR_SHARE, CLEAR_IMAGES = 0.01, 20
 
 
-def reading_accuracies(params: dict[str, np.ndarray], hiddens, norms, X: np.ndarray, y: np.ndarray) -> dict:
+def reading_accuracies(params: dict[str, np.ndarray], hiddens, norms, X: np.ndarray, y: np.ndarray,
+                       chunk: int = 2000) -> dict:
     """{(hidden, (mean, std)): test images classified right} of the unfolded `params` read with each hidden
-    activation and each input normalisation (x - mean) / std of the (N, D) images X. X @ W1.T is computed once;
-    each normalisation is an affine map of it, so the cost is one product with W1 and the layers above per reading."""
+    activation and each input normalisation (x - mean) / std of the (N, D) images X. X @ W1.T is computed once per
+    chunk of images; each normalisation is an affine map of it, so the cost is one product with W1 and the layers
+    above per reading, and the memory a chunk's (chunk, H1) arrays."""
     p = network.as64(params)
-    XW = np.asarray(X, np.float64) @ p["W1"].T  # (N, H1)
     row_sums = p["W1"].sum(axis=1)  # (H1,)
-    counts = {}
-    for mean, std in norms:
-        z1 = XW / std - (mean / std) * row_sums + p["b1"]  # (N, H1): W1 ((x - mean) / std) + b1
-        for hidden in hiddens:
-            _, _, logits = network.from_layer(p, activations.apply(hidden, z1), 1, hidden)
-            counts[(hidden, (mean, std))] = int((logits.argmax(axis=1) == y).sum())
+    counts = {(hidden, norm): 0 for norm in norms for hidden in hiddens}
+    for start in range(0, len(y), chunk):
+        XW = np.asarray(X[start:start + chunk], np.float64) @ p["W1"].T  # (n, H1)
+        labels = y[start:start + chunk]
+        for mean, std in norms:
+            z1 = XW / std - (mean / std) * row_sums + p["b1"]  # (n, H1): W1 ((x - mean) / std) + b1
+            for hidden in hiddens:
+                _, _, logits = network.from_layer(p, activations.apply(hidden, z1), 1, hidden)
+                counts[(hidden, (mean, std))] += int((logits.argmax(axis=1) == labels).sum())
     return counts
 
 

@@ -383,7 +383,7 @@ def test_an_assumed_activation_or_normalisation_that_does_not_fit_is_asked_about
     # the cheap path (X W1^T once, each normalisation an affine map of it) equals folding and running each reading
     from generator.weights import fold_inputs, import_network
     imported = import_network(path)
-    counts = reading_accuracies(imported.params, ["tanh"], [(0.5, 0.5)], data.test_images, data.test_labels)
+    counts = reading_accuracies(imported.params, ["tanh"], [(0.5, 0.5)], data.test_images, data.test_labels, chunk=7)
     folded = fold_inputs(imported.params, 0.5, 0.5)
     from generator.network import forward
     assert counts[("tanh", (0.5, 0.5))] == (forward(folded, data.test_images, "tanh").predicted == data.test_labels).sum()
