@@ -143,7 +143,8 @@ def state_dict_layers(path: Path, tensors: dict[str, np.ndarray], kind: str) -> 
     for p in prefixes:
         if np.ndim(tensors[f"{p}.weight"]) != 2:
             raise WeightsError(f"{path}: '{p}.weight' has shape {np.shape(tensors[p + '.weight'])}; only Linear "
-                               "layers (2-D weights) are explained")
+                               "layers (2-D weights) are explained: a convolution or normalisation layer has no place in the "
+                               "atlas's picture of a unit's weights per pixel, so this network cannot be explained")
     notes, order = [], prefixes
     shapes = {p: np.shape(tensors[f"{p}.weight"]) for p in prefixes}
     orders = chain_orders(prefixes, shapes)

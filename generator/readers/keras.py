@@ -77,7 +77,8 @@ def _layers(path: Path, h5, kind: str, normalizations: tuple[str, ...] = ()) -> 
         if len(matrices) != 1 or len(vectors) > 1 or len(arrays) != len(matrices) + len(vectors):
             shapes = ", ".join(f"{k} {v.shape}" for k, v in sorted(arrays.items()))
             raise WeightsError(f"{path}: layer '{parent}' holds {shapes}, not a Dense layer's kernel and bias; the "
-                               "atlas explains chains of Dense layers")
+                               "atlas explains chains of Dense layers (with Flatten, Dropout and activations between them), so "
+                               "this network cannot be explained")
         (wname, w), = matrices.items()
         weights.append((f"{parent}/{wname}", w))
         biases.append(next(((f"{parent}/{k}", v) for k, v in vectors.items()), (f"{parent}/bias", None)))

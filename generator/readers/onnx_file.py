@@ -153,7 +153,8 @@ def onnx_model(path: Path, raw: bytes) -> Layers:
             pass
         else:
             raise WeightsError(f"{path}: ONNX node '{node.name or op}' ({op}) is not part of a Gemm/MatMul chain with "
-                               "Sigmoid, Relu, Tanh or Softmax; the atlas explains chains of linear layers")
+                               "Sigmoid, Relu, Tanh or Softmax; the atlas explains chains of linear layers, so a network with this "
+                               "node cannot be explained as it is")
         current = node.output[0]
         if op != "MatMul":
             pending_matmul = None
