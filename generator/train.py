@@ -19,7 +19,7 @@ from .config import Config
 from .data import Dataset
 from .errors import TrainingError
 from .output import npz_bytes, write_atomic
-from .weights import fold_inputs
+from .weights import files_sha256, fold_inputs
 
 PARAMS = param_names(1)  # one hidden layer's; a deeper network's are network.param_names(depth)
 # Training has diverged when an epoch's mean loss exceeds this many times K*ln 2, the loss of a network
@@ -166,7 +166,7 @@ def fingerprint(config: Config, data_sha256: dict[str, str]) -> str:
                       for name in TRAINING_CODE}}
     if config.network.weights:
         weights = config.path(config.network.weights)
-        parts["weights_sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else ""
+        parts["weights_sha256"] = files_sha256(weights) if weights.is_file() else ""  # with an ONNX file's .data
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 

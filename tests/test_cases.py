@@ -95,10 +95,16 @@ def test_a_network_gives_its_frameworks_accuracy(tmp_path, capsys, mnist_test, c
         assert "transposed" in atlas.model.source and "transposed" in out
 
 
-def test_relu_read_as_sigmoid_says_it_assumed_so(tmp_path, capsys):
-    atlas, out = import_and_analyze(tmp_path, capsys, CASES / "relu-tanh/torch_relu_network1.npz")
-    assert "train: activation sigmoid: assumed (not in the file) (set network.activation" in out
-    assert atlas.model.network["activation_source"] == "assumed (not in the file)"
+def test_relu_read_as_sigmoid_is_asked_about_and_a_kept_assumption_warns(tmp_path, capsys):
+    weights = CASES / "relu-tanh/torch_relu_network1.npz"
+    assert main(["train", "--weights", str(weights), *sets(tmp_path)]) == 2  # the file does not say relu
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--set network.activation=relu" in err and "68.2%" in err and "96.6%" in err
+    assert not (tmp_path / "build" / "model.npz").exists()
+    atlas, out = import_and_analyze(tmp_path, capsys, weights, "network.activation=sigmoid")  # kept on purpose
+    assert "WARNING: test accuracy 68.2% read with sigmoid" in out and "try --set network.activation=relu" in out
+    assert atlas.model.network["activation_source"] == "set by network.activation"
+    assert "96.6%" in atlas.model.network["warning"]
 
 
 def test_onnx_records_its_activation_and_a_contradicting_setting_is_refused(tmp_path, capsys):

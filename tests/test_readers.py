@@ -6,6 +6,7 @@ import json
 import pickle
 import sys
 import zipfile
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -299,3 +300,289 @@ def test_keras_rescaling_layer_is_folded_into_the_weights(tmp_path, net):
     assert (theirs != ours).sum() <= 1 and "Rescaling" in meta["inputs"]
     with pytest.raises(ConfigError, match="scales its inputs itself"):
         load_network(load_config(None, [f"network.weights='{path}'", "data.mean=0.1"]), data)
+
+
+def external_onnx(directory, net, name="mlp.onnx"):
+    """An ONNX model whose weights live in NAME.data beside it, as torch.onnx.export (dynamo) writes it."""
+    import onnx
+    directory.mkdir(parents=True, exist_ok=True)
+    onnx_file(directory / "tmp.onnx", net)
+    model = onnx.load(str(directory / "tmp.onnx"))
+    (directory / "tmp.onnx").unlink()
+    onnx.save_model(model, str(directory / name), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=f"{name}.data", size_threshold=0)
+    return directory / name
+
+
+def test_onnx_external_data_is_read_beside_the_file_not_from_the_current_directory(tmp_path, net, monkeypatch):
+    from generator.weights import files_sha256
+    other = {k: v + 1 for k, v in net.items()}
+    new, old = external_onnx(tmp_path / "new", net), external_onnx(tmp_path / "old", other)
+    assert (tmp_path / "new" / "mlp.onnx.data").is_file()
+    monkeypatch.chdir(tmp_path / "old")  # the old network's mlp.onnx.data is in the current directory
+    got = import_network(Path("..") / "new" / "mlp.onnx")
+    same(got, net)
+    assert "mlp.onnx.data" in got.source and [n for n, _ in got.external] == ["mlp.onnx.data"]
+    same(import_network(old), other)
+    before = files_sha256(new)  # the training fingerprint: a changed .data file is read again
+    data = tmp_path / "new" / "mlp.onnx.data"
+    data.write_bytes(data.read_bytes()[::-1])
+    assert files_sha256(new) != before
+
+
+def test_onnx_external_data_missing_or_outside_is_one_line(tmp_path, net):
+    import onnx
+    path = external_onnx(tmp_path / "a", net)
+    (tmp_path / "a" / "mlp.onnx.data").rename(tmp_path / "elsewhere.data")
+    with pytest.raises(WeightsError) as e:
+        import_network(path)
+    assert "external file 'mlp.onnx.data', which is not in" in str(e.value) and "\n" not in str(e.value)
+    model = onnx.load(str(path), load_external_data=False)
+    for t in model.graph.initializer:
+        for entry in t.external_data:
+            if entry.key == "location":
+                entry.value = "../elsewhere.data"
+    onnx.save_model(model, str(tmp_path / "a" / "up.onnx"))
+    with pytest.raises(WeightsError, match="not a file beside it"):
+        import_network(tmp_path / "a" / "up.onnx")
+
+
+def fitted_data(tmp_path, hidden, mean=0.0, std=1.0, seed=7):
+    """A small dataset and a 6-8-3 network that classifies it perfectly when read with `hidden` on
+    (x - mean) / std: the labels are the network's own predictions. Returns (data, weights npz path)."""
+    from generator.data import load_dataset
+    from .conftest import write_dataset
+    data = load_dataset(write_dataset(tmp_path / "data", n_train=60, n_test=300, shape=(3, 2), n_classes=3))
+    rng = np.random.default_rng(seed)
+    W1, b1 = rng.standard_normal((8, 6)) * 3, rng.standard_normal(8)
+    W2, b2 = rng.standard_normal((3, 8)) * 3, rng.standard_normal(3)
+    X = (data.test_images.astype(np.float64) - mean) / std
+    labels = (activations.apply(hidden, X @ W1.T + b1) @ W2.T + b2).argmax(axis=1)
+    data = data.__class__(**{**data.__dict__, "test_labels": labels.astype(data.test_labels.dtype)})
+    np.savez(tmp_path / "net.npz", weights_0=W1, biases_0=b1, weights_1=W2, biases_1=b2)
+    return data, tmp_path / "net.npz"
+
+
+def test_an_assumed_activation_or_normalisation_that_does_not_fit_is_asked_about(tmp_path):
+    from generator.weights import load_network, reading_accuracies
+    data, path = fitted_data(tmp_path, "tanh", 0.1307, 0.3081)
+    with pytest.raises(ConfigError) as e:  # sigmoid and no normalisation assumed: both are asked for
+        load_network(load_config(None, [f"network.weights='{path}'"]), data)
+    message = str(e.value)
+    assert "--set network.activation=tanh --set data.mean=0.1307 --set data.std=0.3081" in message
+    assert "100.0% with tanh hidden units on (pixel / pixel_max - 0.1307) / 0.3081" in message and "\n" not in message
+    good = [f"network.weights='{path}'", "network.activation=tanh", "data.mean=0.1307", "data.std=0.3081"]
+    params, meta, lines = load_network(load_config(None, good), data)
+    assert meta["imported_test_accuracy"] == 1.0 and "warning" not in meta
+    # set explicitly and wrong: a warning on stdout and the home page, not a refusal
+    params, meta, lines = load_network(load_config(None, [good[0], "network.activation=sigmoid", *good[2:]]), data)
+    assert "try --set network.activation=tanh" in meta["warning"] and "as set" in meta["warning"]
+    assert any(line.startswith("WARNING: ") for line in lines)
+    # the cheap path (X W1^T once, each normalisation an affine map of it) equals folding and running each reading
+    from generator.weights import fold_inputs, import_network
+    imported = import_network(path)
+    counts = reading_accuracies(imported.params, ["tanh"], [(0.5, 0.5)], data.test_images, data.test_labels, chunk=7)
+    folded = fold_inputs(imported.params, 0.5, 0.5)
+    from generator.network import forward
+    assert counts[("tanh", (0.5, 0.5))] == (forward(folded, data.test_images, "tanh").predicted == data.test_labels).sum()
+
+
+def test_a_reading_that_fits_passes_and_near_chance_names_the_classes(tmp_path):
+    from generator.weights import load_network
+    data, path = fitted_data(tmp_path, "sigmoid")
+    params, meta, lines = load_network(load_config(None, [f"network.weights='{path}'"]), data)
+    assert meta["activation_source"] == "assumed (not in the file)" and "warning" not in meta
+    shuffled = data.__class__(**{**data.__dict__, "test_labels": (data.test_labels + 1) % 3})  # another class order
+    params, meta, lines = load_network(load_config(None, [f"network.weights='{path}'"]), shuffled)
+    assert "near chance" in meta["warning"] and "classes in this order" in meta["warning"]
+
+
+def test_npz_mean_and_std_are_the_files_normalisation(tmp_path):
+    from generator.weights import load_network
+    data, path = fitted_data(tmp_path, "tanh", 0.1307, 0.3081)
+    with np.load(path) as f:
+        arrays = dict(f)
+    np.savez(tmp_path / "ms.npz", **arrays, mean=np.float32(0.1307), std=np.array([0.3081]))
+    weights = f"network.weights='{tmp_path / 'ms.npz'}'"
+    params, meta, lines = load_network(load_config(None, [weights, "network.activation=tanh"]), data)
+    assert meta["imported_test_accuracy"] == 1.0 and "'mean' and 'std' arrays" in meta["inputs"]
+    load_network(load_config(None, [weights, "network.activation=tanh", "data.mean=0.1307", "data.std=0.3081"]), data)
+    with pytest.raises(ConfigError, match="scales its inputs itself.*drop data.mean and data.std"):
+        load_network(load_config(None, [weights, "network.activation=tanh", "data.mean=0.5", "data.std=0.5"]), data)
+    np.savez(tmp_path / "px.npz", **arrays, mean=np.zeros(6), std=np.ones(6))
+    with pytest.raises(WeightsError, match="per-pixel normalisation"):
+        import_network(tmp_path / "px.npz")
+
+
+def test_keras_legacy_h5_model_records_its_activations(tmp_path, net):
+    layers = [{"class_name": "InputLayer", "config": {"name": "input"}},
+              {"class_name": "Flatten", "config": {"name": "flatten"}},
+              {"class_name": "Dense", "config": {"name": "dense", "units": 4, "activation": "relu"}},
+              {"class_name": "Dense", "config": {"name": "dense_1", "units": 3, "activation": "softmax"}}]
+    with h5py.File(tmp_path / "net.h5", "w") as h5:  # model.save('net.h5'): weights under model_weights/
+        h5.attrs["model_config"] = json.dumps({"class_name": "Sequential", "config": {"layers": layers}})
+        g = h5.create_group("model_weights")
+        g.attrs["layer_names"] = [b"flatten", b"dense", b"dense_1"]
+        g["dense/dense/kernel:0"], g["dense/dense/bias:0"] = net["W1"].T, net["b1"]
+        g["dense_1/dense_1/kernel:0"], g["dense_1/dense_1/bias:0"] = net["W2"].T, net["b2"]
+        h5["optimizer_weights/adam/iter:0"] = np.int64(3)
+    got = import_network(tmp_path / "net.h5")
+    same(got, net)
+    assert (got.hidden, got.output) == ("relu", "softmax") and "legacy HDF5" in got.source
+
+
+@pytest.mark.parametrize("extra, words", [
+    ([{"class_name": "ReLU", "config": {"name": "r", "max_value": 1.0, "negative_slope": 0.0, "threshold": 0.0}}],
+     "is ReLU(max_value=1.0), not the plain relu"),
+    ([{"class_name": "ReLU", "config": {"name": "r", "max_value": None, "negative_slope": 0.3, "threshold": 0.0}}],
+     "is ReLU(negative_slope=0.3)"),
+    ([{"class_name": "Activation", "config": {"name": "a", "activation": "tanh"}}],
+     "applies tanh after 'dense' already applied relu: two activations in a row"),
+])
+def test_keras_activations_the_atlas_cannot_explain_are_refused(tmp_path, net, extra, words):
+    hidden = "linear" if extra[0]["class_name"] == "ReLU" else "relu"
+    with pytest.raises(WeightsError) as e:
+        import_network(keras_archive(tmp_path / "m.keras", net, hidden=hidden, extra=extra))
+    assert words in str(e.value) and "\n" not in str(e.value)
+    plain = [{"class_name": "ReLU", "config": {"name": "r", "max_value": None, "negative_slope": 0.0, "threshold": 0}}]
+    assert import_network(keras_archive(tmp_path / "p.keras", net, hidden="linear", extra=plain)).hidden == "relu"
+
+
+def test_keras_log_softmax_reads_as_softmax_and_a_normalization_layer_is_folded(tmp_path, net):
+    got = import_network(keras_archive(tmp_path / "l.keras", net, output="log_softmax"))
+    assert got.output == "softmax" and "log_softmax, read as softmax" in got.source
+    layers = [{"class_name": "InputLayer", "config": {"name": "input"}},
+              {"class_name": "Normalization", "config": {"name": "norm", "axis": None}},
+              {"class_name": "Dense", "config": {"name": "dense", "units": 4, "activation": "relu"}},
+              {"class_name": "Dense", "config": {"name": "dense_1", "units": 3, "activation": "softmax"}}]
+    for mean, var, ok in ((np.float32(0.25), np.float32(0.04), True), (np.zeros(6), np.ones(6), False)):
+        buf = io.BytesIO()
+        with h5py.File(buf, "w") as h5:
+            h5["layers/norm/vars/0"], h5["layers/norm/vars/1"], h5["layers/norm/vars/2"] = mean, var, np.int64(9)
+            h5["layers/dense/vars/0"], h5["layers/dense/vars/1"] = net["W1"].T, net["b1"]
+            h5["layers/dense_1/vars/0"], h5["layers/dense_1/vars/1"] = net["W2"].T, net["b2"]
+        with zipfile.ZipFile(tmp_path / "n.keras", "w") as z:
+            z.writestr("config.json", json.dumps({"class_name": "Sequential", "config": {"layers": layers}}))
+            z.writestr("model.weights.h5", buf.getvalue())
+        if ok:
+            got = import_network(tmp_path / "n.keras")
+            same(got, net)
+            assert got.input_norm == pytest.approx((0.25, 0.2)) and "Normalization layer 'norm'" in got.input_norm_source
+        else:
+            with pytest.raises(WeightsError, match="layer 'norm' is a Normalization layer with a mean and variance per"):
+                import_network(tmp_path / "n.keras")
+
+
+def torch_zip(path, pkl: bytes, extra=()):
+    """The layout of torch.save's zip format (ARCHIVE/data.pkl, ...), with a pickle of our making."""
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(f"{path.stem}/data.pkl", pkl)
+        z.writestr(f"{path.stem}/version", "3")
+        for name in extra:
+            z.writestr(f"{path.stem}/{name}", b"")
+    return path
+
+
+@pytest.mark.parametrize("pkl, extra, words", [
+    (pickle.dumps({"epoch": 3, "model_state_dict": {}, "optimizer_state_dict": {}}, protocol=2), (),
+     ["torch is not installed", "save_file(torch.load('m.pt', weights_only=True)['model_state_dict'], 'm.safetensors')"]),
+    (b"\x80\x02ctorch.nn.modules.linear\nLinear\nq\x00.", (),
+     ["whole pickled model", "torch.nn.modules.linear.Linear", "save_file(model.state_dict(), 'm.safetensors')"]),
+    (b"\x80\x02}q\x00.", ("code/__torch__/m.py", "constants.pkl"),
+     ["TorchScript archive", "torch.jit.load('m.pt').state_dict()"]),
+])
+def test_torch_files_without_torch_get_the_command_that_fits_them(tmp_path, monkeypatch, pkl, extra, words):
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch raises ImportError
+    with pytest.raises(WeightsError) as e:
+        import_network(torch_zip(tmp_path / "m.pt", pkl, extra))
+    assert "\n" not in str(e.value)
+    for w in words:
+        assert w in str(e.value)
+
+
+def test_torch_legacy_pickle_is_told_by_its_magic_number_under_any_name(tmp_path, monkeypatch):
+    from generator.readers.frameworks import TORCH_LEGACY_MAGIC
+    (tmp_path / "m.ckpt").write_bytes(TORCH_LEGACY_MAGIC + b".")
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(WeightsError, match="a PyTorch checkpoint, and torch is not installed"):
+        import_network(tmp_path / "m.ckpt")
+
+
+def test_state_dict_layers_are_ordered_by_their_shapes_when_their_names_do_not(tmp_path, net):
+    from safetensors.numpy import save_file
+    save_file({"features.weight": net["W1"], "features.bias": net["b1"], "classifier.weight": net["W2"],
+               "classifier.bias": net["b2"]}, str(tmp_path / "fc.safetensors"))
+    got = import_network(tmp_path / "fc.safetensors")  # 'classifier' sorts first, but takes features' outputs
+    same(got, net)
+    assert "layers ordered by their shapes (features, classifier)" in got.source
+    sq = {"b.weight": np.zeros((4, 4), np.float32), "a.weight": np.zeros((4, 4), np.float32),
+          "c.weight": np.zeros((4, 6), np.float32)}
+    save_file(sq, str(tmp_path / "sq.safetensors"))  # c, then a and b in either order
+    with pytest.raises(WeightsError, match="chain in more than one order"):
+        import_network(tmp_path / "sq.safetensors")
+
+
+def test_state_dict_mean_and_std_buffers_are_the_inputs_normalisation(tmp_path, net):
+    from safetensors.numpy import save_file
+    save_file({"fc1.weight": net["W1"], "fc1.bias": net["b1"], "fc2.weight": net["W2"], "fc2.bias": net["b2"],
+               "mean": np.array(0.1307, np.float32), "std": np.array(0.3081, np.float32)}, str(tmp_path / "n.safetensors"))
+    got = import_network(tmp_path / "n.safetensors")
+    same(got, net)
+    assert got.input_norm == pytest.approx((0.1307, 0.3081)) and "'mean' and 'std' tensors" in got.input_norm_source
+
+
+def test_npz_w1_stored_in_out_and_lowercase_names(tmp_path, net):
+    np.savez(tmp_path / "io.npz", W1=net["W1"].T, b1=net["b1"], W2=net["W2"].T, b2=net["b2"])
+    got = import_network(tmp_path / "io.npz")
+    same(got, net)
+    assert "transposed" in got.source
+    np.savez(tmp_path / "lc.npz", w1=net["W1"], b1=net["b1"], w2=net["W2"], b2=net["b2"])
+    same(import_network(tmp_path / "lc.npz"), net)
+
+
+def test_torch_training_checkpoint_with_torch(tmp_path, net, capfd):
+    torch = pytest.importorskip("torch")
+    sd = {"fc1.weight": net["W1"], "fc1.bias": net["b1"], "fc2.weight": net["W2"], "fc2.bias": net["b2"]}
+    torch.save({"epoch": 2, "model_state_dict": {k: torch.from_numpy(v) for k, v in sd.items()},
+                "optimizer_state_dict": {"state": {}, "param_groups": []}, "loss": 0.3}, tmp_path / "ckpt.pt")
+    same(import_network(tmp_path / "ckpt.pt"), net)
+    torch.save({k: torch.from_numpy(v) for k, v in sd.items()}, tmp_path / "old.ckpt",
+               _use_new_zipfile_serialization=False)
+    same(import_network(tmp_path / "old.ckpt"), net)
+    assert capfd.readouterr().err == ""  # torch's warnings stay off stderr
+
+
+@pytest.mark.parametrize("mean, std, ok", [(0.1307, 0.3081, True), (np.full(6, 0.1, np.float32), 0.3, False)])
+def test_onnx_scalar_sub_and_div_before_the_first_layer_are_folded(tmp_path, net, mean, std, ok):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    inits = [numpy_helper.from_array(np.asarray(mean, np.float32), "m"), numpy_helper.from_array(np.float32(std), "s"),
+             numpy_helper.from_array(net["W1"], "w0"), numpy_helper.from_array(net["b1"], "b0"),
+             numpy_helper.from_array(net["W2"], "w1"), numpy_helper.from_array(net["b2"], "b1")]
+    nodes = [helper.make_node("Sub", ["input", "m"], ["c"]), helper.make_node("Div", ["c", "s"], ["n"]),
+             helper.make_node("Gemm", ["n", "w0", "b0"], ["z0"], transB=1), helper.make_node("Tanh", ["z0"], ["a0"]),
+             helper.make_node("Gemm", ["a0", "w1", "b1"], ["z1"], transB=1)]
+    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, 6])],
+                              [helper.make_tensor_value_info("z1", TensorProto.FLOAT, [None, 3])], inits)
+    onnx.save(helper.make_model(graph), str(tmp_path / "n.onnx"))
+    if ok:
+        got = import_network(tmp_path / "n.onnx")
+        same(got, net)
+        assert got.input_norm == pytest.approx((0.1307, 0.3081)) and "Sub and Div" in got.input_norm_source
+    else:
+        with pytest.raises(WeightsError, match=r"normalises the input in a way the atlas does not fold.*data.mean"):
+            import_network(tmp_path / "n.onnx")
+
+
+def test_of_readings_about_as_good_the_one_that_changes_fewest_settings_is_asked_for(tmp_path, monkeypatch):
+    from generator import weights
+    data, path = fitted_data(tmp_path, "sigmoid")
+    counts = {(h, m): 800 for h in activations.HIDDEN for m in [(0.0, 1.0), *weights.NORMALISATIONS]}
+    counts[("sigmoid", (0.1307, 0.3081))], counts[("tanh", (0.1307, 0.3081))] = 913, 914  # tanh best by 1 image
+    monkeypatch.setattr(weights, "reading_accuracies", lambda *a: counts)
+    config = load_config(None, [f"network.weights='{path}'"])
+    imported = import_network(path)
+    meta = resolve_activations(config, path, imported)
+    with pytest.raises(ConfigError) as e:
+        weights.check_reading(config, path, imported, meta, (0.0, 1.0), False, np.zeros((1000, 6)), np.zeros(1000, int))
+    assert "pass --set data.mean=0.1307 --set data.std=0.3081 (or" in str(e.value) and "activation=tanh" not in str(e.value)

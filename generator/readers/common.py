@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,10 @@ class Layers:
     # The model's own input scaling (Keras's Rescaling layer): it sees raw_pixel * input_scale + input_offset.
     input_scale: float = 1.0
     input_offset: float = 0.0
+    # The model's own input normalisation (x - mean) / std of x = pixel / pixel_max, and where the file keeps it
+    # (npz 'mean' and 'std' arrays, a state_dict's mean/std buffers, ONNX Sub and Div before the first layer).
+    input_norm: tuple[float, float] | None = None
+    input_norm_source: str = ""
 
 
 def hidden_activation(path: Path, found: list[str | None], what: str) -> str:
@@ -69,14 +74,62 @@ def as_array(path: Path, name: str, value, ndim: int) -> np.ndarray:
     return array.astype(np.float32)
 
 
+def scalar_norm(path: Path, mean, std, where: str) -> tuple[float, float]:
+    """(mean, std) from arrays holding one number each (a per-pixel normalisation is refused in one line)."""
+    m, s = np.asarray(mean, np.float64), np.asarray(std, np.float64)
+    if m.size != 1 or s.size != 1:
+        raise WeightsError(f"{path}: {where} hold {m.size} and {s.size} values, a per-pixel normalisation; the atlas "
+                           "folds one mean and std for all pixels: export the network without it and pass "
+                           "--set data.mean=... --set data.std=...")
+    m, s = float(m.reshape(-1)[0]), float(s.reshape(-1)[0])
+    if not (math.isfinite(m) and math.isfinite(s) and s > 0):
+        raise WeightsError(f"{path}: {where} are mean {m} and std {s}; a std must be a positive number")
+    return m, s
+
+
 def natural_key(name: str) -> list:
     """'fc10.weight' sorts after 'fc2.weight': digit runs compare as numbers."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
+def chain_orders(names: list[str], shapes: dict[str, tuple[int, int]]) -> list[list[str]]:
+    """The orders of the (out, in) matrices `names` whose shapes chain (each layer's inputs are the previous
+    layer's outputs): [names] when the given order chains, else every order that does (at most two are looked
+    for: two mean the shapes cannot settle it)."""
+    if all(shapes[b][1] == shapes[a][0] for a, b in zip(names, names[1:])):
+        return [names]
+    found = []
+
+    def extend(order: list[str], rest: list[str]) -> None:  # depth-first over the orders that chain so far
+        if len(found) > 1:
+            return
+        if not rest:
+            found.append(order)
+        for n in rest:
+            if not order or shapes[n][1] == shapes[order[-1]][0]:
+                extend(order + [n], [r for r in rest if r != n])
+
+    extend([], list(names))
+    return found
+
+
 def state_dict_layers(path: Path, tensors: dict[str, np.ndarray], kind: str) -> Layers:
-    """The Linear layers of a PyTorch state_dict ({'0.weight': (out, in), '0.bias': (out,), ...}),
-    ordered by their names ('0' < '2', 'fc1' < 'fc2'). Anything but Linear weights and biases is refused."""
+    """The Linear layers of a PyTorch state_dict ({'0.weight': (out, in), '0.bias': (out,), ...}), ordered by
+    their names ('0' < '2', 'fc1' < 'fc2') when their shapes chain that way, else in the one order their shapes
+    chain ('features' before 'classifier'). Scalar 'mean' and 'std' buffers are the inputs' normalisation;
+    anything else but Linear weights and biases is refused."""
+    tensors = dict(tensors)
+    norm_keys = [k for k in tensors if k.rpartition(".")[2] in ("mean", "std") and not k.endswith((".weight", ".bias"))]
+    norm = None
+    if norm_keys:  # register_buffer('mean', ...), register_buffer('std', ...): Normalize inside the model
+        means = [k for k in norm_keys if k.endswith("mean")]
+        stds = [k for k in norm_keys if k.endswith("std")]
+        if len(means) != 1 or len(stds) != 1:
+            raise WeightsError(f"{path}: tensors {', '.join(sorted(norm_keys))} look like an input normalisation, "
+                               "but not one mean and one std; export the Linear layers only and pass "
+                               "--set data.mean=... --set data.std=...")
+        norm = scalar_norm(path, tensors.pop(means[0]), tensors.pop(stds[0]), f"its '{means[0]}' and '{stds[0]}' "
+                                                                               "tensors")
     prefixes = sorted((k[: -len(".weight")] for k in tensors if k.endswith(".weight")), key=natural_key)
     if not prefixes:
         raise WeightsError(f"{path}: no tensors named '<layer>.weight' (a PyTorch state_dict of Linear layers); "
@@ -85,13 +138,28 @@ def state_dict_layers(path: Path, tensors: dict[str, np.ndarray], kind: str) -> 
     other = sorted(set(tensors) - known)
     if other:
         raise WeightsError(f"{path}: tensor '{other[0]}' is not the weight or bias of a Linear layer; the atlas "
-                           "explains chains of Linear layers (784 -> hidden ... -> classes)")
+                           "explains chains of Linear layers (784 -> hidden ... -> classes): save the state_dict "
+                           "of those only")
     for p in prefixes:
         if np.ndim(tensors[f"{p}.weight"]) != 2:
             raise WeightsError(f"{path}: '{p}.weight' has shape {np.shape(tensors[p + '.weight'])}; only Linear "
-                               "layers (2-D weights) are explained")
-    return Layers(kind, [(f"{p}.weight", tensors[f"{p}.weight"]) for p in prefixes],
-                  [(f"{p}.bias", tensors.get(f"{p}.bias")) for p in prefixes], layout="either")
+                               "layers (2-D weights) are explained: a convolution or normalisation layer has no place in the "
+                               "atlas's picture of a unit's weights per pixel, so this network cannot be explained")
+    notes, order = [], prefixes
+    shapes = {p: np.shape(tensors[f"{p}.weight"]) for p in prefixes}
+    orders = chain_orders(prefixes, shapes)
+    if not orders:  # matrices stored (in, out): assemble transposes them
+        orders = chain_orders(prefixes, {p: s[::-1] for p, s in shapes.items()})
+    if len(orders) > 1:
+        raise WeightsError(f"{path}: the layers {', '.join(prefixes)} do not chain in the order of their names, and "
+                           f"their shapes chain in more than one order ({', '.join(orders[0])} or "
+                           f"{', '.join(orders[1])}); rename them so they sort in layer order (fc1, fc2, ...)")
+    if orders and orders[0] != prefixes:
+        order = orders[0]
+        notes.append(f"layers ordered by their shapes ({', '.join(order)}), not by their names")
+    return Layers(kind, [(f"{p}.weight", tensors[f"{p}.weight"]) for p in order],
+                  [(f"{p}.bias", tensors.get(f"{p}.bias")) for p in order], layout="either", notes=notes,
+                  input_norm=norm, input_norm_source=f"the file's '{means[0]}' and '{stds[0]}' tensors" if norm else "")
 
 
 def assemble(path: Path, layers: Layers, n_inputs: int | None = None) -> tuple[dict[str, np.ndarray], list[str]]:
@@ -126,11 +194,17 @@ def assemble(path: Path, layers: Layers, n_inputs: int | None = None) -> tuple[d
     if len(options) == 2 and n_inputs is not None:
         options = [t for t in options if oriented(t)[0].shape[1] == n_inputs] or options
     if not options:
+        if fits(True) or fits(False):  # they chain, but not in the layout this format always stores
+            stored, chain = ("(in, out)", "(out, in)") if layers.layout == "in_out" else ("(out, in)", "(in, out)")
+            raise WeightsError(f"{path}: {layers.kind} stores {stored} matrices, but these chain only as {chain} "
+                               f"ones ({', '.join(f'{n} {w.shape}' for n, w in ws)}); is this the file it claims to "
+                               "be? Save it again with the framework's own export")
         pairs = list(zip(ws, ws[1:]))  # name the first pair that does not chain as (out, in)
         (n0, w0), (n1, w1) = next((q for q in pairs if q[1][1].shape[1] != q[0][1].shape[0]), pairs[0])
         raise WeightsError(f"{path}: '{n0}' is {w0.shape} and '{n1}' is {w1.shape}: they chain neither as (out, in) "
                            f"matrices ('{n1}' having {w0.shape[0]} columns) nor transposed as (in, out) ones "
-                           f"('{n1}' having {w0.shape[1]} rows); is this a chain of linear layers?")
+                           f"('{n1}' having {w0.shape[1]} rows); the atlas reads a chain of linear layers, each "
+                           "matrix taking the previous one's outputs: check the file holds only those, in order")
     transposed = options[0]
     notes = []
     matrices = [np.ascontiguousarray(w) for w in oriented(transposed)]
@@ -142,7 +216,9 @@ def assemble(path: Path, layers: Layers, n_inputs: int | None = None) -> tuple[d
             missing.append(i)
             b = np.zeros(w.shape[0], np.float32)
         elif len(b) != w.shape[0]:
-            raise WeightsError(f"{path}: '{name}' has {len(b)} values, expected {w.shape[0]} (one per unit)")
+            raise WeightsError(f"{path}: '{name}' has {len(b)} values, expected {w.shape[0]} (one per unit of the "
+                               f"layer whose weights are {w.shape}); check that each bias is saved beside its own "
+                               "layer's weights")
         params[f"W{i}"], params[f"b{i}"] = w, b
     if len(missing) == n_w:
         notes.append("no biases in the file, taken as 0")

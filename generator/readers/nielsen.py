@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from ..errors import WeightsError
 from ..network import depth
-from .common import Layers, as_array, state_dict_layers
+from .common import Layers, as_array, scalar_norm, state_dict_layers
 
 COSTS = ("CrossEntropyCost", "QuadraticCost")  # the cost classes of Nielsen's network2.py
 
@@ -63,10 +64,28 @@ def npz(path: Path) -> Layers:
         raise WeightsError(f"{path}: an array needs pickle, which is never loaded ({e})") from None
     except (OSError, zipfile.BadZipFile, EOFError) as e:
         raise WeightsError(f"{path}: not a readable .npz archive ({e})") from None
+    norm = None
+    if "mean" in members or "std" in members:  # np.savez(f, W1=..., mean=0.1307, std=0.3081): the inputs' Normalize
+        if not {"mean", "std"} <= members.keys():
+            raise WeightsError(f"{path}: holds '{'mean' if 'mean' in members else 'std'}' without "
+                               f"'{'std' if 'mean' in members else 'mean'}'; save both, or neither and pass "
+                               "--set data.mean=... --set data.std=...")
+        norm = scalar_norm(path, members.pop("mean"), members.pop("std"), "its 'mean' and 'std' arrays")
+    layers = _npz_layers(path, members)
+    if norm is not None:
+        layers.input_norm, layers.input_norm_source = norm, "the file's 'mean' and 'std' arrays"
+    return layers
+
+
+def _npz_layers(path: Path, members: dict[str, np.ndarray]) -> Layers:
+    if {"w1", "w2"} <= members.keys() and not {"W1", "W2"} & members.keys():  # np.savez(f, w1=..., b1=..., ...)
+        members = {(k.upper() if re.fullmatch(r"w\d+", k) else k): v for k, v in members.items()}
     if {"W1", "W2"} <= members.keys():
         n = depth(members) + 1  # W1, W2, ... W{n}: any depth
-        return Layers("an atlas model.npz", [(f"W{i}", members[f"W{i}"]) for i in range(1, n + 1)],
-                      [(f"b{i}", members.get(f"b{i}")) for i in range(1, n + 1)], layout="out_in")
+        atlas = "meta_json" in members  # the atlas's own model.npz stores (out, in); others may be either
+        return Layers("an atlas model.npz" if atlas else "arrays W1, b1, W2, b2, ...",
+                      [(f"W{i}", members[f"W{i}"]) for i in range(1, n + 1)],
+                      [(f"b{i}", members.get(f"b{i}")) for i in range(1, n + 1)], layout="out_in" if atlas else "either")
     if any(k.endswith(".weight") for k in members):  # np.savez(f, **{k: v.numpy() for k, v in sd.items()})
         return state_dict_layers(path, members, "a PyTorch state_dict in .npz")
     positional = sorted((int(k[4:]), v) for k, v in members.items() if k.startswith("arr_") and k[4:].isdigit())
@@ -75,7 +94,8 @@ def npz(path: Path) -> Layers:
     layers = sorted(int(k.split("_")[1]) for k in members if k.startswith("weights_") and k[8:].isdigit())
     if not layers:
         raise WeightsError(f"{path}: no arrays named W1, b1, W2, b2 (model.npz) or weights_0, biases_0, ... "
-                           f"(network1 style); found {sorted(members)[:6]}")
+                           f"(network1 style); found {sorted(members)[:6]}: save them under those names in layer order, "
+                           "np.savez('net.npz', W1=W1, b1=b1, W2=W2, b2=b2)")
     if layers != list(range(len(layers))):
         raise WeightsError(f"{path}: weight arrays {['weights_%d' % i for i in layers]} are not numbered 0, 1, ...")
     return Layers("network1-style arrays (weights_0, biases_0, ...)",
