@@ -83,7 +83,7 @@ def update_rows(W, u0, u1, Dh, c, ptr, idx, val, order, lo, hi):
 # No row views (A[b]) inside `region`: each view counts a reference to its array, an atomic operation on
 # a counter both threads share. (Its cost was not measurable on its own; it is simply not needed.)
 
-@njit(cache=True, fastmath=FAST, error_model="numpy")
+@njit(cache=True, fastmath=FAST, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def region(s, u0, u1, inputs, order, plo, lo, hi, D2, par, step, decay, rate, decay64, scale, act, shift):
     """One thread's share of a step: first-layer hidden units u0 <= j < u1 (whole slots of s.slot units)
     of the `EpochState` s, with the hidden activation act (numerics.SIGMOID, RELU or TANH).
@@ -199,7 +199,7 @@ def prefetch_images(ptr, idx, val, order, lo, hi):
             prefetch(val, k)
 
 
-@njit(cache=True, fastmath=FAST, error_model="numpy")
+@njit(cache=True, fastmath=FAST, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def output_step(P, par, b2, y, order, lo, hi, Z, D2, step, decay, up, act, out):
     """The layers above the first hidden one, for a step of the m = hi - lo images order[lo:hi] (each
     thread runs it on its own copy): Z = b2 + sum_p P[par, p] (m, Kv), the second layer's pre-activations;

@@ -52,7 +52,7 @@ def barrier(sync, n):
             pass
 
 
-@njit(cache=True, nogil=True, fastmath=FAST)
+@njit(cache=True, nogil=True, fastmath=FAST, no_cfunc_wrapper=True)
 def thread_steps(c, n_chunks, u0, u1, t0, t1, busy, s, upper, shift, inputs, y, order, eta, decay, rate, decay64, act,
                  out):
     """Thread c's part of steps t0 <= t < t1 (of n_chunks threads running it at once, without the GIL):
