@@ -34,7 +34,7 @@ ONE = np.float32(1)
 # MIN_MAX: on the default network's path, min(a, b) is written `b if b < a else a` and max(a, b)
 # `b if b > a else a`, which is what numba's builtins compute (the same value, NaN and signed zeros
 # included) and the same LLVM `select`; the builtins compile a function of their own for each pair of
-# types, eight of them and about 0.35 s of a cold start.
+# types, eight of them and 0.35-0.5 s of a cold start.
 
 
 # exp in float32 as Cephes' expf computes it: x = n ln 2 + r with |r| <= ln 2 / 2, exp(r) by a polynomial,
