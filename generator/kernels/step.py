@@ -39,7 +39,7 @@ from .numerics import FAST, ONE, activate, output_delta, slope
 RESCALE_BELOW = 2.0 ** -60  # W is multiplied out when the decay's running scale falls below this
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def forward_products(A, W, u0, u1, ptr, idx, val, order, lo, hi):
     """A[b, j] = sum over image order[lo + b]'s nonzero pixels i of x_i * W[i, j], for lo <= lo + b < hi and
     u0 <= j < u1 (whole vectors). A (Bv, Hs), W (D, Hs); (ptr, idx, val) from `sparse_inputs`. Block by
@@ -47,7 +47,7 @@ def forward_products(A, W, u0, u1, ptr, idx, val, order, lo, hi):
     Hs = W.shape[1]
     lanes = VECTOR_BYTES // W.itemsize
     for u in range(u0, u1, BLOCK_VECTORS * lanes):
-        n = min(BLOCK_VECTORS * lanes, u1 - u) // lanes
+        n = (u1 - u if u1 - u < BLOCK_VECTORS * lanes else BLOCK_VECTORS * lanes) // lanes  # see numerics.MIN_MAX
         for b in range(hi - lo):
             k0, k1, o = ptr[order[lo + b]], ptr[order[lo + b] + 1], b * Hs + u
             if n == 4:
@@ -60,14 +60,14 @@ def forward_products(A, W, u0, u1, ptr, idx, val, order, lo, hi):
                 dot1(A, o, W, Hs, u, idx, val, k0, k1)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def update_rows(W, u0, u1, Dh, c, ptr, idx, val, order, lo, hi):
     """W[i, j] += (c * x_i) * Dh[b, j] for each image order[lo + b], lo <= lo + b < hi, in order, and its
     nonzero pixels i (values x_i), for u0 <= j < u1 (whole vectors). W (D, Hs), Dh (Bv, Hs)."""
     Hs = W.shape[1]
     lanes = VECTOR_BYTES // W.itemsize
     for u in range(u0, u1, BLOCK_VECTORS * lanes):
-        n = min(BLOCK_VECTORS * lanes, u1 - u) // lanes
+        n = (u1 - u if u1 - u < BLOCK_VECTORS * lanes else BLOCK_VECTORS * lanes) // lanes  # see numerics.MIN_MAX
         for b in range(hi - lo):
             k0, k1, o = ptr[order[lo + b]], ptr[order[lo + b] + 1], b * Hs + u
             if n == 4:
@@ -83,7 +83,7 @@ def update_rows(W, u0, u1, Dh, c, ptr, idx, val, order, lo, hi):
 # No row views (A[b]) inside `region`: each view counts a reference to its array, an atomic operation on
 # a counter both threads share. (Its cost was not measurable on its own; it is simply not needed.)
 
-@njit(cache=True, fastmath=FAST, error_model="numpy")
+@njit(cache=True, fastmath=FAST, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def region(s, u0, u1, inputs, order, plo, lo, hi, D2, par, step, decay, rate, decay64, scale, act, shift):
     """One thread's share of a step: first-layer hidden units u0 <= j < u1 (whole slots of s.slot units)
     of the `EpochState` s, with the hidden activation act (numerics.SIGMOID, RELU or TANH).
@@ -106,7 +106,8 @@ def region(s, u0, u1, inputs, order, plo, lo, hi, D2, par, step, decay, rate, de
     zero = ONE - ONE
     # Unsigned unit indices: numba tests a signed index for < 0 (to count from the end), which keeps these
     # loops scalar; an unsigned one it takes as it is.
-    j_lo, j_hi, j_pad, width = np.uint64(u0), np.uint64(u1), np.uint64(max(u0, min(H, u1))), np.uint64(slot)
+    top = u1 if u1 < H else H  # max(u0, min(H, u1)) (numerics.MIN_MAX)
+    j_lo, j_hi, j_pad, width = np.uint64(u0), np.uint64(u1), np.uint64(top if top > u0 else u0), np.uint64(slot)
     if mp > 0:
         for b in range(mp):  # the deltas, with W2 before its update
             for j in range(j_lo, j_hi):
@@ -178,7 +179,7 @@ def region(s, u0, u1, inputs, order, plo, lo, hi, D2, par, step, decay, rate, de
                 for j in range(j_pad, j_hi):
                     A[b, j] = zero
         for j0 in range(j_lo, j_hi, width):  # the slot's units add up in order, on one thread
-            p, j1 = j0 // width, min(j0 + width, j_hi)
+            p, j1 = j0 // width, j_hi if j_hi < j0 + width else j0 + width  # min (numerics.MIN_MAX)
             for b in range(mc):
                 for k in range(K):
                     acc = zero
@@ -188,7 +189,7 @@ def region(s, u0, u1, inputs, order, plo, lo, hi, D2, par, step, decay, rate, de
     return scale
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def prefetch_images(ptr, idx, val, order, lo, hi):
     """Start loading the nonzero pixels of the images order[lo:hi] (see `sparse_inputs`); no effect on results."""
     for b in range(lo, hi):
@@ -198,7 +199,7 @@ def prefetch_images(ptr, idx, val, order, lo, hi):
             prefetch(val, k)
 
 
-@njit(cache=True, fastmath=FAST, error_model="numpy")
+@njit(cache=True, fastmath=FAST, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def output_step(P, par, b2, y, order, lo, hi, Z, D2, step, decay, up, act, out):
     """The layers above the first hidden one, for a step of the m = hi - lo images order[lo:hi] (each
     thread runs it on its own copy): Z = b2 + sum_p P[par, p] (m, Kv), the second layer's pre-activations;

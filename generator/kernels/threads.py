@@ -36,7 +36,7 @@ WARM_STEPS = 8  # steps run untimed after each change of thread count (see `sche
 SWITCH_MARGIN = 0.95  # the other thread count must take at most this share of the time per step to switch
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def barrier(sync, n):
     """Wait until all n threads have called barrier(sync, n); every write before it is then visible to all.
 
@@ -52,7 +52,7 @@ def barrier(sync, n):
             pass
 
 
-@njit(cache=True, nogil=True, fastmath=FAST)
+@njit(cache=True, nogil=True, fastmath=FAST, no_cfunc_wrapper=True)
 def thread_steps(c, n_chunks, u0, u1, t0, t1, busy, s, upper, shift, inputs, y, order, eta, decay, rate, decay64, act,
                  out):
     """Thread c's part of steps t0 <= t < t1 (of n_chunks threads running it at once, without the GIL):
@@ -75,13 +75,15 @@ def thread_steps(c, n_chunks, u0, u1, t0, t1, busy, s, upper, shift, inputs, y, 
         up = (upper.dims, upper.Wu[c], upper.bu[c], upper.U[c], upper.E[c], upper.Gu[c])
     w_scale = s.scale[0]
     for t in range(t0, t1):
-        lo, hi = min(N, t * B), min(N, t * B + B)  # this step's images: order[lo:hi] (none after the last)
-        plo = max(0, t * B - B)  # the previous step's: order[plo:lo]
-        mp = max(lo - plo, 1)
+        # min(N, t B), min(N, t B + B), max(0, t B - B), max(lo - plo, 1) and min(N, hi + B) below, written
+        # out (numerics.MIN_MAX)
+        lo, hi = t * B if t * B < N else N, t * B + B if t * B + B < N else N  # this step's images: order[lo:hi]
+        plo = t * B - B if t * B - B > 0 else 0  # the previous step's: order[plo:lo]
+        mp = lo - plo if lo - plo > 1 else 1
         started = cycles()
         w_scale = region(s, u0, u1, inputs, order, plo, lo, hi, D2c, t % 2,
                          eta / W.dtype.type(mp), decay, rate / mp, decay64, w_scale, act, shift)
-        prefetch_images(ptr, idx, val, order, hi, min(N, hi + B))  # the next step's images
+        prefetch_images(ptr, idx, val, order, hi, hi + B if hi + B < N else N)  # the next step's images
         busy[c, 0] += cycles() - started
         if n_chunks > 1:
             barrier(s.sync, n_chunks)
