@@ -210,3 +210,32 @@ def test_barrier_lets_no_thread_through_before_the_other_arrives():
         _phases(0, sync, seen, 2000)
         other.result()
     assert seen[:, :, 1].all() and sync[0] == 0 and sync[8] == 2 * 2000
+
+
+def test_the_kernel_cache_is_dropped_when_any_kernel_module_changes(tmp_path, monkeypatch):
+    """numba checks only a function's own file; cache.py drops every cached kernel when any module changed."""
+    from generator.kernels import cache
+
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    package, pycache = tmp_path / "kernels", tmp_path / "kernels" / "__pycache__"
+    package.mkdir()
+    (package / "step.py").write_text("x = 1\n")
+    (package / "threads.py").write_text("y = 2\n")
+    pycache.mkdir()
+    compiled = [pycache / "threads.thread_steps-1.py311.nbi", pycache / "threads.thread_steps-1.py311.1.nbc"]
+    for f in compiled:
+        f.write_bytes(b"old")
+    (pycache / "threads.cpython-311.pyc").write_bytes(b"python's own")
+    assert cache.invalidate_if_changed(package, pycache)  # no stamp: written for an unknown source
+    assert not any(f.exists() for f in compiled) and (pycache / "threads.cpython-311.pyc").exists()
+    for f in compiled:
+        f.write_bytes(b"new")
+    assert not cache.invalidate_if_changed(package, pycache)  # same source: kept
+    assert all(f.exists() for f in compiled)
+    (package / "step.py").write_text("x = 2\n")  # another module than the cached function's
+    assert cache.invalidate_if_changed(package, pycache)
+    assert not any(f.exists() for f in compiled)
+    assert len(list(pycache.glob(cache.STAMP_PREFIX + "*"))) == 1
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "elsewhere"))
+    (package / "step.py").write_text("x = 3\n")
+    assert not cache.invalidate_if_changed(package, pycache)  # numba's own cache directory: left to numba

@@ -9,6 +9,8 @@
     epoch       `sgd_epoch`, the entry point
     ablation    the analysis stage's kernel
     reference   the NumPy references the tests hold the kernels to
+    cache       drops numba's cached kernels when any module of the package changed (numba checks only
+                a function's own file)
 
 Notation: N examples, D inputs (784), H hidden units (H1, ..., HL for L hidden layers), K outputs (10),
 B mini-batch size. Parameters are a dict {"W1": (H1, D), "b1": (H1,), ..., "W{L+1}": (K, HL), "b{L+1}": (K,)}.
@@ -34,6 +36,10 @@ an epoch against 13 ms, more over 30 epochs than their 0.25 s of compile. The de
 compiles ten functions: thread_steps, region, output_step, the loss, and the activation's and the
 output's small pieces.
 """
+
+from .cache import invalidate_if_changed
+
+invalidate_if_changed()  # before any kernel loads from numba's cache: see cache.py
 
 from .ablation import ablation_correct
 from .epoch import sgd_epoch

@@ -1,0 +1,46 @@
+"""Keep numba's on-disk cache of the kernels consistent with their source.
+
+numba keys a cached function on its own source file only (its path and modification time). A kernel
+compiled together with code from other modules (`threads.thread_steps` takes in `step.region`, which uses
+`numerics`) is therefore not recompiled when only those modules change: it would run the old maths. So
+before any kernel is compiled or loaded, `invalidate_if_changed` hashes every module of this package and,
+when the hash differs from the one recorded beside the cache, removes the package's cached kernels. Where
+the cache is not the package's own `__pycache__` (NUMBA_CACHE_DIR set, or a read-only install), nothing is
+done and numba's own rule applies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent
+CACHE = PACKAGE / "__pycache__"
+STAMP_PREFIX = ".kernels-source-"
+
+
+def source_hash(package: Path = PACKAGE) -> str:
+    """SHA-256 (first 16 hex digits) of every .py file of `package`, by name, in name order."""
+    digest = hashlib.sha256()
+    for path in sorted(package.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def invalidate_if_changed(package: Path = PACKAGE, cache: Path = CACHE) -> bool:
+    """Remove `cache`'s numba files (*.nbi, *.nbc) unless they were written for the package's current
+    source; returns True when it removed them. Never raises for a cache it cannot write."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return False
+    stamp = cache / f"{STAMP_PREFIX}{source_hash(package)}"
+    if stamp.exists():
+        return False
+    try:
+        cache.mkdir(exist_ok=True)
+        for old in [*cache.glob("*.nbi"), *cache.glob("*.nbc"), *cache.glob(f"{STAMP_PREFIX}*")]:
+            old.unlink(missing_ok=True)
+        stamp.touch()
+    except OSError:
+        return False
+    return True
