@@ -1,6 +1,7 @@
 """The Makefile's targets follow the config: generator/make_paths.py resolves paths as config.py does, and
 `make site CONFIG=...` builds and marks only that config's atlas (dry runs: nothing is built)."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -23,11 +24,16 @@ def test_make_paths_agree_with_the_config(path, monkeypatch):
         [(config.root / s).resolve() for s in config.site.sections]
 
 
+# The make a newcomer types, not one nested in `make test`'s: the outer make's MAKEFLAGS name a jobserver
+# (the Makefile runs two jobs) that a make started by pytest cannot reach, and it would say so on stderr.
+NEWCOMER_ENV = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
+
+
 def dry_run(*args: str) -> str:
     if shutil.which("make") is None:
         pytest.skip("no make")
     proc = subprocess.run(["make", "-n", *args, f"PYTHON={sys.executable}"], cwd=REPO, capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=60, env=NEWCOMER_ENV)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -49,6 +55,6 @@ def test_default_make_site_builds_the_atlas_and_its_section():
 
 def test_an_unreadable_config_stops_make_with_one_line():
     proc = subprocess.run(["make", "-n", "site", "CONFIG=no-such.toml"], cwd=REPO, capture_output=True, text=True,
-                          timeout=60)
+                          timeout=60, env=NEWCOMER_ENV)
     assert proc.returncode != 0
     assert len(proc.stderr.strip().splitlines()) == 1 and "no-such.toml" in proc.stderr
