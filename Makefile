@@ -10,18 +10,20 @@ PY := $(VENV)/bin/python
 CONFIG ?= atlas.toml
 # Where this config's atlas lives, read from the config itself (site.build_dir, site.site_dir, data.dir,
 # site.sections), so `make site CONFIG=configs/fashion-mnist.toml` builds and marks only that atlas.
-PATHS = $(shell $(PYTHON) generator/make_paths.py $(1) $(2))
-BUILD := $(shell $(PYTHON) generator/make_paths.py $(CONFIG) build 2>&1)
-ifneq ($(filter error: usage:,$(firstword $(BUILD))),)
-$(error $(BUILD))
+# One Python start for all of them: `make_paths.py CONFIG make` prints key=value words (see its docstring).
+MAKE_PATHS := $(shell $(PYTHON) generator/make_paths.py $(CONFIG) make 2>&1)
+ifneq ($(filter error: usage:,$(firstword $(MAKE_PATHS))),)
+$(error $(MAKE_PATHS))
 endif
-SITE := $(call PATHS,$(CONFIG),site)
-SECTIONS := $(call PATHS,$(CONFIG),sections)
+PATHS = $(patsubst $(1)=%,%,$(filter $(1)=%,$(MAKE_PATHS)))
+BUILD := $(call PATHS,build)
+SITE := $(call PATHS,site)
+SECTIONS := $(call PATHS,sections)
 ATLAS := $(PY) -m generator
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1)
 TEST_STAMP := $(VENV)/.installed-test-$(shell cat requirements.txt requirements-test.txt | cksum | cut -d' ' -f1)
 
-DATA := $(call PATHS,$(CONFIG),data)
+DATA := $(call PATHS,data)
 MODEL_SRC := generator/config.py generator/data.py $(wildcard generator/kernels/*.py) generator/train.py \
 	generator/weights.py generator/activations.py generator/dataset_files.py $(wildcard generator/readers/*.py) \
 	generator/network.py
@@ -42,27 +44,37 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 # The runtime environment holds only what `make site` needs; `make test` adds the test packages.
-# uv (pinned, installed into .venv by pip) installs the pinned set in 2-7 s where pip alone takes about
-# 50 s on these 2 cores; both install exactly the files of requirements.txt. UV=0 uses pip alone
-# (e.g. where only a local package index is reachable: uv does not read pip's configuration).
+# uv (pinned) installs the pinned set in 2-7 s where pip alone takes about 50 s on these 2 cores; both
+# install exactly the files of requirements.txt. UV=0 uses pip alone (e.g. where only a local package index
+# is reachable: uv does not read pip's configuration).
+# .venv is made without pip of its own (`python3 -m venv` spends about 4 s installing pip): pip_install runs
+# the system Python's pip on it (pip >= 22.3: --python), or, where that Python has no such pip, first gives
+# .venv its own pip (ensurepip) as before.
 UV ?= 1
 UV_VERSION := 0.13.9
+PIP_FLAGS := --disable-pip-version-check --quiet
+define pip_install
+if test -x $(VENV)/bin/pip; then $(PY) -m pip install $(PIP_FLAGS) $(1); \
+elif ! $(PYTHON) -m pip --python $(PY) install $(PIP_FLAGS) $(1) 2>/dev/null; then \
+  $(PY) -m ensurepip --default-pip >/dev/null && $(PY) -m pip install $(PIP_FLAGS) $(1); fi
+endef
+# $(call install,ARGS): install ARGS (e.g. -r requirements.txt) into .venv, without dependencies of their own.
 ifeq ($(UV),1)
 # (an environment made before uv was used gets it the first time it installs anything)
-INSTALL = { test -x $(VENV)/bin/uv || $(PY) -m pip install --disable-pip-version-check --quiet uv==$(UV_VERSION); } \
-	&& $(VENV)/bin/uv pip install --python $(PY) --quiet --no-deps
+install = { test -x $(VENV)/bin/uv || { $(call pip_install,uv==$(UV_VERSION)); }; } \
+	&& $(VENV)/bin/uv pip install --python $(PY) --quiet --no-deps $(1)
 else
-INSTALL = $(PY) -m pip install --disable-pip-version-check --quiet --no-deps
+install = $(call pip_install,--no-deps $(1))
 endif
 
 $(STAMP): requirements.txt
 	rm -rf $(VENV)
-	$(PYTHON) -m venv $(VENV)
-	$(INSTALL) -r requirements.txt
+	$(PYTHON) -m venv --without-pip $(VENV)
+	$(call install,-r requirements.txt)
 	touch $@
 
 $(TEST_STAMP): $(STAMP) requirements-test.txt
-	$(INSTALL) -r requirements-test.txt
+	$(call install,-r requirements-test.txt)
 	touch $@
 
 $(BUILD)/model.npz: $(STAMP) $(CONFIG) $(DATA) $(MODEL_SRC)
@@ -79,17 +91,17 @@ $(BUILD)/atlas.json: $(BUILD)/model.npz $(ANALYSIS_SRC)
 # fresh make site on 2 cores). A section trains after the main network (the order-only prerequisite), so it
 # loads numba's kernels from the cache the main training wrote instead of compiling them again at the same time.
 define section_rules
-$(call PATHS,$(1),build)/model.npz: $(STAMP) $(1) $(call PATHS,$(1),data) $(MODEL_SRC) | $(BUILD)/model.npz
+$(call PATHS,$(1):build)/model.npz: $(STAMP) $(1) $(call PATHS,$(1):data) $(MODEL_SRC) | $(BUILD)/model.npz
 	$(ATLAS) train --config $(1)
 	touch $$@
 
-$(call PATHS,$(1),build)/atlas.json: $(call PATHS,$(1),build)/model.npz $(ANALYSIS_SRC)
+$(call PATHS,$(1):build)/atlas.json: $(call PATHS,$(1):build)/model.npz $(ANALYSIS_SRC)
 	$(ATLAS) analyze --config $(1)
 	touch $$@
 endef
 $(foreach section,$(SECTIONS),$(eval $(call section_rules,$(section))))
-SECTION_ATLASES := $(foreach section,$(SECTIONS),$(call PATHS,$(section),build)/atlas.json)
-SECTION_DATA := $(foreach section,$(SECTIONS),$(call PATHS,$(section),data))
+SECTION_ATLASES := $(foreach section,$(SECTIONS),$(call PATHS,$(section):build)/atlas.json)
+SECTION_DATA := $(foreach section,$(SECTIONS),$(call PATHS,$(section):data))
 
 $(BUILD)/.rendered: $(BUILD)/atlas.json $(SECTION_ATLASES) $(RENDER_SRC)
 	$(ATLAS) render --config $(CONFIG)
@@ -111,7 +123,7 @@ test: $(TEST_STAMP) ## run the tests (first installs the test packages into .ven
 # OpenBLAS builds); the benchmark unsets it, for its own command only, so NumPy is timed at its best.
 bench: $(STAMP) ## time an epoch: numba vs NumPy (and PyTorch CPU with TORCH=1) vs the FLOP limit
 ifeq ($(TORCH),1)
-	$(PY) -m pip install --disable-pip-version-check --quiet torch==2.13.0
+	$(call pip_install,torch==2.13.0)
 endif
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) bench/train_bench.py
 
