@@ -274,8 +274,11 @@ def check_pixel_range(path: Path, images: np.ndarray, pixel_max: int) -> None:
 
 def to_float(images: np.ndarray, pixel_max: int = 255) -> np.ndarray:
     """(N, rows, cols) integers (or floats in [0, 1] with pixel_max 1) -> (N, rows*cols) float32 pixel / pixel_max
-    in [0, 1], C-contiguous."""
-    return np.ascontiguousarray(images.reshape(len(images), -1), dtype=np.float32) / np.float32(pixel_max)
+    in [0, 1], C-contiguous. Divides straight into the result (the same bits as casting first, then dividing):
+    each fresh 188 MB array of MNIST costs about 0.3 s of page faults on these machines."""
+    out = np.empty((len(images), int(np.prod(images.shape[1:], dtype=np.int64))), np.float32)
+    np.divide(images.reshape(len(images), -1), np.float32(pixel_max), out=out, dtype=np.float32)
+    return out
 
 
 def select_classes(data: Dataset, classes: list[int]) -> Dataset:
