@@ -16,7 +16,7 @@ from .errors import BuildError
 from .loaders import check_model_fits, load_analysis, load_data, load_trained, section_configs
 from .network import hidden_sizes, sizes
 from .output import sync_tree, write_if_changed
-from .train import Epoch, fingerprint, load_model, save_model, train
+from .train import Epoch, KernelWarmer, fingerprint, load_model, save_model, train
 from .weights import load_network, normalised_inputs
 
 # Each stage runs as a command of its own (make site runs four and their sections'), so the analysis (numba's
@@ -63,6 +63,18 @@ def up_to_date(config: Config, fp: str) -> bool:
 def stage_train(config: Config, run: Run) -> None:
     """Train the configured network into build/model.npz, unless it is up to date; import it with
     network.weights. Raises ConfigError, DataError, TrainingError or WeightsError."""
+    warmer = None
+    if not config.network.weights:
+        from . import kernels  # noqa: F401  (first: importing it drops a stale numba cache; see KernelWarmer)
+        warmer = KernelWarmer(config)  # compiles beside the data's reading; stopped if the model is up to date
+    try:
+        _train_or_import(config, run, warmer)
+    finally:
+        if warmer is not None:
+            warmer.stop()
+
+
+def _train_or_import(config: Config, run: Run, warmer: KernelWarmer | None) -> None:
     data = run.data(config)
     fp = fingerprint(config, data.sha256)
     if up_to_date(config, fp):
@@ -84,7 +96,7 @@ def stage_train(config: Config, run: Run) -> None:
         run.say(f"  epoch {e.epoch:3d}/{config.train.epochs}  lr {e.learning_rate:.4f}  train loss {e.train_loss:.4f}  "
                 f"test loss {e.test_loss:.4f}  test accuracy {100 * e.test_accuracy:.2f}%  {e.seconds:.2f} s")
 
-    params, history, snapshots = train(config, data, report)
+    params, history, snapshots = train(config, data, report, warmer, run.say)
     meta = {"config": config.to_dict(), "data_sha256": dict(sorted(data.sha256.items())),
             "source": "trained by this atlas", "fingerprint": fp,
             "activation": net.activation, "output": net.output}  # as an imported network's meta says them

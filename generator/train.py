@@ -6,6 +6,9 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,13 +81,68 @@ def evaluate(params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray, activa
     return float(loss.mean()), float((Z.argmax(axis=1) == y).mean())
 
 
-def train(config: Config, data: Dataset, on_epoch: Callable[[Epoch], None] = lambda e: None):
+def warm_kernels(hidden_layers: int, activation: str, output: str, normalised: bool) -> None:
+    """Compile (or load from numba's cache) the kernels `train` calls for a network of this shape, by training
+    one epoch of 200 random sparse float32 images with the same argument types (numba compiles per type, not
+    per size): 784 inputs, `hidden_layers` hidden layers of 30 units, 10 classes."""
+    from . import kernels
+    rng = np.random.default_rng(0)
+    n = 200
+    X = np.where(rng.random((n, 784)) < 0.2, rng.random((n, 784)), 0).astype(np.float32)
+    y = rng.integers(0, 10, n).astype(np.int64)
+    params = init_params(784, (30,) * hidden_layers, 10, rng)
+    mean, std = (0.1307, 0.3081) if normalised else (0.0, 1.0)
+    kernels.sgd_epoch(params, X, y, rng.permutation(n), 10, np.float32(0.1), np.float32(1.0), kernels.sparse_inputs(X),
+                      activation, output, mean, std)
+
+
+class KernelWarmer:
+    """`warm_kernels` for `config`'s network in a second process, started before the train stage reads the
+    data: on a cold numba cache (a fresh clone, or the kernels changed) the compile, single-threaded, runs
+    beside the reading of the data and the sparse inputs instead of before the first epoch, and the training
+    loads the kernels from the cache it wrote. If that process fails, the training compiles them itself.
+
+    The caller must have imported `generator.kernels` first: that import is what drops a stale cache
+    (kernels/cache.py), and it must not race the second process's writes."""
+
+    def __init__(self, config: Config):
+        net, d = config.network, config.data
+        args = [len(net.hidden_sizes), net.activation, net.output, (d.mean, d.std) != (0.0, 1.0)]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            p for p in (str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")) if p))
+        code = ("import json, sys, time; t = time.perf_counter(); from generator.train import warm_kernels; "
+                "warm_kernels(*json.loads(sys.argv[1])); print(round(time.perf_counter() - t, 2))")
+        self.process = subprocess.Popen([sys.executable, "-c", code, json.dumps(args)], env=env, text=True,
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+
+    def wait(self) -> tuple[float | None, float]:
+        """Wait for the second process: (its seconds, or None when it failed; the seconds waited here)."""
+        started = time.perf_counter()
+        out, _ = self.process.communicate()
+        waited = time.perf_counter() - started
+        try:
+            return (float(out) if self.process.returncode == 0 else None), waited
+        except ValueError:
+            return None, waited
+
+    def stop(self) -> None:
+        """End the second process if it still runs (the model was up to date, or the stage failed)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        if self.process.stdout:
+            self.process.stdout.close()
+
+
+def train(config: Config, data: Dataset, on_epoch: Callable[[Epoch], None] = lambda e: None,
+          warmer: KernelWarmer | None = None, say: Callable[[str], None] = lambda message: None):
     """Train the configured network on `data`; returns (params, history, snapshots). Same config, same bits.
 
     Trains on the inputs the network is configured to see, (pixel / pixel_max - data.mean) / data.std,
     and returns weights that act on pixel / pixel_max: the normalisation folded into W1 and b1
     (`weights.fold_inputs`; normalised inputs change SGD's steps, not what the network computes).
-    snapshots maps an epoch (0 = before training) to a copy of W1 after it, folded alike. Stops with a TrainingError
+    snapshots maps an epoch (0 = before training) to a copy of W1 after it, folded alike. `warmer`, if given,
+    is waited for before the first epoch (and `say` told how long it took). Stops with a TrainingError
     in the first epoch whose loss or weights are not finite, or whose mean loss is so large
     (DIVERGED_LOSS) that the weights have blown up even though float32 still holds them.
     """
@@ -111,6 +169,10 @@ def train(config: Config, data: Dataset, on_epoch: Callable[[Epoch], None] = lam
 
     snapshots = {0: folded_W1()}
     inputs = kernels.sparse_inputs(data.train_images)  # the same for every epoch
+    if warmer is not None:
+        seconds, waited = warmer.wait()
+        say(f"train: numba's kernels ready in {seconds:.1f} s, beside reading the data (waited {waited:.1f} s)"
+            if seconds is not None else "train: the kernels' second process failed; the first epoch compiles them")
     with threadpool_limits(limits=1, user_api="blas"):  # one BLAS thread: see the note above evaluate()
         for e in range(t.epochs):
             started = time.perf_counter()
