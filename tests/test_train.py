@@ -102,3 +102,44 @@ def test_two_hidden_layers_relu_softmax_learn(subset):
                                                                               (10, 20), (10,)]
     _, acc = train_module.evaluate(params, data.test_images, data.test_labels, "relu", "softmax")
     assert acc == history[-1].test_accuracy and acc > 0.8
+
+
+WARM_THEN_TRAIN = """
+import sys
+from numba.core import event
+from generator.config import REPO, load_config
+from generator.data import load_dataset
+from generator.train import train, warm_kernels
+hidden, activation, output, normalised = sys.argv[1:5]
+overrides = ["data.train_limit=300", "data.test_limit=100", "train.epochs=1", f"network.hidden={hidden}",
+             f"network.activation={activation!r}", f"network.output={output!r}"]
+if normalised == "1":
+    overrides += ["data.mean=0.1307", "data.std=0.3081"]
+config = load_config(REPO / "atlas.toml", overrides)
+data = load_dataset(REPO / config.data.dir, config.data.sha256, 300, 100)
+warm_kernels(len(config.network.hidden_sizes), activation, output, normalised == "1")
+compiled = []
+class Listener(event.Listener):
+    def on_start(self, ev):
+        compiled.append(ev.data["dispatcher"].py_func.__name__)
+    def on_end(self, ev):
+        pass
+event.register("numba:compile", Listener())
+train(config, data)
+print(",".join(compiled) or "none")
+"""
+
+
+@pytest.mark.parametrize("hidden, activation, output, normalised",
+                         [("30", "sigmoid", "sigmoid", "0"), ("[20, 10]", "relu", "softmax", "1")])
+def test_warm_kernels_compiles_everything_training_calls(hidden, activation, output, normalised, tmp_path):
+    """KernelWarmer's second process compiles exactly what `train` then loads from the cache: after
+    warm_kernels, in a fresh process with an empty numba cache, training compiles nothing more."""
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-c", WARM_THEN_TRAIN, hidden, activation, output, normalised], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "none"
