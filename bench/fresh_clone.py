@@ -4,8 +4,9 @@
 
 Clones this repository's HEAD into a temporary directory, runs `make site` there and prints, from the
 output's timestamps and build/timings.json: setting up .venv (uv's download cache stays as it is unless
---cold-uv points uv at an empty one, as on a machine that never ran it), numba's cold compile (the first
-epoch minus the mean of the others), each stage, and the total. Standard library only: it runs before
+--cold-uv points uv at an empty one, as on a machine that never ran it), numba's cold compile (in the
+train stage's second process, and how much of it the training waited for; then the first epoch minus
+the mean of the others: loading the kernels from the cache), each stage, and the total. Standard library only: it runs before
 .venv exists. The machine is shared, so the load average at start and end is printed beside the figures.
 """
 
@@ -24,6 +25,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 EPOCH = re.compile(r"^\s+epoch\s+(\d+)/(\d+).*\s([\d.]+) s$")
+READY = re.compile(r"^train: numba's kernels ready in ([\d.]+) s, .*\(waited ([\d.]+) s\)")
 
 
 def main() -> int:
@@ -41,12 +43,16 @@ def main() -> int:
     started = time.perf_counter()
     first_stage = None
     epochs: list[tuple[int, float]] = []
+    ready: list[tuple[float, float]] = []
     with subprocess.Popen(["make", "site"], cwd=clone, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True) as make:
         for line in make.stdout:
             sys.stdout.write(line)
             if first_stage is None and line.startswith("train:"):
                 first_stage = time.perf_counter() - started
+            r = READY.match(line)
+            if r:
+                ready.append((float(r.group(1)), float(r.group(2))))
             m = EPOCH.match(line)
             if m and m.group(2) == "30":  # the main atlas's 30 epochs, not the tiny section's
                 epochs.append((int(m.group(1)), float(m.group(3))))
@@ -60,7 +66,9 @@ def main() -> int:
     rest = [s for e, s in epochs if e > 1]
     compile_s = epochs[0][1] - sum(rest) / len(rest) if rest else float("nan")
     rows = [("set-up (.venv, before the first stage)", first_stage or 0.0),
-            ("numba cold compile (epoch 1 minus a warm one)", compile_s),
+            ("numba: the second process's compile", ready[0][0] if ready else float("nan")),
+            ("numba: of it, waited for before epoch 1", ready[0][1] if ready else float("nan")),
+            ("epoch 1 minus a warm one (loads the kernels)", compile_s),
             *((f"stage {k}", v) for k, v in timings.items()),
             ("total make site", total)]
     print()
