@@ -27,6 +27,8 @@ import os
 import posixpath
 import re
 
+from markdown.extensions import Extension
+from markdown.preprocessors import Preprocessor
 from markupsafe import escape
 from mkdocs.plugins import event_priority
 
@@ -35,7 +37,42 @@ _search_rules: dict[str, dict] = {}  # page URL -> its front matter's `search:`,
 
 def on_config(config):
     config.site_name = escape(str(config.site_name))
+    config.markdown_extensions.append(AtlasRawBlocks())
     return config
+
+
+# An activation grid or an image grid (templates/_macros.md.j2: activation_grid, image_grid) as render writes it:
+# its <div> line, one line per cell, </div>, then a blank line. No `markdown` attribute, no nested <div>.
+_RAW_BLOCK = re.compile(r'^<div (?![^>\n]*\bmarkdown\b)[^>\n]*\bclass="atlas-(?:act|images)"[^>\n]*>\n'
+                        r'(?:(?!</?div\b)[^\n]*\n)*</div>\n(?=\n)', re.M)
+
+
+class RawBlockPreprocessor(Preprocessor):
+    """Stash the atlas's grids of raw HTML (_RAW_BLOCK) whole, as Python-Markdown's HTML block parser
+    would, without that parser reading them tag by tag."""
+
+    def run(self, lines: list[str]) -> list[str]:
+        text = "\n".join(lines)
+        if "class=\"atlas-" not in text:
+            return lines
+        def stash(m: re.Match) -> str:
+            # What the parser leaves in place of such a block (a blank line, the placeholder, blank lines), and
+            # what it stashes: the block and the line break that ends it at the top level, where a blank line
+            # precedes it; inside a `markdown` block (right after its opening line) the element alone.
+            html = m.group(0) if text[max(m.start() - 2, 0):m.start()] in ("\n\n", "") else m.group(0)[:-1]
+            return f"\n{self.md.htmlStash.store(html)}\n\n\n"
+
+        return _RAW_BLOCK.sub(stash, text).split("\n")
+
+
+class AtlasRawBlocks(Extension):
+    """Python-Markdown's HTML block parser (html.parser, tag by tag) was the largest single cost of the site
+    build: a mistakes page holds a 10x10 grid of links per test image, 2 MB of them over ten pages, and each
+    neuron page two grids of 16 figures. The grids hold no Markdown, so they are stashed whole before that
+    parser runs (after fenced code, which may quote them); the HTML comes out byte for byte as before."""
+
+    def extendMarkdown(self, md):
+        md.preprocessors.register(RawBlockPreprocessor(md), "atlas_raw_blocks", 21)  # html_block is 20
 
 
 def page_file(src_uri: str) -> str:
