@@ -55,10 +55,13 @@ class RawBlockPreprocessor(Preprocessor):
         text = "\n".join(lines)
         if "class=\"atlas-" not in text:
             return lines
+
         def stash(m: re.Match) -> str:
             # What the parser leaves in place of such a block (a blank line, the placeholder, blank lines), and
             # what it stashes: the block and the line break that ends it at the top level, where a blank line
             # precedes it; inside a `markdown` block (right after its opening line) the element alone.
+            if ' id="' in m.group(0) or ' name="' in m.group(0):
+                return m.group(0)  # an anchor: left for mkdocs to see (the grids have none)
             html = m.group(0) if text[max(m.start() - 2, 0):m.start()] in ("\n\n", "") else m.group(0)[:-1]
             return f"\n{self.md.htmlStash.store(html)}\n\n\n"
 
@@ -69,10 +72,13 @@ class AtlasRawBlocks(Extension):
     """Python-Markdown's HTML block parser (html.parser, tag by tag) was the largest single cost of the site
     build: a mistakes page holds a 10x10 grid of links per test image, 2 MB of them over ten pages, and each
     neuron page two grids of 16 figures. The grids hold no Markdown, so they are stashed whole before that
-    parser runs (after fenced code, which may quote them); the HTML comes out byte for byte as before."""
+    parser runs (after fenced code, which may quote them); the HTML comes out byte for byte as before. mkdocs'
+    own pass over the page's raw HTML, which collects anchor ids for link checks, skips them too; a grid
+    that holds an id or a name is left to both parsers."""
 
     def extendMarkdown(self, md):
-        md.preprocessors.register(RawBlockPreprocessor(md), "atlas_raw_blocks", 21)  # html_block is 20
+        # Before html_block (20) and mkdocs' anchor collector (21), which would read them too, after fenced code (25).
+        md.preprocessors.register(RawBlockPreprocessor(md), "atlas_raw_blocks", 22)
 
 
 def page_file(src_uri: str) -> str:
