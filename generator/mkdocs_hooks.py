@@ -1,5 +1,7 @@
 """MkDocs hooks (listed in the build's generated mkdocs.yml): where pages are written, the search index's
-shape, the site's title as text, and each page's footer naming the run of the atlas the page belongs to.
+shape, the site's title as text, each page's footer naming the run of the atlas the page belongs to, and two
+shortcuts that keep the build's output as it was: images hard-linked, not copied, and the raw HTML grids
+stashed whole before Python-Markdown's HTML parser (AtlasRawBlocks).
 
 Pages: every page `x/y.md` is written as `x/y/index.html` and linked by that file (names.Names.href), so a
 link works served and from the file system alike, and the folder `x/y/` stays the page's permalink

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from generator.mkdocs_hooks import AtlasRawBlocks, page_file, permalink, shape_search_index
+from generator.mkdocs_hooks import AtlasRawBlocks, on_env, page_file, permalink, shape_search_index
 from generator.names import Names
 
 
@@ -52,6 +52,24 @@ def test_raw_grids_stashed_whole_come_out_as_the_html_parser_makes_them(source):
     extensions = ["admonition", "attr_list", "md_in_html", "tables", "toc", "fenced_code"]
     assert (markdown.markdown(source, extensions=[*extensions, AtlasRawBlocks()])
             == markdown.markdown(source, extensions=extensions))
+
+
+def test_images_are_linked_into_the_site_and_mkdocs_leaves_them_while_it_copies_the_rest(tmp_path):
+    from types import SimpleNamespace
+
+    from mkdocs.structure.files import File, Files
+
+    docs, site = tmp_path / "docs", tmp_path / "site"
+    (docs / "neurons" / "042").mkdir(parents=True)
+    (docs / "neurons" / "042" / "weights.png").write_bytes(b"png")
+    (docs / "neurons" / "042.json").write_text("{}")
+    files = Files([File(p, str(docs), str(site), use_directory_urls=False)
+                   for p in ("neurons/042/weights.png", "neurons/042.json")])
+    on_env(None, SimpleNamespace(docs_dir=str(docs)), files)
+    files.copy_static_files()
+    png, json_ = site / "neurons" / "042" / "weights.png", site / "neurons" / "042.json"
+    assert png.samefile(docs / "neurons" / "042" / "weights.png") and png.read_bytes() == b"png"
+    assert not json_.samefile(docs / "neurons" / "042.json") and json_.read_text() == "{}"
 
 
 def test_shape_search_index_keeps_what_each_page_asks_for():
