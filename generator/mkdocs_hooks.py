@@ -15,9 +15,9 @@ on every first visit.
 
 Images: the build's thousands of PNGs are hard-linked into site_dir instead of copied (where the file system
 allows it), just before mkdocs copies static files; mkdocs then finds each one already in place (the same
-file) and leaves it. Copying them cost 3-5 s of kernel time on these 2-core machines, linking 0.3 s. Safe
-because nothing writes into an existing image: render replaces files (os.replace, a new inode) and no build
-step writes PNGs into site_dir.
+file) and leaves it. Copying them cost 1-5 s of kernel time on these 2-core machines (more under load),
+linking 0.3 s. Safe because nothing writes into an existing image: render replaces files (os.replace, a new
+inode) and no build step writes PNGs into site_dir.
 
 mkdocs-material places `config.site_name` into pages unescaped in some spots (<title>, the header) and
 escaped in others (title="..."). Marking the escaped title as safe Markup makes both print it escaped
