@@ -59,3 +59,14 @@ def plural(noun: str) -> str:
 def short(x: float) -> str:
     """A threshold or range end in at most 4 significant digits: 0, 1, 0.99, 0.9995, 12.35."""
     return f"{x:.4g}"
+
+
+def activation_words(network: dict) -> dict[str, str]:
+    """How the pages name the hidden layer's activation and its scale (ModelInfo.network): its name, the
+    range the histograms and activation colours span, the saturation thresholds and the tied values."""
+    lo, hi = network["histogram_range"]
+    above, below = network["saturation"]
+    output = "" if network["output"] == "sigmoid" else f", {network['output']} outputs"
+    return {"hidden": network["activation"], "output": network["output"], "lo": short(lo), "hi": short(hi),
+            "above": short(above), "below": short(below), "saturated": short(lo + 0.9995 * (hi - lo)),
+            "silenced": short(lo + 0.0005 * (hi - lo)), "network": f"{network['activation']} network{output}"}

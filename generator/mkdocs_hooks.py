@@ -1,5 +1,7 @@
 """MkDocs hooks (listed in the build's generated mkdocs.yml): where pages are written, the search index's
-shape, the site's title as text, and each page's footer naming the run of the atlas the page belongs to.
+shape, the site's title as text, each page's footer naming the run of the atlas the page belongs to, and two
+shortcuts that keep the build's output as it was: images hard-linked, not copied, and the raw HTML grids
+stashed whole before Python-Markdown's HTML parser (AtlasRawBlocks).
 
 Pages: every page `x/y.md` is written as `x/y/index.html` and linked by that file (names.Names.href), so a
 link works served and from the file system alike, and the folder `x/y/` stays the page's permalink
@@ -11,6 +13,12 @@ index entry's tags, which Material's search weighs above titles) and how much of
 pages repeat the same sections with different numbers; indexed whole they made the index 1.2 MB, fetched
 on every first visit.
 
+Images: the build's thousands of PNGs are hard-linked into site_dir instead of copied (where the file system
+allows it), just before mkdocs copies static files; mkdocs then finds each one already in place (the same
+file) and leaves it. Copying them cost 1-5 s of kernel time on these 2-core machines (more under load),
+linking 0.3 s. Safe because nothing writes into an existing image: render replaces files (os.replace, a new
+inode) and no build step writes PNGs into site_dir.
+
 mkdocs-material places `config.site_name` into pages unescaped in some spots (<title>, the header) and
 escaped in others (title="..."). Marking the escaped title as safe Markup makes both print it escaped
 exactly once, so a title like `<script>alert(1)</script>` shows as those characters.
@@ -21,6 +29,8 @@ import os
 import posixpath
 import re
 
+from markdown.extensions import Extension
+from markdown.preprocessors import Preprocessor
 from markupsafe import escape
 from mkdocs.plugins import event_priority
 
@@ -29,7 +39,48 @@ _search_rules: dict[str, dict] = {}  # page URL -> its front matter's `search:`,
 
 def on_config(config):
     config.site_name = escape(str(config.site_name))
+    config.markdown_extensions.append(AtlasRawBlocks())
     return config
+
+
+# An activation grid or an image grid (templates/_macros.md.j2: activation_grid, image_grid) as render writes it:
+# its <div> line, one line per cell, </div>, then a blank line. No `markdown` attribute, no nested <div>.
+_RAW_BLOCK = re.compile(r'^<div (?![^>\n]*\bmarkdown\b)[^>\n]*\bclass="atlas-(?:act|images)"[^>\n]*>\n'
+                        r'(?:(?!</?div\b)[^\n]*\n)*</div>\n(?=\n)', re.M)
+
+
+class RawBlockPreprocessor(Preprocessor):
+    """Stash the atlas's grids of raw HTML (_RAW_BLOCK) whole, as Python-Markdown's HTML block parser
+    would, without that parser reading them tag by tag."""
+
+    def run(self, lines: list[str]) -> list[str]:
+        text = "\n".join(lines)
+        if "class=\"atlas-" not in text:
+            return lines
+
+        def stash(m: re.Match) -> str:
+            # What the parser leaves in place of such a block (a blank line, the placeholder, blank lines), and
+            # what it stashes: the block and the line break that ends it at the top level, where a blank line
+            # precedes it; inside a `markdown` block (right after its opening line) the element alone.
+            if ' id="' in m.group(0) or ' name="' in m.group(0):
+                return m.group(0)  # an anchor: left for mkdocs to see (the grids have none)
+            html = m.group(0) if text[max(m.start() - 2, 0):m.start()] in ("\n\n", "") else m.group(0)[:-1]
+            return f"\n{self.md.htmlStash.store(html)}\n\n\n"
+
+        return _RAW_BLOCK.sub(stash, text).split("\n")
+
+
+class AtlasRawBlocks(Extension):
+    """Python-Markdown's HTML block parser (html.parser, tag by tag) was the largest single cost of the site
+    build: a mistakes page holds a 10x10 grid of links per test image, 2 MB of them over ten pages, and each
+    neuron page two grids of 16 figures. The grids hold no Markdown, so they are stashed whole before that
+    parser runs (after fenced code, which may quote them); the HTML comes out byte for byte as before. mkdocs'
+    own pass over the page's raw HTML, which collects anchor ids for link checks, skips them too; a grid
+    that holds an id or a name is left to both parsers."""
+
+    def extendMarkdown(self, md):
+        # Before html_block (20) and mkdocs' anchor collector (21), which would read them too, after fenced code (25).
+        md.preprocessors.register(RawBlockPreprocessor(md), "atlas_raw_blocks", 22)
 
 
 def page_file(src_uri: str) -> str:
@@ -45,6 +96,29 @@ def on_files(files, config):
         for derived in ("url", "abs_dest_path"):  # cached from the old dest_uri if read already
             file.__dict__.pop(derived, None)
     return files
+
+
+def on_env(env, config, files):
+    """Hard-link the documentation's images into site_dir (see the module's docstring); any that cannot be
+    linked (another file system, a file system without hard links) mkdocs copies as before."""
+    docs = os.path.join(os.path.abspath(config.docs_dir), "")
+    made = set()
+    for file in files:
+        src = file.abs_src_path
+        if file.generated_by or not src or not src.startswith(docs) or not src.endswith(".png"):
+            continue
+        if not file.inclusion.is_included():
+            continue
+        dest = file.abs_dest_path
+        folder = os.path.dirname(dest)
+        try:
+            if folder not in made:
+                os.makedirs(folder, exist_ok=True)
+                made.add(folder)
+            os.link(src, dest)
+        except OSError:
+            return env  # mkdocs copies this one and the rest
+    return env
 
 
 def permalink(url: str) -> str:

@@ -33,7 +33,7 @@ def neuron_summary(n: Neuron, cls: list[str], median_weight: float, nouns: str =
 
     cls: the classes' display names; median_weight: the median over neurons of max |w|, against which a
     near-constant neuron's weights are measured; nouns: what the classes are called ("digits"); act: the
-    activation's thresholds as render.activation_words gives them (sigmoid's by default).
+    activation's thresholds as formats.activation_words gives them (sigmoid's by default).
     """
     act = act or {"below": "0.01", "saturated": "0.9995"}
     K = len(cls)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import json
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 import numpy as np
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -14,7 +14,7 @@ from . import figures, probe, prose, render_layers
 from .atlas import Atlas
 from .config import SHARE, Config
 from .errors import BuildError
-from .formats import counted, fixed, md_text, percent, plural, points, short, signed, thousands
+from .formats import activation_words, counted, fixed, md_text, percent, plural, points, signed, thousands
 from .names import Names, root_of
 from .provenance import RUN_ID_HEX
 
@@ -202,32 +202,11 @@ def neuron_summaries(atlas: Atlas, cls: list[str]) -> list[str]:
     return [prose.neuron_summary(n, cls, atlas.model.weight_max_abs_median, nouns, act) for n in atlas.neurons]
 
 
-def activation_words(network: dict) -> dict[str, str]:
-    """How the pages name the hidden layer's activation and its scale (ModelInfo.network): its name, the
-    range the histograms and activation colours span, the saturation thresholds and the tied values."""
-    lo, hi = network["histogram_range"]
-    above, below = network["saturation"]
-    output = "" if network["output"] == "sigmoid" else f", {network['output']} outputs"
-    return {"hidden": network["activation"], "output": network["output"], "lo": short(lo), "hi": short(hi),
-            "above": short(above), "below": short(below), "saturated": short(lo + 0.9995 * (hi - lo)),
-            "silenced": short(lo + 0.0005 * (hi - lo)), "network": f"{network['activation']} network{output}"}
-
-
 def citation(atlas: Atlas, title: str, what: str) -> str:
     """A ready-to-paste line naming a unit of this run's network; the page appends its permalink."""
     m = atlas.model
     return (f"{what}, {title}, run {m.run_id} ({'-'.join(map(str, m.sizes))} {activation_words(m.network)['network']}, seed {m.seed}, "
             f"test accuracy {percent(m.test_accuracy)})")
-
-
-def run_facts(atlas: Atlas) -> dict[str, str]:
-    """What every page's footer says about the network (templates/overrides/partials/copyright.html)."""
-    m, t = atlas.model, atlas.model.config["train"]
-    training = (f"{m.epochs} epochs, batch {t['batch_size']}, learning rate {t['learning_rate']} ({t['schedule']}), "
-                f"L2 λ = {t['l2']}" if m.epochs else f"imported weights ({m.source})")
-    return {"run_id": m.run_id, "network": f"{'-'.join(map(str, m.sizes))} {activation_words(m.network)['network']}",
-            "training": training,
-            "seed": str(m.seed), "accuracy": percent(m.test_accuracy)}
 
 
 def json_bytes(value) -> bytes:
@@ -298,34 +277,3 @@ def render(atlas: Atlas, arrays: dict[str, np.ndarray], config: Config, prefix: 
     for static in sorted((TEMPLATES / "static").iterdir()):
         files[f"assets/{static.name}"] = static.read_bytes()
     return files
-
-
-def site_nav(docs: Path, section_titles: dict[str, str]) -> list:
-    """The navigation: each atlas's home, overview pages and class pages, but not its hundreds of neuron
-    pages (the neuron table lists them; a sidebar of a thousand links would make every page's HTML,
-    and the build, grow with the square of the network). Derived from the files render wrote."""
-    def atlas_nav(base: Path, rel: str) -> list:
-        items = [{"Home": f"{rel}index.md"}]
-        if (base / "probe" / "index.md").is_file():
-            items.append({"Probe": f"{rel}probe/index.md"})
-        for folder, label in (("neurons", "Neurons"), ("digits", "Digits"), ("classes", "Classes"),
-                              ("mistakes", "Mistakes")):
-            if not (base / folder / "index.md").is_file():
-                continue
-            if folder in ("digits", "classes"):
-                pages = sorted((p for p in (base / folder).glob("*.md") if p.stem.isdigit()), key=lambda p: int(p.stem))
-                items.append({label: [f"{rel}{folder}/index.md"] + [f"{rel}{folder}/{p.name}" for p in pages]})
-            else:
-                items.append({label: f"{rel}{folder}/index.md"})
-        layers = sorted((p for p in (base / "layers").glob("*/index.md") if p.parent.name.isdigit()),
-                        key=lambda p: int(p.parent.name))
-        # A deeper network's layer pages (one hidden layer has none), each an item of its own: in a "Layers"
-        # section, Material's navigation.indexes would make layer 1's index.md the section's own page.
-        items += [{f"Layer {p.parent.name}": f"{rel}layers/{p.parent.name}/index.md"} for p in layers]
-        items += sorted(f"{rel}{p.name}" for p in base.glob("*.md") if p.name != "index.md")
-        return items
-
-    nav = atlas_nav(docs, "")
-    for name, title in section_titles.items():
-        nav.append({title: atlas_nav(docs / name, f"{name}/")})
-    return nav

@@ -13,18 +13,60 @@ from pathlib import Path
 
 import yaml
 
+from .atlas import Atlas
 from .config import PACKAGE, SHARE, Config
 from .errors import BuildError, ConfigError
+from .formats import activation_words, percent
 from .loaders import load_atlas_only, section_configs
 from .output import swap_dir, write_if_changed
-from .render import TEMPLATES, run_facts, site_nav
 
 # A fixed build date unless the caller sets one: the site's bytes depend on its inputs only.
 DEFAULT_SOURCE_DATE_EPOCH = "315532800"  # 1980-01-01
 
 
+def run_facts(atlas: Atlas) -> dict[str, str]:
+    """What every page's footer says about the network (templates/overrides/partials/copyright.html)."""
+    m, t = atlas.model, atlas.model.config["train"]
+    training = (f"{m.epochs} epochs, batch {t['batch_size']}, learning rate {t['learning_rate']} ({t['schedule']}), "
+                f"L2 λ = {t['l2']}" if m.epochs else f"imported weights ({m.source})")
+    return {"run_id": m.run_id, "network": f"{'-'.join(map(str, m.sizes))} {activation_words(m.network)['network']}",
+            "training": training,
+            "seed": str(m.seed), "accuracy": percent(m.test_accuracy)}
+
+
+def site_nav(docs: Path, section_titles: dict[str, str]) -> list:
+    """The navigation: each atlas's home, overview pages and class pages, but not its hundreds of neuron
+    pages (the neuron table lists them; a sidebar of a thousand links would make every page's HTML,
+    and the build, grow with the square of the network). Derived from the files render wrote."""
+    def atlas_nav(base: Path, rel: str) -> list:
+        items = [{"Home": f"{rel}index.md"}]
+        if (base / "probe" / "index.md").is_file():
+            items.append({"Probe": f"{rel}probe/index.md"})
+        for folder, label in (("neurons", "Neurons"), ("digits", "Digits"), ("classes", "Classes"),
+                              ("mistakes", "Mistakes")):
+            if not (base / folder / "index.md").is_file():
+                continue
+            if folder in ("digits", "classes"):
+                pages = sorted((p for p in (base / folder).glob("*.md") if p.stem.isdigit()), key=lambda p: int(p.stem))
+                items.append({label: [f"{rel}{folder}/index.md"] + [f"{rel}{folder}/{p.name}" for p in pages]})
+            else:
+                items.append({label: f"{rel}{folder}/index.md"})
+        layers = sorted((p for p in (base / "layers").glob("*/index.md") if p.parent.name.isdigit()),
+                        key=lambda p: int(p.parent.name))
+        # A deeper network's layer pages (one hidden layer has none), each an item of its own: in a "Layers"
+        # section, Material's navigation.indexes would make layer 1's index.md the section's own page.
+        items += [{f"Layer {p.parent.name}": f"{rel}layers/{p.parent.name}/index.md"} for p in layers]
+        items += sorted(f"{rel}{p.name}" for p in base.glob("*.md") if p.name != "index.md")
+        return items
+
+    nav = atlas_nav(docs, "")
+    for name, title in section_titles.items():
+        nav.append({title: atlas_nav(docs / name, f"{name}/")})
+    return nav
+
+
 def atlas_facts(config: Config) -> dict[str, str]:
-    """What the footer says about the run of the atlas that `config` builds (render.run_facts).
+    """What the footer says about the run of the atlas that `config` builds (run_facts).
     Raises BuildError when its atlas.json is missing or unreadable."""
     return run_facts(load_atlas_only(config))
 
@@ -43,7 +85,7 @@ def mkdocs_config(config: Config) -> Path:
     facts = {**atlas_facts(config), "sections": [{"prefix": f"{s.site.section}/", **atlas_facts(s)} for s in sections]}
     text = yaml.safe_dump({"INHERIT": str(SHARE / "mkdocs.yml"), "docs_dir": str(config.docs_dir),
                            "site_name": config.site.title, "hooks": [str(PACKAGE / "mkdocs_hooks.py")],
-                           "theme": {"custom_dir": str(TEMPLATES / "overrides")}, "extra": {"atlas": facts},
+                           "theme": {"custom_dir": str(SHARE / "templates" / "overrides")}, "extra": {"atlas": facts},
                            "nav": nav},
                           sort_keys=False, allow_unicode=True, width=1 << 16)
     write_if_changed(config.mkdocs_path, text.encode())

@@ -447,7 +447,7 @@ def check_grid(markdown: str, values, outlined):
     viridis colour (matplotlib's, independently of figures.py) and the outline on exactly `outlined`."""
     import matplotlib
 
-    grid = markdown[markdown.index('<div class="atlas-act"'):]
+    grid = markdown[markdown.index(' class="atlas-act" '):]
     cells = re.findall(r'^<a href="(?:\.\./)+neurons/(\d{3})/index\.html" title="neuron (\d{3}): (\S+)" '
                        r'style="background: (#[0-9a-f]{6})"( class="atlas-top")?>(\d{3})</a>$', grid.split("</div>")[0], re.M)
     assert len(cells) == len(values)

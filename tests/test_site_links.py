@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from generator.mkdocs_hooks import page_file, permalink, shape_search_index
+from generator.mkdocs_hooks import AtlasRawBlocks, on_env, page_file, permalink, shape_search_index
 from generator.names import Names
 
 
@@ -23,6 +23,53 @@ def test_a_link_names_the_file_the_hook_writes_and_the_permalink_its_folder(pref
     assert names.href(names.neuron_page(42)) == f"{prefix}neurons/042/index.html"
     assert names.url(names.neuron_page(42)) == f"{prefix}neurons/042/"
     assert names.href(names.home()) == f"{prefix}index.html" and names.url(names.home()) == prefix
+
+
+GRID = ('<div aria-label="Hidden activations" class="atlas-act" role="img" style="grid-template-columns: repeat(2, 1fr)">\n'
+        '<a href="../../neurons/000/index.html" title="neuron 000: 0.5" style="background: #440256">000</a>\n'
+        '<a href="../../neurons/001/index.html" title="neuron 001: 1.0" style="background: #fde725" class="atlas-top">001</a>\n'
+        '</div>\n')
+IMAGES = ('<div class="atlas-images">\n<figure><a href="../../digits/0/index.html" title="test image #7, x &amp; y">'
+          '<img alt="Test image #7, a 0" height="56" loading="lazy" src="../../images/00007.png" width="56"></a>\n'
+          '<figcaption>0 · 1.000</figcaption></figure>\n</div>\n')
+
+
+@pytest.mark.parametrize("source", [
+    f"# Page\n\nText.\n\n{IMAGES}\n\n<span>after</span>\n",  # a neuron page's image grid
+    f"{IMAGES}\nText.\n",  # at the very start
+    f'<div class="atlas-row" markdown>\n<figure markdown>\n![a](x.png)\n</figure>\n<figure markdown>\n{GRID}\n'
+    '<figcaption>its hidden layer</figcaption>\n</figure>\n</div>\n',  # a mistake's grid inside `markdown` blocks
+    f'<div class="atlas-figure" id="fig" markdown>\n{GRID}\nMean activation of *each* neuron.\n</div>\n',  # a digit page's
+    f"Text.\n\n{GRID}\n\n{GRID}",  # two, and one without the blank line after it (left to the HTML parser)
+    f"```html\n{GRID}```\n\n{GRID}\n",  # quoted in fenced code: stays code
+    GRID.replace('class="atlas-act"', 'class="atlas-act" markdown') + "\n",  # a `markdown` grid: left alone
+    GRID.replace("<a ", "<div>").replace("</a>", "</div>") + "\n",  # nested <div>s: left alone
+    GRID.replace("<a ", '<a id="n0" ', 1) + "\n",  # an anchor inside: left for mkdocs' anchor collector too
+])
+def test_raw_grids_stashed_whole_come_out_as_the_html_parser_makes_them(source):
+    import markdown
+
+    extensions = ["admonition", "attr_list", "md_in_html", "tables", "toc", "fenced_code"]
+    assert (markdown.markdown(source, extensions=[*extensions, AtlasRawBlocks()])
+            == markdown.markdown(source, extensions=extensions))
+
+
+def test_images_are_linked_into_the_site_and_mkdocs_leaves_them_while_it_copies_the_rest(tmp_path):
+    from types import SimpleNamespace
+
+    from mkdocs.structure.files import File, Files
+
+    docs, site = tmp_path / "docs", tmp_path / "site"
+    (docs / "neurons" / "042").mkdir(parents=True)
+    (docs / "neurons" / "042" / "weights.png").write_bytes(b"png")
+    (docs / "neurons" / "042.json").write_text("{}")
+    files = Files([File(p, str(docs), str(site), use_directory_urls=False)
+                   for p in ("neurons/042/weights.png", "neurons/042.json")])
+    on_env(None, SimpleNamespace(docs_dir=str(docs)), files)
+    files.copy_static_files()
+    png, json_ = site / "neurons" / "042" / "weights.png", site / "neurons" / "042.json"
+    assert png.samefile(docs / "neurons" / "042" / "weights.png") and png.read_bytes() == b"png"
+    assert not json_.samefile(docs / "neurons" / "042.json") and json_.read_text() == "{}"
 
 
 def test_shape_search_index_keeps_what_each_page_asks_for():
