@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 import zipfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -82,13 +82,18 @@ def sync_tree(root: Path, files: dict[str, bytes]) -> int:
     """
     changed = sum(write_if_changed(root / rel, data, clean_stale=False, durable=False)
                   for rel, data in sorted(files.items()))
-    keep = {(root / rel).resolve() for rel in files}
-    for path in sorted(root.rglob("*"), reverse=True):
-        if path.is_file() and path.resolve() not in keep:
-            path.unlink()
-            changed += 1
-        elif path.is_dir() and not any(path.iterdir()):
-            path.rmdir()
+    # Compared as relative paths, not resolved ones: resolving each of thousands of files (a realpath, an
+    # lstat per component) was a fifth of the render stage.
+    keep = {PurePosixPath(rel).as_posix() for rel in files}
+    for folder, _, names in os.walk(root, topdown=False):  # a folder after everything in it
+        here = Path(folder)
+        rel = here.relative_to(root).as_posix()
+        for name in names:
+            if (name if rel == "." else f"{rel}/{name}") not in keep:
+                (here / name).unlink()
+                changed += 1
+        if here != root and not any(here.iterdir()):
+            here.rmdir()
     return changed
 
 
