@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import html
 import json
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path, PurePosixPath
+from typing import Callable
 
 import numpy as np
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -36,32 +41,33 @@ def environment() -> Environment:
 PRODUCTS = 8  # top-activating images whose product with the weights a neuron page shows
 
 
-def figure_files(atlas: Atlas, arrays: dict[str, np.ndarray], names: Names) -> tuple[dict[str, bytes], dict[str, str]]:
-    """Every PNG of the site, by path; and the symmetric scale of each signed map whose scale is its own,
-    formatted as the pages print it ('±0.123'), by path."""
+def figure_files(atlas: Atlas, arrays: dict[str, np.ndarray],
+                 names: Names) -> tuple[dict[str, Callable[[], bytes]], dict[str, str]]:
+    """Every PNG of the site, by path, as the call that draws it (figures.draw draws them); and the symmetric
+    scale of each signed map whose scale is its own, formatted as the pages print it ('±0.123'), by path."""
     scales = {}
 
     def signed_map(path: str, values: np.ndarray) -> None:
         vmax = float(np.abs(values).max())
-        files[path] = figures.diverging(values, vmax)
+        files[path] = partial(figures.diverging, values, vmax)
         scales[path] = "±" + fixed(vmax)
 
     files = {
-        "assets/colourbar-diverging.png": figures.colour_bar(figures.DIVERGING),
-        "assets/colourbar-ink.png": figures.colour_bar(figures.INK),
-        "assets/colourbar-activation.png": figures.colour_bar(figures.ACTIVATION),
+        "assets/colourbar-diverging.png": partial(figures.colour_bar, figures.DIVERGING),
+        "assets/colourbar-ink.png": partial(figures.colour_bar, figures.INK),
+        "assets/colourbar-activation.png": partial(figures.colour_bar, figures.ACTIVATION),
     }
     pixels = dict(zip(arrays["image_indices"].tolist(), arrays["images"].astype(np.float64) / 255))
     for index, image in pixels.items():
-        files[names.image(index)] = figures.ink(image)
+        files[names.image(index)] = partial(figures.ink, image)
     means = np.array([n.mean_activation for n in atlas.neurons])  # (H, K)
     lo, hi = atlas.model.network["histogram_range"]  # activation grids span the activation's range
     for n in atlas.neurons:
         w = np.array(n.weights)
-        files[names.neuron_fig(n.id, "weights-shared")] = figures.diverging(w, atlas.model.weight_max_abs)
+        files[names.neuron_fig(n.id, "weights-shared")] = partial(figures.diverging, w, atlas.model.weight_max_abs)
         if atlas.layers:  # a deeper network: its unit pages have their own figures (render_layers)
             continue
-        files[names.neuron_fig(n.id, "weights")] = figures.diverging(w, n.weight_max_abs)
+        files[names.neuron_fig(n.id, "weights")] = partial(figures.diverging, w, n.weight_max_abs)
         # The question's element-wise view: input times weights, pixel by pixel, each on its own scale:
         # for the typical image of the class it fires for most, and of every class.
         x = np.array(atlas.digits[n.fires_most_for].example.image)
@@ -73,19 +79,20 @@ def figure_files(atlas: Atlas, arrays: dict[str, np.ndarray], names: Names) -> t
         signed_map(names.neuron_fig(n.id, "pattern"), arrays["patterns"][n.id])
         for s, epoch in enumerate(atlas.model.snapshot_epochs):
             signed_map(names.neuron_fig(n.id, f"epoch-{epoch}"), arrays["snapshots"][s, n.id])
-        files[names.neuron_fig(n.id, "histogram")] = figures.stacked_bars(np.array(n.histogram))
-    files[names.confusion_fig()] = figures.confusion(np.array(atlas.confusion))
+        files[names.neuron_fig(n.id, "histogram")] = partial(figures.stacked_bars, np.array(n.histogram))
+    files[names.confusion_fig()] = partial(figures.confusion, np.array(atlas.confusion))
     for name in ("templates", "contrasts", "gradient_x_input", "integrated_gradients"):
         for d, values in enumerate(arrays[name]):
             signed_map(names.digit_fig(d, name), values)
     for d, values in enumerate(arrays["preferred"]):
-        files[names.digit_fig(d, "preferred")] = figures.ink(values)
+        files[names.digit_fig(d, "preferred")] = partial(figures.ink, values)
     for d in atlas.digits:
-        files[names.digit_fig(d.digit, "mean")] = figures.ink(np.array(d.mean_image))
-        files[names.digit_fig(d.digit, "hidden-mean")] = figures.activation_grid((means[:, d.digit] - lo) / (hi - lo))
-        files[names.digit_fig(d.digit, "example")] = figures.ink(np.array(d.example.image))
-        files[names.digit_fig(d.digit, "example-hidden")] = figures.activation_grid(
-            (np.array(d.example.hidden_activation) - lo) / (hi - lo))
+        files[names.digit_fig(d.digit, "mean")] = partial(figures.ink, np.array(d.mean_image))
+        files[names.digit_fig(d.digit, "hidden-mean")] = partial(figures.activation_grid,
+                                                                 (means[:, d.digit] - lo) / (hi - lo))
+        files[names.digit_fig(d.digit, "example")] = partial(figures.ink, np.array(d.example.image))
+        files[names.digit_fig(d.digit, "example-hidden")] = partial(
+            figures.activation_grid, (np.array(d.example.hidden_activation) - lo) / (hi - lo))
     deeper, deeper_scales = render_layers.figure_files(atlas, arrays, names)
     return {**files, **deeper}, {**scales, **deeper_scales}
 
@@ -282,6 +289,24 @@ def json_sizes(atlas: Atlas, names: Names, data: dict[str, bytes]) -> dict[str, 
             "digit": size([names.digit_json(d.digit) for d in atlas.digits])}
 
 
+@contextlib.contextmanager
+def drawing(plan: dict[str, Callable[[], bytes]]):
+    """Draw the figures of `plan` (path -> the call that draws it) in a second process while the body runs;
+    the dict it yields holds them, by path in plan's order, once the body is done. Encoding the PNGs is a third
+    of the render stage's CPU time and needs nothing the pages do, so on two cores it costs no wall time.
+    Drawn in this process where fork is not available. The same bytes either way: each PNG depends only on
+    its own call."""
+    figs = {}
+    if "fork" not in multiprocessing.get_all_start_methods():
+        yield figs
+        figs.update(figures.draw(plan))
+        return
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+        drawn = pool.submit(figures.draw, plan)
+        yield figs
+        figs.update(drawn.result())
+
+
 def render(atlas: Atlas, arrays: dict[str, np.ndarray], config: Config, prefix: str = "",
            sections: list[tuple[str, str, str]] = ()) -> dict[str, bytes]:
     """The whole docs tree of one atlas in memory: pages, figures, JSON and static assets, by relative path.
@@ -293,11 +318,13 @@ def render(atlas: Atlas, arrays: dict[str, np.ndarray], config: Config, prefix: 
                   classes="digits" if atlas.model.noun == "digit" else "classes",
                   neuron_layer=len(atlas.model.sizes) - 2)
     files = {}
-    figs, scales = figure_files(atlas, arrays, names)
-    data = data_files(atlas, names, figs)
-    probing = probe.probe_files(atlas, arrays, names)
-    sizes = {**json_sizes(atlas, names, data), **probe.sizes(probing, names)}
-    for part in (page_files(atlas, config, names, sizes, list(sections), scales), figs, data, probing):
+    plan, scales = figure_files(atlas, arrays, names)
+    with drawing(plan) as figs:  # the PNGs are drawn beside the rest, which needs only their paths and scales
+        data = data_files(atlas, names, plan)
+        probing = probe.probe_files(atlas, arrays, names)
+        sizes = {**json_sizes(atlas, names, data), **probe.sizes(probing, names)}
+        pages = page_files(atlas, config, names, sizes, list(sections), scales)
+    for part in (pages, figs, data, probing):
         clash = files.keys() & part.keys()
         if clash:
             raise BuildError(f"two outputs target the same path {sorted(clash)[0]}; rename one of them")
