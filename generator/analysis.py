@@ -5,11 +5,12 @@ Unit records (units.py), the classes (digit_analysis.py). Statistics helpers are
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from . import activations, attribution, effects, network, units
+from . import activations, attribution, background, effects, network, units
 from .atlas import FORMAT, Atlas, HistoryRow, ImageRef, ModelInfo, Neuron, Role, Similar, floats
 from .digit_analysis import RANDOM_DRAWS, digit_records
 from .config import Config
@@ -142,7 +143,16 @@ def _analyze(config: Config, model: Model, data: Dataset) -> tuple[Atlas, Arrays
     def refs(indices, j) -> list[ImageRef]:
         return [ImageRef(int(ids[i]), int(y[i]), rounded(f.A1[i, j]), rounded(f.Z1[i, j])) for i in indices]
 
-    neurons, shown_images = [], set(examples)
+    shown_images = set(examples)
+    layers, unit_preferred, layer_tops = deeper_layers(p64, full, effect, ablation, maps, X, y, ids, K, shape, k,
+                                                       hidden, (lo, hi), shown_images)
+    # The class records (a third of the analysis: pinning, random baselines, preferred inputs) need nothing
+    # the neuron records make: they are computed in a second process meanwhile. Each is seeded on its own
+    # and BLAS runs on one thread in both, so the numbers are the same bits as one after the other.
+    classes = background.start(partial(
+        digit_records, f, W2, p[f"b{L + 1}"], p64, X, y, ids, shape, K, k, config.train.seed, means, fill, raw,
+        disc, effect, ablation, accuracy, mean_images, examples, tops, bottoms, layer_tops))
+    neurons = []
     for j in range(H):
         w_out = W_out[:, j]
         top, top_sampled = shown_extremes(f.Z1[:, j], saturated[:, j], y, K, n_shown, highest=True)
@@ -179,11 +189,7 @@ def _analyze(config: Config, model: Model, data: Dataset) -> tuple[Atlas, Arrays
             similar_by_weights=[Similar(i, rounded(r)) for i, r in similar_w[j]],
             similar_by_activation=[Similar(i, rounded(r)) for i, r in similar_a[j]],
         ))
-    layers, unit_preferred, layer_tops = deeper_layers(p64, full, effect, ablation, maps, X, y, ids, K, shape, k,
-                                                       hidden, (lo, hi), shown_images)
-    digits, confusion, class_maps, wrong = digit_records(
-        f, W2, p[f"b{L + 1}"], p64, X, y, ids, shape, K, k, config.train.seed, means, fill, raw, disc, effect,
-        ablation, accuracy, mean_images, examples, tops, bottoms, layer_tops)
+    digits, confusion, class_maps, wrong = classes()
     shown_images.update(wrong)
     history = [HistoryRow(h.epoch, h.learning_rate, h.train_loss, h.test_loss, h.test_accuracy, h.seconds)
                for h in model.history]

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import html
 import json
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Callable
@@ -16,7 +13,7 @@ import numpy as np
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from . import atlas as atlas_mod
-from . import figures, probe, prose, render_layers
+from . import background, figures, probe, prose, render_layers
 from .atlas import Atlas
 from .config import SHARE, Config
 from .errors import BuildError
@@ -289,24 +286,6 @@ def json_sizes(atlas: Atlas, names: Names, data: dict[str, bytes]) -> dict[str, 
             "digit": size([names.digit_json(d.digit) for d in atlas.digits])}
 
 
-@contextlib.contextmanager
-def drawing(plan: dict[str, Callable[[], bytes]]):
-    """Draw the figures of `plan` (path -> the call that draws it) in a second process while the body runs;
-    the dict it yields holds them, by path in plan's order, once the body is done. Encoding the PNGs is a third
-    of the render stage's CPU time and needs nothing the pages do, so on two cores it costs no wall time.
-    Drawn in this process where fork is not available. The same bytes either way: each PNG depends only on
-    its own call."""
-    figs = {}
-    if "fork" not in multiprocessing.get_all_start_methods():
-        yield figs
-        figs.update(figures.draw(plan))
-        return
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
-        drawn = pool.submit(figures.draw, plan)
-        yield figs
-        figs.update(drawn.result())
-
-
 def render(atlas: Atlas, arrays: dict[str, np.ndarray], config: Config, prefix: str = "",
            sections: list[tuple[str, str, str]] = ()) -> dict[str, bytes]:
     """The whole docs tree of one atlas in memory: pages, figures, JSON and static assets, by relative path.
@@ -319,12 +298,14 @@ def render(atlas: Atlas, arrays: dict[str, np.ndarray], config: Config, prefix: 
                   neuron_layer=len(atlas.model.sizes) - 2)
     files = {}
     plan, scales = figure_files(atlas, arrays, names)
-    with drawing(plan) as figs:  # the PNGs are drawn beside the rest, which needs only their paths and scales
-        data = data_files(atlas, names, plan)
-        probing = probe.probe_files(atlas, arrays, names)
-        sizes = {**json_sizes(atlas, names, data), **probe.sizes(probing, names)}
-        pages = page_files(atlas, config, names, sizes, list(sections), scales)
-    for part in (pages, figs, data, probing):
+    # Encoding the PNGs is a third of the stage's CPU time and the rest needs only their paths and scales:
+    # they are drawn in a second process meanwhile.
+    drawn = background.start(partial(figures.draw, plan))
+    data = data_files(atlas, names, plan)
+    probing = probe.probe_files(atlas, arrays, names)
+    sizes = {**json_sizes(atlas, names, data), **probe.sizes(probing, names)}
+    pages = page_files(atlas, config, names, sizes, list(sections), scales)
+    for part in (pages, drawn(), data, probing):
         clash = files.keys() & part.keys()
         if clash:
             raise BuildError(f"two outputs target the same path {sorted(clash)[0]}; rename one of them")
