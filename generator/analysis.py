@@ -17,7 +17,7 @@ from .config import Config
 from .data import Dataset
 from .provenance import run_id
 from .stats import (EXTREMES, HIST_BINS, NEAR_CONSTANT, OFF, ON, SATURATED, SILENCED, SIMILAR, STAT_DIGITS,
-                    class_means, extremes, histograms, most_similar, patterns, per_class_accuracy, rounded,
+                    class_means, histograms, most_similar, patterns, per_class_accuracy, rounded,
                     saturation, saturation_flag, shown_extremes, typical_examples)
 from .train import Model
 
@@ -137,7 +137,10 @@ def _analyze(config: Config, model: Model, data: Dataset) -> tuple[Atlas, Arrays
     similar_w = most_similar(W_in, SIMILAR)
     similar_a = most_similar(f.A1.T, SIMILAR)
     n_pattern = max(1, len(y) // 100)
-    pattern = patterns(f.A1, X, extremes(f.Z1, n_pattern)[0])
+    # (N, H) each neuron's images by pre-activation, highest and lowest first (stable: ties to the lower
+    # index), sorted once for the patterns and the shown extremes (as extremes and shown_extremes sort them)
+    highest, lowest = np.argsort(-f.Z1, axis=0, kind="stable"), np.argsort(f.Z1, axis=0, kind="stable")
+    pattern = patterns(f.A1, X, highest[:n_pattern].T)
     n_shown = min(EXTREMES, len(y))
 
     def refs(indices, j) -> list[ImageRef]:
@@ -155,8 +158,8 @@ def _analyze(config: Config, model: Model, data: Dataset) -> tuple[Atlas, Arrays
     neurons = []
     for j in range(H):
         w_out = W_out[:, j]
-        top, top_sampled = shown_extremes(f.Z1[:, j], saturated[:, j], y, K, n_shown, highest=True)
-        bottom, bottom_sampled = shown_extremes(f.Z1[:, j], silenced[:, j], y, K, n_shown, highest=False)
+        top, top_sampled = shown_extremes(f.Z1[:, j], saturated[:, j], y, K, n_shown, True, highest[:, j])
+        bottom, bottom_sampled = shown_extremes(f.Z1[:, j], silenced[:, j], y, K, n_shown, False, lowest[:, j])
         shown_images.update(top, bottom)
         neurons.append(Neuron(
             id=j, bias=float(floats(b_in[j:j + 1])[0]),
