@@ -34,11 +34,6 @@ def png(rgba: np.ndarray, scale: int = 1) -> bytes:
     return buffer.getvalue()
 
 
-def draw(plan: dict) -> dict[str, bytes]:
-    """{path: the call that draws it} -> {path: its PNG bytes}, in the same order."""
-    return {path: make() for path, make in plan.items()}
-
-
 def diverging(values: np.ndarray, vmax: float, scale: int = 1) -> bytes:
     """A signed map on the symmetric scale [-vmax, vmax]: red positive, blue negative, white zero."""
     vmax = vmax if vmax > 0 else 1.0

@@ -10,7 +10,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable
 
 import numpy as np
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template
 
 from . import atlas as atlas_mod
 from . import background, figures, probe, prose, render_layers
@@ -40,7 +40,7 @@ PRODUCTS = 8  # top-activating images whose product with the weights a neuron pa
 
 def figure_files(atlas: Atlas, arrays: dict[str, np.ndarray],
                  names: Names) -> tuple[dict[str, Callable[[], bytes]], dict[str, str]]:
-    """Every PNG of the site, by path, as the call that draws it (figures.draw draws them); and the symmetric
+    """Every PNG of the site, by path, as the call that draws it (`make` draws them); and the symmetric
     scale of each signed map whose scale is its own, formatted as the pages print it ('±0.123'), by path."""
     scales = {}
 
@@ -149,8 +149,10 @@ def grid_cells(values, value_range, top: list[int] = ()) -> list[dict]:
 
 
 def page_files(atlas: Atlas, config: Config, names: Names, json_sizes: dict[str, str],
-               sections: list[tuple[str, str, str]], scales: dict[str, str]) -> dict[str, bytes]:
-    """Every Markdown page of the site, by path; `scales` gives each signed map's printed scale."""
+               sections: list[tuple[str, str, str]], scales: dict[str, str]) -> dict[str, Callable[[], bytes]]:
+    """Every Markdown page of the site, by path, as the call that renders it (`make` renders them); `scales`
+    gives each signed map's printed scale. json_sizes, the API page's size column, is read when that page
+    is rendered, so it may be filled in until then."""
     env = environment()
     grid_rows, grid_cols = figures.grid_shape(len(atlas.neurons))
     noun = atlas.model.noun
@@ -173,9 +175,10 @@ def page_files(atlas: Atlas, config: Config, names: Names, json_sizes: dict[str,
         # url_root: from the page's served address (neurons/042/) back to the site root, for raw HTML links,
         # which mkdocs does not rewrite: the probe's (their #test=N fragments are state, not anchors), and the
         # grids of cells and images, which as Markdown were most of the mkdocs build's time.
-        files[path] = env.get_template(template).render(**common, root=root_of(path),
-                                                        url_root="../" * Names.url(path).count("/"),
-                                                        **context).encode()
+        # The template is compiled here, so a second process that renders pages finds it compiled.
+        files[path] = partial(render_page, env.get_template(template),
+                              dict(**common, root=root_of(path), url_root="../" * Names.url(path).count("/"),
+                                   **context))
 
     page(names.home(), "index.md.j2", sections=sections)
     if atlas.layers:  # a deeper network: a page per layer and per unit instead of the neuron pages
@@ -191,7 +194,7 @@ def page_files(atlas: Atlas, config: Config, names: Names, json_sizes: dict[str,
          example_neuron=min(42, len(atlas.neurons) - 1), example_digit=min(3, len(atlas.digits) - 1))
     for n in ([] if atlas.layers else atlas.neurons):
         page(names.neuron_page(n.id), "neuron.md.j2", n=n, typical=atlas.digits[n.fires_most_for],
-             products=n.top_images[:PRODUCTS], summary=summaries[n.id], 
+             products=n.top_images[:PRODUCTS], summary=summaries[n.id],
              position=(n.id // grid_cols + 1, n.id % grid_cols + 1),
              citation=citation(atlas, config.site.title, f"Neuron {names.nid(n.id)}"))
     for d in atlas.digits:
@@ -202,6 +205,15 @@ def page_files(atlas: Atlas, config: Config, names: Names, json_sizes: dict[str,
         page(names.mistakes_page(d.digit), "mistakes.md.j2", d=d, groups=mistake_groups(d.mistakes),
              grids={m.index: grid_cells(m.hidden_activation, span, [q.neuron for q in m.pushes]) for m in d.mistakes})
     return files
+
+
+def render_page(template: Template, context: dict) -> bytes:
+    return template.render(context).encode()
+
+
+def make(calls: dict[str, Callable[[], bytes]]) -> dict[str, bytes]:
+    """{path: the call that makes its bytes} -> {path: its bytes}, in the same order."""
+    return {path: call() for path, call in calls.items()}
 
 
 def neuron_summaries(atlas: Atlas, cls: list[str]) -> list[str]:
@@ -298,14 +310,19 @@ def render(atlas: Atlas, arrays: dict[str, np.ndarray], config: Config, prefix: 
                   neuron_layer=len(atlas.model.sizes) - 2)
     files = {}
     plan, scales = figure_files(atlas, arrays, names)
-    # Encoding the PNGs is a third of the stage's CPU time and the rest needs only their paths and scales:
-    # they are drawn in a second process meanwhile.
-    drawn = background.start(partial(figures.draw, plan))
+    sizes = {}  # the API page's size column: filled in below, once the JSON and probe files are made
+    planned = page_files(atlas, config, names, sizes, list(sections), scales)
+    # The PNGs and the neuron pages (about half the stage's CPU time) are made in a second process meanwhile:
+    # neither needs anything the rest makes. The same bytes in either process: each depends on its call only.
+    away = [names.neuron_page(n.id) for n in ([] if atlas.layers else atlas.neurons)]
+    made_away = background.start(lambda: (make(plan), make({path: planned[path] for path in away})))
     data = data_files(atlas, names, plan)
     probing = probe.probe_files(atlas, arrays, names)
-    sizes = {**json_sizes(atlas, names, data), **probe.sizes(probing, names)}
-    pages = page_files(atlas, config, names, sizes, list(sections), scales)
-    for part in (pages, drawn(), data, probing):
+    sizes.update({**json_sizes(atlas, names, data), **probe.sizes(probing, names)})
+    here = make({path: call for path, call in planned.items() if path not in away})
+    figs, neuron_pages = made_away()
+    pages = {path: here[path] if path in here else neuron_pages[path] for path in planned}
+    for part in (pages, figs, data, probing):
         clash = files.keys() & part.keys()
         if clash:
             raise BuildError(f"two outputs target the same path {sorted(clash)[0]}; rename one of them")
