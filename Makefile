@@ -29,8 +29,8 @@ MODEL_SRC := generator/config.py generator/data.py $(wildcard generator/kernels/
 	generator/network.py
 ANALYSIS_SRC := generator/analysis.py generator/activations.py generator/atlas.py generator/attribution.py \
 	generator/effects.py generator/provenance.py generator/network.py generator/stats.py generator/digit_analysis.py \
-	generator/units.py
-RENDER_SRC := generator/render.py generator/render_layers.py generator/formats.py generator/names.py generator/figures.py generator/prose.py generator/probe.py \
+	generator/units.py generator/background.py
+RENDER_SRC := generator/render.py generator/background.py generator/render_layers.py generator/formats.py generator/names.py generator/figures.py generator/prose.py generator/probe.py \
 	$(wildcard templates/*.j2 templates/static/*)
 SITE_SRC := mkdocs.yml generator/site.py generator/mkdocs_hooks.py $(shell find templates/overrides -type f)
 

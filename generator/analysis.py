@@ -5,18 +5,19 @@ Unit records (units.py), the classes (digit_analysis.py). Statistics helpers are
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from . import activations, attribution, effects, kernels, network, units
+from . import activations, attribution, background, effects, network, units
 from .atlas import FORMAT, Atlas, HistoryRow, ImageRef, ModelInfo, Neuron, Role, Similar, floats
 from .digit_analysis import RANDOM_DRAWS, digit_records
 from .config import Config
 from .data import Dataset
 from .provenance import run_id
 from .stats import (EXTREMES, HIST_BINS, NEAR_CONSTANT, OFF, ON, SATURATED, SILENCED, SIMILAR, STAT_DIGITS,
-                    class_means, extremes, histograms, most_similar, patterns, per_class_accuracy, rounded,
+                    class_means, histograms, most_similar, patterns, per_class_accuracy, rounded,
                     saturation, saturation_flag, shown_extremes, typical_examples)
 from .train import Model
 
@@ -50,10 +51,10 @@ def readout(f: network.Forward) -> Forward:
     return Forward(f.zs[-1], f.acts[-1], f.logits, f.outputs, f.predicted)
 
 
-def neuron_ablation(f: Forward, W2: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
-    """(H, K) change in per-class accuracy when each neuron is replaced by its mean test activation."""
+def neuron_ablation(f: Forward, correct: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
+    """(H, K) change in per-class accuracy when each neuron is replaced by its mean test activation, from
+    `correct` (H, K), the images of each class still right (effects.pinned_each)."""
     counts = np.bincount(y, minlength=n_classes)
-    correct = kernels.ablation_correct(f.Z2, f.A1, W2.astype(np.float64), f.A1.mean(axis=0), y, n_classes)
     base = per_class_accuracy(f.predicted, y, n_classes)
     return correct / np.maximum(counts, 1) - base
 
@@ -117,7 +118,10 @@ def _analyze(config: Config, model: Model, data: Dataset) -> tuple[Atlas, Arrays
     unit_means = (means - lo) / (hi - lo)  # on the activation's range, [0, 1]: the means themselves for sigmoid
     fill = f.A1.mean(axis=0)  # (H,) what mean-pinning sets each activation to
     raw, disc = effects.logit_terms(W2, means, fill)  # (K, H) each
-    effect = effects.margin_effects(f.Z2, f.A1, W2, fill, y, K)  # (H, K)
+    # (H, K) each. The accuracy counts come from the pinned logits the margins use (NumPy, 0.1 s): the numba
+    # kernel that counted them was this stage's only use of numba, whose import and cached kernel cost
+    # more than a second of it.
+    effect, still_right = effects.pinned_each(f.Z2, f.A1, W2, fill, y, K)
     k = config.analysis.top_k
     tops = [effects.ranked(effect[:, d], k) for d in range(K)]
     bottoms = [effects.ranked(effect[:, d], k, sign=-1) for d in range(K)]
@@ -128,22 +132,34 @@ def _analyze(config: Config, model: Model, data: Dataset) -> tuple[Atlas, Arrays
     above, below = saturation(unit)
     spread = unit.std(axis=0)  # on the activation's range: the activation's own for sigmoid
     saturated, silenced = unit >= SATURATED, unit <= SILENCED  # (N, H)
-    ablation = neuron_ablation(f, W2, y, K)  # (H, K)
+    ablation = neuron_ablation(f, still_right, y, K)  # (H, K)
     overall_ablation = (ablation * np.bincount(y, minlength=K)).sum(axis=1) / len(y)
     similar_w = most_similar(W_in, SIMILAR)
     similar_a = most_similar(f.A1.T, SIMILAR)
     n_pattern = max(1, len(y) // 100)
-    pattern = patterns(f.A1, X, extremes(f.Z1, n_pattern)[0])
+    # (N, H) each neuron's images by pre-activation, highest and lowest first (stable: ties to the lower
+    # index), sorted once for the patterns and the shown extremes (as extremes and shown_extremes sort them)
+    highest, lowest = np.argsort(-f.Z1, axis=0, kind="stable"), np.argsort(f.Z1, axis=0, kind="stable")
+    pattern = patterns(f.A1, X, highest[:n_pattern].T)
     n_shown = min(EXTREMES, len(y))
 
     def refs(indices, j) -> list[ImageRef]:
         return [ImageRef(int(ids[i]), int(y[i]), rounded(f.A1[i, j]), rounded(f.Z1[i, j])) for i in indices]
 
-    neurons, shown_images = [], set(examples)
+    shown_images = set(examples)
+    layers, unit_preferred, layer_tops = deeper_layers(p64, full, effect, ablation, maps, X, y, ids, K, shape, k,
+                                                       hidden, (lo, hi), shown_images)
+    # The class records (a third of the analysis: pinning, random baselines, preferred inputs) need nothing
+    # the neuron records make: they are computed in a second process meanwhile. Each is seeded on its own
+    # and BLAS runs on one thread in both, so the numbers are the same bits as one after the other.
+    classes = background.start(partial(
+        digit_records, f, W2, p[f"b{L + 1}"], p64, X, y, ids, shape, K, k, config.train.seed, means, fill, raw,
+        disc, effect, ablation, accuracy, mean_images, examples, tops, bottoms, layer_tops))
+    neurons = []
     for j in range(H):
         w_out = W_out[:, j]
-        top, top_sampled = shown_extremes(f.Z1[:, j], saturated[:, j], y, K, n_shown, highest=True)
-        bottom, bottom_sampled = shown_extremes(f.Z1[:, j], silenced[:, j], y, K, n_shown, highest=False)
+        top, top_sampled = shown_extremes(f.Z1[:, j], saturated[:, j], y, K, n_shown, True, highest[:, j])
+        bottom, bottom_sampled = shown_extremes(f.Z1[:, j], silenced[:, j], y, K, n_shown, False, lowest[:, j])
         shown_images.update(top, bottom)
         neurons.append(Neuron(
             id=j, bias=float(floats(b_in[j:j + 1])[0]),
@@ -176,11 +192,7 @@ def _analyze(config: Config, model: Model, data: Dataset) -> tuple[Atlas, Arrays
             similar_by_weights=[Similar(i, rounded(r)) for i, r in similar_w[j]],
             similar_by_activation=[Similar(i, rounded(r)) for i, r in similar_a[j]],
         ))
-    layers, unit_preferred, layer_tops = deeper_layers(p64, full, effect, ablation, maps, X, y, ids, K, shape, k,
-                                                       hidden, (lo, hi), shown_images)
-    digits, confusion, class_maps, wrong = digit_records(
-        f, W2, p[f"b{L + 1}"], p64, X, y, ids, shape, K, k, config.train.seed, means, fill, raw, disc, effect,
-        ablation, accuracy, mean_images, examples, tops, bottoms, layer_tops)
+    digits, confusion, class_maps, wrong = classes()
     shown_images.update(wrong)
     history = [HistoryRow(h.epoch, h.learning_rate, h.train_loss, h.test_loss, h.test_accuracy, h.seconds)
                for h in model.history]

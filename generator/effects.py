@@ -48,13 +48,22 @@ def margin_effects(Z2: np.ndarray, A1: np.ndarray, W2: np.ndarray, fill: np.ndar
     information helps classify d (removing it lowers d's margin); negative: it works against d.
     Costs H evaluations of the output layer (N x K each).
     """
+    return pinned_each(Z2, A1, W2, fill, y, n_classes)[0]
+
+
+def pinned_each(Z2: np.ndarray, A1: np.ndarray, W2: np.ndarray, fill: np.ndarray, y: np.ndarray,
+                n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each neuron j alone pinned to fill[j]: (H, K) margin effects (as margin_effects) and (H, K) int64 test
+    images of each class still classified correctly (ties in the argmax to the lower class), from the same
+    pinned logits (the counts as kernels.ablation_correct_numpy computes them)."""
     base = margins(Z2, y)
     W2 = W2.astype(np.float64)
-    out = np.empty((A1.shape[1], n_classes))
+    effect, correct = np.empty((A1.shape[1], n_classes)), np.empty((A1.shape[1], n_classes), np.int64)
     for j in range(A1.shape[1]):
         pinned = Z2 + np.outer(fill[j] - A1[:, j], W2[:, j])
-        out[j] = class_mean(base - margins(pinned, y), y, n_classes)
-    return out
+        effect[j] = class_mean(base - margins(pinned, y), y, n_classes)
+        correct[j] = np.bincount(y[pinned.argmax(axis=1) == y], minlength=n_classes)
+    return effect, correct
 
 
 def logit_terms(W2: np.ndarray, class_means: np.ndarray, overall_mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -89,9 +98,15 @@ class Pinning:
 def pin(Z2, A1, W2, fill, y, d: int, neurons) -> Pinning:
     """The margin change and accuracy on the images of class d with `neurons` pinned together."""
     mine = y == d
-    base = margins(Z2[mine], y[mine])
-    Z = pinned_logits(Z2[mine], A1[mine], W2, neurons, fill) if len(neurons) else Z2[mine]
-    return Pinning(float((margins(Z, y[mine]) - base).mean()), float((Z.argmax(axis=1) == d).mean()))
+    return pin_class(Z2[mine], A1[mine], W2, fill, y[mine], d, neurons)
+
+
+def pin_class(Z2, A1, W2, fill, y, d: int, neurons, base: np.ndarray | None = None) -> Pinning:
+    """`pin` on the rows of class d alone (Z2, A1, y of its images only); base, their intact margins, when
+    known already."""
+    base = margins(Z2, y) if base is None else base
+    Z = pinned_logits(Z2, A1, W2, neurons, fill) if len(neurons) else Z2
+    return Pinning(float((margins(Z, y) - base).mean()), float((Z.argmax(axis=1) == d).mean()))
 
 
 def random_baseline(Z2, A1, W2, fill, y, d: int, exclude: list[int], k: int, draws: int,
@@ -104,7 +119,11 @@ def random_baseline(Z2, A1, W2, fill, y, d: int, exclude: list[int], k: int, dra
     if len(pool) < k or k == 0:
         return 0, len(pool), np.zeros(3), np.zeros(3)
     rng = np.random.default_rng(seed)
-    results = [pin(Z2, A1, W2, fill, y, d, np.sort(rng.choice(pool, size=k, replace=False))) for _ in range(draws)]
+    mine = y == d  # the class's rows and margins once, not once per draw (they were most of its time)
+    Z, A, labels = Z2[mine], A1[mine], y[mine]
+    base = margins(Z, labels)
+    results = [pin_class(Z, A, W2, fill, labels, d, np.sort(rng.choice(pool, size=k, replace=False)), base)
+               for _ in range(draws)]
     return (draws, len(pool), np.percentile([r.margin_change for r in results], [5, 50, 95]),
             np.percentile([r.accuracy for r in results], [5, 50, 95]))
 

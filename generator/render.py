@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import html
 import json
+from functools import partial
 from pathlib import PurePosixPath
+from typing import Callable
 
 import numpy as np
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template
 
 from . import atlas as atlas_mod
-from . import figures, probe, prose, render_layers
+from . import background, figures, probe, prose, render_layers
 from .atlas import Atlas
 from .config import SHARE, Config
 from .errors import BuildError
@@ -21,7 +24,10 @@ from .provenance import RUN_ID_HEX
 TEMPLATES = SHARE / "templates"
 
 
+@functools.cache
 def environment() -> Environment:
+    """The one Jinja environment of a run: a section's atlas and the main one share its compiled templates
+    (each compiled once instead of once per atlas, a fifth of a second)."""
     env = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined, trim_blocks=True,
                       lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
     env.filters.update(signed=signed, fixed=fixed, percent=percent, thousands=thousands, points=points,
@@ -32,32 +38,33 @@ def environment() -> Environment:
 PRODUCTS = 8  # top-activating images whose product with the weights a neuron page shows
 
 
-def figure_files(atlas: Atlas, arrays: dict[str, np.ndarray], names: Names) -> tuple[dict[str, bytes], dict[str, str]]:
-    """Every PNG of the site, by path; and the symmetric scale of each signed map whose scale is its own,
-    formatted as the pages print it ('±0.123'), by path."""
+def figure_files(atlas: Atlas, arrays: dict[str, np.ndarray],
+                 names: Names) -> tuple[dict[str, Callable[[], bytes]], dict[str, str]]:
+    """Every PNG of the site, by path, as the call that draws it (`make` draws them); and the symmetric
+    scale of each signed map whose scale is its own, formatted as the pages print it ('±0.123'), by path."""
     scales = {}
 
     def signed_map(path: str, values: np.ndarray) -> None:
         vmax = float(np.abs(values).max())
-        files[path] = figures.diverging(values, vmax)
+        files[path] = partial(figures.diverging, values, vmax)
         scales[path] = "±" + fixed(vmax)
 
     files = {
-        "assets/colourbar-diverging.png": figures.colour_bar(figures.DIVERGING),
-        "assets/colourbar-ink.png": figures.colour_bar(figures.INK),
-        "assets/colourbar-activation.png": figures.colour_bar(figures.ACTIVATION),
+        "assets/colourbar-diverging.png": partial(figures.colour_bar, figures.DIVERGING),
+        "assets/colourbar-ink.png": partial(figures.colour_bar, figures.INK),
+        "assets/colourbar-activation.png": partial(figures.colour_bar, figures.ACTIVATION),
     }
     pixels = dict(zip(arrays["image_indices"].tolist(), arrays["images"].astype(np.float64) / 255))
     for index, image in pixels.items():
-        files[names.image(index)] = figures.ink(image)
+        files[names.image(index)] = partial(figures.ink, image)
     means = np.array([n.mean_activation for n in atlas.neurons])  # (H, K)
     lo, hi = atlas.model.network["histogram_range"]  # activation grids span the activation's range
     for n in atlas.neurons:
         w = np.array(n.weights)
-        files[names.neuron_fig(n.id, "weights-shared")] = figures.diverging(w, atlas.model.weight_max_abs)
+        files[names.neuron_fig(n.id, "weights-shared")] = partial(figures.diverging, w, atlas.model.weight_max_abs)
         if atlas.layers:  # a deeper network: its unit pages have their own figures (render_layers)
             continue
-        files[names.neuron_fig(n.id, "weights")] = figures.diverging(w, n.weight_max_abs)
+        files[names.neuron_fig(n.id, "weights")] = partial(figures.diverging, w, n.weight_max_abs)
         # The question's element-wise view: input times weights, pixel by pixel, each on its own scale:
         # for the typical image of the class it fires for most, and of every class.
         x = np.array(atlas.digits[n.fires_most_for].example.image)
@@ -69,19 +76,20 @@ def figure_files(atlas: Atlas, arrays: dict[str, np.ndarray], names: Names) -> t
         signed_map(names.neuron_fig(n.id, "pattern"), arrays["patterns"][n.id])
         for s, epoch in enumerate(atlas.model.snapshot_epochs):
             signed_map(names.neuron_fig(n.id, f"epoch-{epoch}"), arrays["snapshots"][s, n.id])
-        files[names.neuron_fig(n.id, "histogram")] = figures.stacked_bars(np.array(n.histogram))
-    files[names.confusion_fig()] = figures.confusion(np.array(atlas.confusion))
+        files[names.neuron_fig(n.id, "histogram")] = partial(figures.stacked_bars, np.array(n.histogram))
+    files[names.confusion_fig()] = partial(figures.confusion, np.array(atlas.confusion))
     for name in ("templates", "contrasts", "gradient_x_input", "integrated_gradients"):
         for d, values in enumerate(arrays[name]):
             signed_map(names.digit_fig(d, name), values)
     for d, values in enumerate(arrays["preferred"]):
-        files[names.digit_fig(d, "preferred")] = figures.ink(values)
+        files[names.digit_fig(d, "preferred")] = partial(figures.ink, values)
     for d in atlas.digits:
-        files[names.digit_fig(d.digit, "mean")] = figures.ink(np.array(d.mean_image))
-        files[names.digit_fig(d.digit, "hidden-mean")] = figures.activation_grid((means[:, d.digit] - lo) / (hi - lo))
-        files[names.digit_fig(d.digit, "example")] = figures.ink(np.array(d.example.image))
-        files[names.digit_fig(d.digit, "example-hidden")] = figures.activation_grid(
-            (np.array(d.example.hidden_activation) - lo) / (hi - lo))
+        files[names.digit_fig(d.digit, "mean")] = partial(figures.ink, np.array(d.mean_image))
+        files[names.digit_fig(d.digit, "hidden-mean")] = partial(figures.activation_grid,
+                                                                 (means[:, d.digit] - lo) / (hi - lo))
+        files[names.digit_fig(d.digit, "example")] = partial(figures.ink, np.array(d.example.image))
+        files[names.digit_fig(d.digit, "example-hidden")] = partial(
+            figures.activation_grid, (np.array(d.example.hidden_activation) - lo) / (hi - lo))
     deeper, deeper_scales = render_layers.figure_files(atlas, arrays, names)
     return {**files, **deeper}, {**scales, **deeper_scales}
 
@@ -141,8 +149,10 @@ def grid_cells(values, value_range, top: list[int] = ()) -> list[dict]:
 
 
 def page_files(atlas: Atlas, config: Config, names: Names, json_sizes: dict[str, str],
-               sections: list[tuple[str, str, str]], scales: dict[str, str]) -> dict[str, bytes]:
-    """Every Markdown page of the site, by path; `scales` gives each signed map's printed scale."""
+               sections: list[tuple[str, str, str]], scales: dict[str, str]) -> dict[str, Callable[[], bytes]]:
+    """Every Markdown page of the site, by path, as the call that renders it (`make` renders them); `scales`
+    gives each signed map's printed scale. json_sizes, the API page's size column, is read when that page
+    is rendered, so it may be filled in until then."""
     env = environment()
     grid_rows, grid_cols = figures.grid_shape(len(atlas.neurons))
     noun = atlas.model.noun
@@ -165,9 +175,10 @@ def page_files(atlas: Atlas, config: Config, names: Names, json_sizes: dict[str,
         # url_root: from the page's served address (neurons/042/) back to the site root, for raw HTML links,
         # which mkdocs does not rewrite: the probe's (their #test=N fragments are state, not anchors), and the
         # grids of cells and images, which as Markdown were most of the mkdocs build's time.
-        files[path] = env.get_template(template).render(**common, root=root_of(path),
-                                                        url_root="../" * Names.url(path).count("/"),
-                                                        **context).encode()
+        # The template is compiled here, so a second process that renders pages finds it compiled.
+        files[path] = partial(render_page, env.get_template(template),
+                              dict(**common, root=root_of(path), url_root="../" * Names.url(path).count("/"),
+                                   **context))
 
     page(names.home(), "index.md.j2", sections=sections)
     if atlas.layers:  # a deeper network: a page per layer and per unit instead of the neuron pages
@@ -183,7 +194,7 @@ def page_files(atlas: Atlas, config: Config, names: Names, json_sizes: dict[str,
          example_neuron=min(42, len(atlas.neurons) - 1), example_digit=min(3, len(atlas.digits) - 1))
     for n in ([] if atlas.layers else atlas.neurons):
         page(names.neuron_page(n.id), "neuron.md.j2", n=n, typical=atlas.digits[n.fires_most_for],
-             products=n.top_images[:PRODUCTS], summary=summaries[n.id], 
+             products=n.top_images[:PRODUCTS], summary=summaries[n.id],
              position=(n.id // grid_cols + 1, n.id % grid_cols + 1),
              citation=citation(atlas, config.site.title, f"Neuron {names.nid(n.id)}"))
     for d in atlas.digits:
@@ -194,6 +205,15 @@ def page_files(atlas: Atlas, config: Config, names: Names, json_sizes: dict[str,
         page(names.mistakes_page(d.digit), "mistakes.md.j2", d=d, groups=mistake_groups(d.mistakes),
              grids={m.index: grid_cells(m.hidden_activation, span, [q.neuron for q in m.pushes]) for m in d.mistakes})
     return files
+
+
+def render_page(template: Template, context: dict) -> bytes:
+    return template.render(context).encode()
+
+
+def make(calls: dict[str, Callable[[], bytes]]) -> dict[str, bytes]:
+    """{path: the call that makes its bytes} -> {path: its bytes}, in the same order."""
+    return {path: call() for path, call in calls.items()}
 
 
 def neuron_summaries(atlas: Atlas, cls: list[str]) -> list[str]:
@@ -219,10 +239,13 @@ DIGIT_PICTURES = ("mean_image",)  # pixel arrays left out of digits/D.json: they
 
 def data_files(atlas: Atlas, names: Names, figure_paths) -> dict[str, bytes]:
     """atlas.json and one small JSON per neuron and per digit beside its page, for scripts (the API page)."""
+    by_folder = {}  # figures sit in their page's folder
+    for p in sorted(figure_paths):
+        by_folder.setdefault(p[:p.rfind("/") + 1], []).append(p)
+
     def frame(page: str, kind: str, entry: dict, **links: str) -> bytes:
-        folder = names.url(page)  # figures sit in the page's folder
-        figs = {PurePosixPath(p).stem: p for p in sorted(figure_paths)
-                if p.startswith(folder) and "/" not in p[len(folder):]}
+        folder = names.url(page)
+        figs = {PurePosixPath(p).stem: p for p in by_folder.get(folder, [])}
         return json_bytes({"format": atlas.format, "run_id": atlas.model.run_id, "page": folder, **links,
                            "atlas": names.atlas_json(), "figures": figs, kind: entry})
 
@@ -265,11 +288,20 @@ def render(atlas: Atlas, arrays: dict[str, np.ndarray], config: Config, prefix: 
                   classes="digits" if atlas.model.noun == "digit" else "classes",
                   neuron_layer=len(atlas.model.sizes) - 2)
     files = {}
-    figs, scales = figure_files(atlas, arrays, names)
-    data = data_files(atlas, names, figs)
+    plan, scales = figure_files(atlas, arrays, names)
+    sizes = {}  # the API page's size column: filled in below, once the JSON and probe files are made
+    planned = page_files(atlas, config, names, sizes, list(sections), scales)
+    # The PNGs and the neuron pages (about half the stage's CPU time) are made in a second process meanwhile:
+    # neither needs anything the rest makes. The same bytes in either process: each depends on its call only.
+    away = [names.neuron_page(n.id) for n in ([] if atlas.layers else atlas.neurons)]
+    made_away = background.start(lambda: (make(plan), make({path: planned[path] for path in away})))
+    data = data_files(atlas, names, plan)
     probing = probe.probe_files(atlas, arrays, names)
-    sizes = {**json_sizes(atlas, names, data), **probe.sizes(probing, names)}
-    for part in (page_files(atlas, config, names, sizes, list(sections), scales), figs, data, probing):
+    sizes.update({**json_sizes(atlas, names, data), **probe.sizes(probing, names)})
+    here = make({path: call for path, call in planned.items() if path not in away})
+    figs, neuron_pages = made_away()
+    pages = {path: here[path] if path in here else neuron_pages[path] for path in planned}
+    for part in (pages, figs, data, probing):
         clash = files.keys() & part.keys()
         if clash:
             raise BuildError(f"two outputs target the same path {sorted(clash)[0]}; rename one of them")

@@ -4,6 +4,8 @@ A one-hidden-layer atlas has no Atlas.layers, so none of this runs for it."""
 
 from __future__ import annotations
 
+from functools import partial
+from typing import Callable
 
 import numpy as np
 
@@ -17,26 +19,30 @@ READS = 8  # incoming weights a unit page lists (largest |weight| first)
 SHIFTS = 8  # next-layer units a unit page lists (largest shift first)
 
 
-def figure_files(atlas: Atlas, arrays: dict[str, np.ndarray], names: Names) -> tuple[dict[str, bytes], dict[str, str]]:
+def figure_files(atlas: Atlas, arrays: dict[str, np.ndarray],
+                 names: Names) -> tuple[dict[str, Callable[[], bytes]], dict[str, str]]:
     """Per unit: weights.png (its effective input map, own scale: the weights themselves in layer 1),
     preferred.png and, below layer 1, incoming.png (its weights on the layer below as that layer's grid);
-    per layer: mean-D.png, its mean activation on each class as a grid. And the printed scales."""
+    per layer: mean-D.png, its mean activation on each class as a grid; each as the call that draws it (as
+    render.figure_files). And the printed scales."""
     files, scales = {}, {}
     lo, hi = atlas.model.network["histogram_range"]
     offset = 0
     for layer in atlas.layers:
         for u in layer.units:
-            files[names.unit_fig(u.layer, u.id, "weights")] = figures.diverging(np.array(u.effective_map),
-                                                                               u.effective_max_abs)
-            files[names.unit_fig(u.layer, u.id, "preferred")] = figures.ink(arrays["unit_preferred"][offset + u.id])
+            files[names.unit_fig(u.layer, u.id, "weights")] = partial(figures.diverging, np.array(u.effective_map),
+                                                                      u.effective_max_abs)
+            files[names.unit_fig(u.layer, u.id, "preferred")] = partial(figures.ink,
+                                                                        arrays["unit_preferred"][offset + u.id])
             if u.layer > 1:
                 path = names.unit_fig(u.layer, u.id, "incoming")
-                files[path] = figures.diverging_grid(np.array(u.incoming), u.incoming_max_abs)
+                files[path] = partial(figures.diverging_grid, np.array(u.incoming), u.incoming_max_abs)
                 scales[path] = "±" + fixed(u.incoming_max_abs)
         offset += len(layer.units)
         means = np.array([u.mean_activation for u in layer.units])  # (H, K)
         for d in range(means.shape[1]):
-            files[names.layer_fig(layer.layer, f"mean-{d}")] = figures.activation_grid((means[:, d] - lo) / (hi - lo))
+            files[names.layer_fig(layer.layer, f"mean-{d}")] = partial(figures.activation_grid,
+                                                                       (means[:, d] - lo) / (hi - lo))
     return files, scales
 
 

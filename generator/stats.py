@@ -98,7 +98,7 @@ def largest_remainder(counts: np.ndarray, n: int) -> np.ndarray:
 
 
 def shown_extremes(z: np.ndarray, tied: np.ndarray, labels: np.ndarray, n_classes: int, n: int,
-                   highest: bool) -> tuple[list[int], bool]:
+                   highest: bool, order: np.ndarray | None = None) -> tuple[list[int], bool]:
     """The n test images a neuron page shows at one end of a neuron's range, and whether they are a sample.
 
     z (N,) pre-activations, which order images the same way as the activations but keep apart the ones
@@ -106,9 +106,10 @@ def shown_extremes(z: np.ndarray, tied: np.ndarray, labels: np.ndarray, n_classe
     value. When at most n images are tied: the n with the highest (or lowest) z, ties to the lower index.
     When more are tied, the top n by activation would be an arbitrary pick among them, so the page shows a
     sample of the tied set instead: seats per class proportional to the class's share of the tied set
-    (largest_remainder), each class's images by z; the whole sample ordered by z.
+    (largest_remainder), each class's images by z; the whole sample ordered by z. `order`: the images by z
+    (highest first when `highest`, ties to the lower index), when sorted already.
     """
-    order = np.argsort(-z if highest else z, kind="stable")
+    order = np.argsort(-z if highest else z, kind="stable") if order is None else order
     if tied.sum() <= n:
         return [int(i) for i in order[:n]], False
     ranked = order[tied[order]]  # the tied images, strongest first
