@@ -74,6 +74,22 @@ def test_other_variants_match_the_reference_in_float32(hidden):
     assert loss == pytest.approx(want_loss, rel=1e-5)
 
 
+def assert_step_is_minus_eta_times_gradient(params, stepped, eta, loss_of, per_param, eps=1e-6):
+    """(params - stepped) / eta equals the central finite difference of loss_of(params dict) at per_param
+    random entries of each parameter."""
+    rng = np.random.default_rng(1)
+    for name, p in params.items():
+        for flat in rng.choice(p.size, size=min(p.size, per_param), replace=False):
+            idx = np.unravel_index(flat, p.shape)
+            up = {k: v.copy() for k, v in params.items()}
+            down = {k: v.copy() for k, v in params.items()}
+            up[name][idx] += eps
+            down[name][idx] -= eps
+            numeric = (loss_of(up) - loss_of(down)) / (2 * eps)
+            analytic = (params[name][idx] - stepped[name][idx]) / eta
+            assert analytic == pytest.approx(numeric, rel=1e-5, abs=1e-8), (name, idx)
+
+
 @pytest.mark.parametrize("activation", ["sigmoid", "relu", "tanh"])
 @pytest.mark.parametrize("output", ["sigmoid", "softmax"])
 def test_one_step_of_every_variant_is_minus_eta_times_the_finite_difference_gradient(activation, output):
@@ -86,18 +102,7 @@ def test_one_step_of_every_variant_is_minus_eta_times_the_finite_difference_grad
         Z = kernels.forward_numpy(p, (X - 0.3) / 0.5, activation)[-1]
         return (kernels.log_likelihood(Z, y) if output == "softmax" else kernels.cross_entropy(Z, y)).mean()
 
-    rng = np.random.default_rng(1)
-    eps = 1e-6
-    for name, p in params.items():
-        for flat in rng.choice(p.size, size=min(p.size, 4), replace=False):
-            idx = np.unravel_index(flat, p.shape)
-            up = {k: v.copy() for k, v in params.items()}
-            down = {k: v.copy() for k, v in params.items()}
-            up[name][idx] += eps
-            down[name][idx] -= eps
-            numeric = (mean_loss_of(up) - mean_loss_of(down)) / (2 * eps)
-            analytic = (params[name][idx] - stepped[name][idx]) / eta
-            assert analytic == pytest.approx(numeric, rel=1e-5, abs=1e-8), (name, idx)
+    assert_step_is_minus_eta_times_gradient(params, stepped, eta, mean_loss_of, per_param=4)
 
 
 @pytest.mark.parametrize("zeros", [0.0, 0.6])  # dense inputs; inputs mostly 0, as in MNIST
@@ -132,18 +137,7 @@ def test_one_step_is_minus_eta_times_the_finite_difference_gradient():
     params, X, y, order = problem(np.float64, n=6)
     eta = 0.01
     stepped, _ = run(kernels.sgd_epoch, params, X, y, order, 6, eta, 1.0)  # one batch, no decay
-    rng = np.random.default_rng(1)
-    eps = 1e-6
-    for name, p in params.items():
-        for flat in rng.choice(p.size, size=min(p.size, 8), replace=False):
-            idx = np.unravel_index(flat, p.shape)
-            up = {k: v.copy() for k, v in params.items()}
-            down = {k: v.copy() for k, v in params.items()}
-            up[name][idx] += eps
-            down[name][idx] -= eps
-            numeric = (mean_loss(up, X, y) - mean_loss(down, X, y)) / (2 * eps)
-            analytic = (params[name][idx] - stepped[name][idx]) / eta
-            assert analytic == pytest.approx(numeric, rel=1e-5, abs=1e-8), (name, idx)
+    assert_step_is_minus_eta_times_gradient(params, stepped, eta, lambda p: mean_loss(p, X, y), per_param=8)
 
 
 def test_weight_decay_scales_weights_not_biases():

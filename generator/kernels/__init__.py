@@ -27,14 +27,16 @@ only, the tests add float64.
 
 The cold compile (issue 17; bench/compile_times.py shows it per function): numba compiles every jitted
 callee on its own (optimised, emitted as machine code, cached) and again inside its caller's module.
-So helpers called from one place are `inline='always'` (numba inlines their IR; `forward_products`,
-`update_rows`, `prefetch_images`, `barrier`), min and max are written out on the default path (numba's
-builtins compile a function per pair of types; numerics.MIN_MAX), and `region` and `output_step`, called
-only from `thread_steps`, have no Python or C wrapper. `region` and `output_step` are not inlined:
-numba's inliner cost as much as it saved. The losses' sums stay compiled: in NumPy they took 26-32 ms
-an epoch against 13 ms, more over 30 epochs than their 0.25 s of compile. The default network
-compiles ten functions: thread_steps, region, output_step, the loss, and the activation's and the
-output's small pieces.
+So the step is written out in `thread_steps` (a separate `region` was built twice), helpers called from
+one place are `inline='always'` (numba inlines their IR; `forward_products`, `update_rows`,
+`prefetch_images`, `barrier`), min and max are written out on the default path (numba's builtins compile
+a function per pair of types; numerics.MIN_MAX), and `output_step`, called only from `thread_steps`, has
+no Python or C wrapper. Neither the step nor `output_step` is `inline='always'`: numba's inliner copies a
+large function's IR once per block and cost as much as it saved; `output_step` written out gave other
+bits. The losses' sums stay compiled: in NumPy they took 26-32 ms an epoch against 13 ms, more over 30
+epochs than their 0.25 s of compile (`softplus` inlined into them saved 0.08 s of compile and cost 10-30 ms
+an epoch). The default network compiles nine functions: thread_steps, output_step, the loss, and the
+activation's and the output's small pieces.
 """
 
 from .cache import invalidate_if_changed

@@ -1,8 +1,8 @@
 """Keep numba's on-disk cache of the kernels consistent with their source.
 
 numba keys a cached function on its own source file only (its path and modification time). A kernel
-compiled together with code from other modules (`threads.thread_steps` takes in `step.region`, which uses
-`numerics`) is therefore not recompiled when only those modules change: it would run the old maths. So
+compiled together with code from other modules (`threads.thread_steps` takes in `step.output_step`, which
+uses `numerics`) is therefore not recompiled when only those modules change: it would run the old maths. So
 before any kernel is compiled or loaded, `invalidate_if_changed` hashes every module of this package and,
 when the hash differs from the one recorded beside the cache, removes the package's cached kernels. Where
 the cache is not the package's own `__pycache__` (NUMBA_CACHE_DIR set, or a read-only install), nothing is

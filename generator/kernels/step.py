@@ -1,8 +1,11 @@
 """One step of mini-batch SGD on a thread's share of the hidden units, and the output layer's step.
 
 Notation: N examples, D inputs, H hidden units, K outputs; Hs, Bv, Kv the padded sizes (layout.py).
-This is the module to edit to change the maths (an activation, a loss): nothing here knows about
-threads, except that each function works on the hidden units [u0, u1) it is given.
+The step itself, a thread's share of it on the hidden units [u0, u1) it owns, is written out in
+threads.thread_steps, between the threads' barriers: one compiled function, which numba and LLVM build
+once (as a function of its own, `region`, it was compiled on its own and again inside its caller). This
+module holds the maths it calls (the sparse products, the output layer's step, the layers above the
+second) and these notes.
 
 The forward pass adds, for each nonzero pixel of an image, its value times the pixel's row of W (D, Hs)
 (W1 transposed); the update adds to each such row its value times the image's hidden deltas. Both are
@@ -78,115 +81,6 @@ def update_rows(W, u0, u1, Dh, c, ptr, idx, val, order, lo, hi):
                 axpy2(W, Hs, u, Dh, o, c, idx, val, k0, k1)
             else:
                 axpy1(W, Hs, u, Dh, o, c, idx, val, k0, k1)
-
-
-# No row views (A[b]) inside `region`: each view counts a reference to its array, an atomic operation on
-# a counter both threads share. (Its cost was not measurable on its own; it is simply not needed.)
-
-@njit(cache=True, fastmath=FAST, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def region(s, u0, u1, inputs, order, plo, lo, hi, D2, par, step, decay, rate, decay64, scale, act, shift):
-    """One thread's share of a step: first-layer hidden units u0 <= j < u1 (whole slots of s.slot units)
-    of the `EpochState` s, with the hidden activation act (numerics.SIGMOID, RELU or TANH).
-
-    Applies the previous step (images order[plo:lo], deltas D2 (Bv, Kv) of the second layer's
-    pre-activations, the outputs' for one hidden layer; none at the first step), then runs the current
-    one (images order[lo:hi]; none after the last step): this step's activations into s.A, their share
-    of A @ W2.T into s.P[par]. inputs = (ptr, idx, val) from `sparse_inputs`. step = eta / (lo - plo)
-    and decay in the weights' dtype, rate and decay64 the same in float64. Returns the scale of W after
-    the previous step (see the note above), given the one before it. Backpropagation (Nielsen, ch. 2,
-    BP2): Dh = (D2 @ W2) * act'(z), act' written with the activation (`numerics.slope`). shift: None for
-    inputs x as they are, else s.shift (normalised inputs x / std - c, see the note above; `shift is None`
-    is pruned while compiling, so each case is a kernel of its own).
-    """
-    W, bias, W2, A, Dh, G, P = s.W, s.bias, s.W2, s.A, s.Dh, s.G, s.P
-    ptr, idx, val = inputs
-    H, slot = s.H, s.slot
-    K = W2.shape[0]
-    mp, mc = lo - plo, hi - lo
-    zero = ONE - ONE
-    # Unsigned unit indices: numba tests a signed index for < 0 (to count from the end), which keeps these
-    # loops scalar; an unsigned one it takes as it is.
-    top = u1 if u1 < H else H  # max(u0, min(H, u1)) (numerics.MIN_MAX)
-    j_lo, j_hi, j_pad, width = np.uint64(u0), np.uint64(u1), np.uint64(top if top > u0 else u0), np.uint64(slot)
-    if mp > 0:
-        for b in range(mp):  # the deltas, with W2 before its update
-            for j in range(j_lo, j_hi):
-                Dh[b, j] = zero
-            for k in range(K):
-                e = D2[b, k]
-                for j in range(j_lo, j_hi):
-                    Dh[b, j] += e * W2[k, j]
-            for j in range(j_lo, j_hi):
-                Dh[b, j] *= slope(act, A[b, j])
-        for j in range(j_lo, j_hi):
-            G[j] = Dh[0, j]
-        for b in range(1, mp):
-            for j in range(j_lo, j_hi):
-                G[j] += Dh[b, j]
-        for j in range(j_lo, j_hi):
-            bias[j] -= step * G[j]
-        if shift is None:
-            pass
-        else:  # the step's part along (1, ..., 1) into u, and W's new column sums
-            c, n_in, u, S, sv = shift
-            coef = W.dtype.type(-rate / (scale * decay64))  # update_rows' coefficient below
-            for j in range(j_lo, j_hi):
-                u[j] -= coef * c * G[j]
-            for b in range(mp):
-                v = coef * sv[order[plo + b]]
-                for j in range(j_lo, j_hi):
-                    S[j] += v * Dh[b, j]
-        for k in range(K):
-            e = D2[0, k]
-            for j in range(j_lo, j_hi):
-                G[j] = e * A[0, j]
-            for b in range(1, mp):
-                e = D2[b, k]
-                for j in range(j_lo, j_hi):
-                    G[j] += e * A[b, j]
-            for j in range(j_lo, j_hi):
-                W2[k, j] = decay * W2[k, j] - step * G[j]
-        scale = scale * decay64
-        update_rows(W, u0, u1, Dh, W.dtype.type(-rate / scale), ptr, idx, val, order, plo, lo)
-        if scale < RESCALE_BELOW:
-            s = W.dtype.type(scale)
-            for i in range(W.shape[0]):
-                for j in range(j_lo, j_hi):
-                    W[i, j] *= s
-            if shift is None:
-                pass
-            else:
-                u, S = shift[2], shift[3]
-                for j in range(j_lo, j_hi):
-                    u[j] *= s
-                    S[j] *= s
-            scale = 1.0
-    if mc > 0:
-        forward_products(A, W, u0, u1, ptr, idx, val, order, lo, hi)
-        s = W.dtype.type(scale)
-        if shift is None:
-            for b in range(mc):
-                for j in range(j_lo, j_hi):  # whole vectors (the padding too): the loop vectorises without a remainder
-                    A[b, j] = activate(act, s * A[b, j] + bias[j])
-                for j in range(j_pad, j_hi):
-                    A[b, j] = zero
-        else:  # z = scale (x/std . W + u sum(x/std) - c (S + D u)) + b
-            c, n_in, u, S, sv = shift
-            for b in range(mc):
-                v = sv[order[lo + b]]
-                for j in range(j_lo, j_hi):
-                    A[b, j] = activate(act, s * (A[b, j] + u[j] * v - c * (S[j] + n_in * u[j])) + bias[j])
-                for j in range(j_pad, j_hi):
-                    A[b, j] = zero
-        for j0 in range(j_lo, j_hi, width):  # the slot's units add up in order, on one thread
-            p, j1 = j0 // width, j_hi if j_hi < j0 + width else j0 + width  # min (numerics.MIN_MAX)
-            for b in range(mc):
-                for k in range(K):
-                    acc = zero
-                    for j in range(j0, j1):
-                        acc += W2[k, j] * A[b, j]
-                    P[par, p, b, k] = acc
-    return scale
 
 
 @njit(cache=True, inline="always")

@@ -26,8 +26,8 @@ from numba import njit
 
 from .intrinsics import atomic_add, atomic_load, atomic_store, cycles
 from .layout import LANES
-from .numerics import FAST, SIGMOID
-from .step import output_step, prefetch_images, region
+from .numerics import FAST, ONE, SIGMOID, activate, output_delta, slope
+from .step import RESCALE_BELOW, forward_products, output_step, prefetch_images, update_rows
 
 CHUNK_SECONDS = 0.005  # steps run in parallel regions of about this long, each on the thread count that is faster
 PROBE_EVERY = 16  # chunks between two short trials of the other thread count
@@ -52,51 +52,149 @@ def barrier(sync, n):
             pass
 
 
-@njit(cache=True, nogil=True, fastmath=FAST, no_cfunc_wrapper=True)
+# A thread's share of the step is written out here rather than called: numba compiles every jitted callee
+# on its own (typed, lowered, optimised by LLVM, emitted as machine code), then LLVM optimises and emits
+# it again inside its caller's module, and the step (then `step.region`) was a third of the cold compile.
+# numba's `inline='always'` avoids the second build but copies the callee's IR once per block, each copy
+# with all its variables: for the step, as much again as it saved (the small helpers it calls are inlined).
+# `step.output_step` stays a function of its own: written out here, LLVM vectorised its sums another way
+# and the weights came out different in the last bits.
+# No row views (A[b]): each view counts a reference to its array, an atomic operation on a counter both
+# threads share. Unsigned unit indices (j): numba tests a signed index for < 0 (to count from the end),
+# which keeps those loops scalar; an unsigned one it takes as it is.
+
+@njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy", no_cfunc_wrapper=True)
 def thread_steps(c, n_chunks, u0, u1, t0, t1, busy, s, upper, shift, inputs, y, order, eta, decay, rate, decay64, act,
                  out):
     """Thread c's part of steps t0 <= t < t1 (of n_chunks threads running it at once, without the GIL):
-    first-layer hidden units u0 <= j < u1 of the `EpochState` s, and its own copy of the layers above
-    (s.b2c[c], s.Z[c], s.D2[c], and with two hidden layers or more upper = s.upper's Wu[c], bu[c], ...;
-    None for one, which compiles none of their code); thread 0 also keeps the output pre-activations in
-    s.Zall. shift = s.shift (None for inputs as they are, see step.py on normalised inputs). act and out
-    are the hidden activation and the output's kind (numerics.HIDDEN, OUTPUT): each combination compiles
-    its own kernel. Adds its cycles to busy[c, 0]. Returns W's scale after the last step (float64; every
-    thread computes the same)."""
-    W, b2c, P, Zall = s.W, s.b2c, s.P, s.Zall
-    B = s.B
+    first-layer hidden units u0 <= j < u1 (whole slots of s.slot units) of the `EpochState` s, and its own
+    copy of the layers above (s.b2c[c], s.Z[c], s.D2[c], and with two hidden layers or more upper =
+    s.upper's Wu[c], bu[c], ...; None for one, which compiles none of their code); thread 0 also keeps the
+    output pre-activations in s.Zall. shift = s.shift (None for inputs as they are, see step.py on
+    normalised inputs; `shift is None` is pruned while compiling, so each case is a kernel of its own).
+    act and out are the hidden activation and the output's kind (numerics.HIDDEN, OUTPUT): each
+    combination compiles its own kernel. inputs = (ptr, idx, val) from `sparse_inputs`; eta and decay in
+    the weights' dtype, rate and decay64 the same in float64. Adds its cycles to busy[c, 0]. Returns W's
+    scale after the last step (float64, see step.py; every thread computes the same).
+
+    At step t a thread applies step t-1 to its units (images order[plo:lo]; deltas D2 of the second
+    layer's pre-activations, the outputs' for one hidden layer), then runs step t's forward pass on them
+    (images order[lo:hi]): their activations into s.A, their share of A @ W2.T into s.P[t % 2]. After the
+    barrier it runs `step.output_step` on its own copy of the layers above. Backpropagation (Nielsen, ch. 2,
+    BP2): Dh = (D2 @ W2) * act'(z), act' written with the activation (`numerics.slope`)."""
+    W, bias, W2, A, Dh, G, P, b2c, Zall = s.W, s.bias, s.W2, s.A, s.Dh, s.G, s.P, s.b2c, s.Zall
+    B, H = s.B, s.H
     ptr, idx, val = inputs
     N = order.shape[0]
-    K = s.W2.shape[0]  # the second layer's units (the outputs' for one hidden layer)
-    b2, Zc, D2c = b2c[c, :K], s.Z[c], s.D2[c]
+    K = W2.shape[0]  # the second layer's units (the outputs' for one hidden layer)
+    b2, Z, D2 = b2c[c, :K], s.Z[c], s.D2[c]
     if upper is None:  # pruned while compiling: a separate kernel for each case
         up = None
     else:
         up = (upper.dims, upper.Wu[c], upper.bu[c], upper.U[c], upper.E[c], upper.Gu[c])
-    w_scale = s.scale[0]
+    zero = ONE - ONE
+    top = u1 if u1 < H else H  # max(u0, min(H, u1)) (numerics.MIN_MAX)
+    j_lo, j_hi, j_pad, width = np.uint64(u0), np.uint64(u1), np.uint64(top if top > u0 else u0), np.uint64(s.slot)
+    scale = s.scale[0]
     for t in range(t0, t1):
-        # min(N, t B), min(N, t B + B), max(0, t B - B), max(lo - plo, 1) and min(N, hi + B) below, written
-        # out (numerics.MIN_MAX)
+        # min(N, t B), min(N, t B + B), max(0, t B - B) and min(N, hi + B) below, written out (numerics.MIN_MAX)
         lo, hi = t * B if t * B < N else N, t * B + B if t * B + B < N else N  # this step's images: order[lo:hi]
         plo = t * B - B if t * B - B > 0 else 0  # the previous step's: order[plo:lo]
-        mp = lo - plo if lo - plo > 1 else 1
+        mp, m, par = lo - plo, hi - lo, t % 2
         started = cycles()
-        w_scale = region(s, u0, u1, inputs, order, plo, lo, hi, D2c, t % 2,
-                         eta / W.dtype.type(mp), decay, rate / mp, decay64, w_scale, act, shift)
+        if mp > 0:  # the previous step (none at the first)
+            step, rate_m = eta / W.dtype.type(mp), rate / mp
+            for b in range(mp):  # the deltas, with W2 before its update
+                for j in range(j_lo, j_hi):
+                    Dh[b, j] = zero
+                for k in range(K):
+                    e = D2[b, k]
+                    for j in range(j_lo, j_hi):
+                        Dh[b, j] += e * W2[k, j]
+                for j in range(j_lo, j_hi):
+                    Dh[b, j] *= slope(act, A[b, j])
+            for j in range(j_lo, j_hi):
+                G[j] = Dh[0, j]
+            for b in range(1, mp):
+                for j in range(j_lo, j_hi):
+                    G[j] += Dh[b, j]
+            for j in range(j_lo, j_hi):
+                bias[j] -= step * G[j]
+            if shift is None:
+                pass
+            else:  # the step's part along (1, ..., 1) into u, and W's new column sums
+                cs, n_in, u, S, sv = shift
+                coef = W.dtype.type(-rate_m / (scale * decay64))  # update_rows' coefficient below
+                for j in range(j_lo, j_hi):
+                    u[j] -= coef * cs * G[j]
+                for b in range(mp):
+                    v = coef * sv[order[plo + b]]
+                    for j in range(j_lo, j_hi):
+                        S[j] += v * Dh[b, j]
+            for k in range(K):
+                e = D2[0, k]
+                for j in range(j_lo, j_hi):
+                    G[j] = e * A[0, j]
+                for b in range(1, mp):
+                    e = D2[b, k]
+                    for j in range(j_lo, j_hi):
+                        G[j] += e * A[b, j]
+                for j in range(j_lo, j_hi):
+                    W2[k, j] = decay * W2[k, j] - step * G[j]
+            scale = scale * decay64
+            update_rows(W, u0, u1, Dh, W.dtype.type(-rate_m / scale), ptr, idx, val, order, plo, lo)
+            if scale < RESCALE_BELOW:
+                f = W.dtype.type(scale)
+                for i in range(W.shape[0]):
+                    for j in range(j_lo, j_hi):
+                        W[i, j] *= f
+                if shift is None:
+                    pass
+                else:
+                    u, S = shift[2], shift[3]
+                    for j in range(j_lo, j_hi):
+                        u[j] *= f
+                        S[j] *= f
+                scale = 1.0
+        if m > 0:  # this step's forward pass (none after the last)
+            forward_products(A, W, u0, u1, ptr, idx, val, order, lo, hi)
+            f = W.dtype.type(scale)
+            if shift is None:
+                for b in range(m):
+                    for j in range(j_lo, j_hi):  # whole vectors (the padding too): the loop vectorises without a remainder
+                        A[b, j] = activate(act, f * A[b, j] + bias[j])
+                    for j in range(j_pad, j_hi):
+                        A[b, j] = zero
+            else:  # z = scale (x/std . W + u sum(x/std) - c (S + D u)) + b
+                cs, n_in, u, S, sv = shift
+                for b in range(m):
+                    v = sv[order[lo + b]]
+                    for j in range(j_lo, j_hi):
+                        A[b, j] = activate(act, f * (A[b, j] + u[j] * v - cs * (S[j] + n_in * u[j])) + bias[j])
+                    for j in range(j_pad, j_hi):
+                        A[b, j] = zero
+            for j0 in range(j_lo, j_hi, width):  # the slot's units add up in order, on one thread
+                p, j1 = j0 // width, j_hi if j_hi < j0 + width else j0 + width  # min (numerics.MIN_MAX)
+                for b in range(m):
+                    for k in range(K):
+                        acc = zero
+                        for j in range(j0, j1):
+                            acc += W2[k, j] * A[b, j]
+                        P[par, p, b, k] = acc
         prefetch_images(ptr, idx, val, order, hi, hi + B if hi + B < N else N)  # the next step's images
         busy[c, 0] += cycles() - started
         if n_chunks > 1:
             barrier(s.sync, n_chunks)
-        if hi > lo:
-            output_step(P, t % 2, b2, y, order, lo, hi, Zc, D2c, eta / W.dtype.type(hi - lo), decay, up, act, out)
+        if m > 0:  # the layers above, on this thread's copy: every thread computes the same numbers
+            output_step(P, par, b2, y, order, lo, hi, Z, D2, eta / W.dtype.type(m), decay, up, act, out)
             if c == 0:
                 if upper is None:
-                    for b in range(hi - lo):
+                    for b in range(m):
                         for k in range(K):
-                            Zall[lo + b, k] = Zc[b, k]
+                            Zall[lo + b, k] = Z[b, k]
                 else:
                     keep_outputs(Zall, lo, hi, upper.U[c])
-    return w_scale
+    return scale
 
 
 @njit(cache=True)
