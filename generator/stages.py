@@ -65,7 +65,6 @@ def stage_train(config: Config, run: Run) -> None:
     network.weights. Raises ConfigError, DataError, TrainingError or WeightsError."""
     warmer = None
     if not config.network.weights:
-        from . import kernels  # noqa: F401  (first: importing it drops a stale numba cache; see KernelWarmer)
         warmer = KernelWarmer(config)  # compiles beside the data's reading; stopped if the model is up to date
     try:
         _train_or_import(config, run, warmer)

@@ -102,8 +102,9 @@ class KernelWarmer:
     beside the reading of the data and the sparse inputs instead of before the first epoch, and the training
     loads the kernels from the cache it wrote. If that process fails, the training compiles them itself.
 
-    The caller must have imported `generator.kernels` first: that import is what drops a stale cache
-    (kernels/cache.py), and it must not race the second process's writes."""
+    The second process is the first to import `generator.kernels` (the import that drops a stale cache,
+    kernels/cache.py): this one imports it only after `wait`, so the two never race over the cache's files,
+    and its own import of numba happens after the compile instead of before it."""
 
     def __init__(self, config: Config):
         net, d = config.network, config.data
@@ -146,7 +147,6 @@ def train(config: Config, data: Dataset, on_epoch: Callable[[Epoch], None] = lam
     in the first epoch whose loss or weights are not finite, or whose mean loss is so large
     (DIVERGED_LOSS) that the weights have blown up even though float32 still holds them.
     """
-    from . import kernels
     t = config.train
 
     def diverged(e: int, why: str):
@@ -168,11 +168,12 @@ def train(config: Config, data: Dataset, on_epoch: Callable[[Epoch], None] = lam
         return fold_inputs(params, d.mean, d.std)["W1"].copy()
 
     snapshots = {0: folded_W1()}
-    inputs = kernels.sparse_inputs(data.train_images)  # the same for every epoch
     if warmer is not None:
         seconds, waited = warmer.wait()
         say(f"train: numba's kernels ready in {seconds:.1f} s, beside reading the data (waited {waited:.1f} s)"
             if seconds is not None else "train: the kernels' second process failed; the first epoch compiles them")
+    from . import kernels  # after the second process: see KernelWarmer
+    inputs = kernels.sparse_inputs(data.train_images)  # the same for every epoch
     with threadpool_limits(limits=1, user_api="blas"):  # one BLAS thread: see the note above evaluate()
         for e in range(t.epochs):
             started = time.perf_counter()
