@@ -55,7 +55,7 @@ def pinned_each(Z2: np.ndarray, A1: np.ndarray, W2: np.ndarray, fill: np.ndarray
                 n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """Each neuron j alone pinned to fill[j]: (H, K) margin effects (as margin_effects) and (H, K) int64 test
     images of each class still classified correctly (ties in the argmax to the lower class), from the same
-    pinned logits (the counts as kernels.ablation_correct_numpy computes them)."""
+    pinned logits."""
     base = margins(Z2, y)
     W2 = W2.astype(np.float64)
     effect, correct = np.empty((A1.shape[1], n_classes)), np.empty((A1.shape[1], n_classes), np.int64)

@@ -7,7 +7,6 @@
     step        one SGD step on a range of first-layer hidden units, and the layers above: the maths
     threads     the barrier, the parallel regions, the split of units between threads, the scheduler
     epoch       `sgd_epoch`, the entry point
-    ablation    the analysis stage's kernel
     reference   the NumPy references the tests hold the kernels to
     cache       drops numba's cached kernels when any module of the package changed (numba checks only
                 a function's own file)
@@ -43,18 +42,17 @@ from .cache import invalidate_if_changed
 
 invalidate_if_changed()  # before any kernel loads from numba's cache: see cache.py
 
-from .ablation import ablation_correct
 from .epoch import sgd_epoch
 from .layout import EpochState, aligned_zeros, epoch_result, epoch_state, slot_units, sparse_inputs
 from .numerics import (FAST, HIDDEN, ONE, OUTPUT, PRANGE_ONLY, cross_entropy_sum, exp32, log_likelihood_sum, sigmoid,
                        softplus)
-from .reference import (ablation_correct_numpy, activate_numpy, cross_entropy, forward_numpy, log_likelihood,
+from .reference import (activate_numpy, cross_entropy, forward_numpy, log_likelihood,
                         sgd_epoch_numpy, sigmoid_numpy)
 from .step import RESCALE_BELOW
 from .threads import WARM_STEPS, balanced, barrier, schedule, sgd_regions, thread_steps
 
 __all__ = ["EpochState", "FAST", "HIDDEN", "ONE", "OUTPUT", "PRANGE_ONLY", "RESCALE_BELOW", "WARM_STEPS",
-           "ablation_correct", "ablation_correct_numpy", "activate_numpy", "aligned_zeros", "balanced", "barrier",
+           "activate_numpy", "aligned_zeros", "balanced", "barrier",
            "cross_entropy", "cross_entropy_sum", "epoch_result", "epoch_state", "exp32", "forward_numpy",
            "log_likelihood", "log_likelihood_sum", "schedule",
            "sgd_epoch", "sgd_epoch_numpy", "sgd_regions", "sigmoid", "sigmoid_numpy", "slot_units", "softplus",

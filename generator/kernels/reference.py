@@ -87,14 +87,3 @@ def sgd_epoch_numpy(params, X, y, order, batch_size, eta, decay, activation="sig
             W -= step * grad_W
             params[f"b{l}"] -= step * grad_b
     return loss
-
-
-def ablation_correct_numpy(Z2, A1, W2, fill, y, n_classes):
-    """Reference for `ablation_correct`, one neuron at a time."""
-    H = A1.shape[1]
-    correct = np.zeros((H, n_classes), np.int64)
-    for j in range(H):
-        Z = Z2 + np.outer(fill[j] - A1[:, j], W2[:, j])  # (N, K)
-        hit = Z.argmax(axis=1) == y
-        correct[j] = np.bincount(y[hit], minlength=n_classes)
-    return correct

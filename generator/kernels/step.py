@@ -33,7 +33,6 @@ at each epoch's start. The same numbers as the dense reference up to rounding (t
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
 
 from .intrinsics import BLOCK_VECTORS, VECTOR_BYTES, axpy1, axpy2, axpy3, axpy4, dot1, dot2, dot3, dot4, prefetch

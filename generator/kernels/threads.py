@@ -26,7 +26,7 @@ from numba import njit
 
 from .intrinsics import atomic_add, atomic_load, atomic_store, cycles
 from .layout import LANES
-from .numerics import FAST, ONE, SIGMOID, activate, output_delta, slope
+from .numerics import FAST, ONE, SIGMOID, activate, slope
 from .step import RESCALE_BELOW, forward_products, output_step, prefetch_images, update_rows
 
 CHUNK_SECONDS = 0.005  # steps run in parallel regions of about this long, each on the thread count that is faster
