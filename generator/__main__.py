@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -57,6 +58,12 @@ def default_config() -> str | None:
     return str(REPO / "atlas.toml") if SHARE == REPO else None
 
 
+def terminated(signum, frame):
+    """SIGTERM (make or a CI runner stopping the run) ends it as Ctrl-C does, so that the stage's cleanup runs:
+    its second processes stopped (train.KernelWarmer, background.py), no output half-written."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=Path(sys.argv[0]).name if Path(sys.argv[0]).name == "neuron-atlas"
                                      else "python -m generator", description=__doc__,
@@ -75,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
                         "same as --set data.dir=DIR (and no checksums)")
     parser.add_argument("--debug", action="store_true", help="show a traceback on errors")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, terminated)
     try:
         overrides = list(args.set)
         if args.weights:

@@ -25,6 +25,7 @@ def start(call: Callable[[], T]) -> Callable[[], T]:
     receive, send = context.Pipe(duplex=False)
 
     def child() -> None:
+        receive.close()  # the parent's end: with it closed here, a parent that died makes send() fail, not block
         try:
             outcome = (True, call())
         except BaseException as e:  # sent to the parent, which raises it

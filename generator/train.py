@@ -116,10 +116,17 @@ class KernelWarmer:
         self.process = subprocess.Popen([sys.executable, "-c", code, json.dumps(args)], env=env, text=True,
                                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
 
+    TIMEOUT = 600  # seconds; a compile takes 5-10 s on 2 cores. Past this, the training compiles itself.
+
     def wait(self) -> tuple[float | None, float]:
-        """Wait for the second process: (its seconds, or None when it failed; the seconds waited here)."""
+        """Wait for the second process: (its seconds, or None when it failed or took over TIMEOUT s; the
+        seconds waited here)."""
         started = time.perf_counter()
-        out, _ = self.process.communicate()
+        try:
+            out, _ = self.process.communicate(timeout=self.TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            return None, time.perf_counter() - started
         waited = time.perf_counter() - started
         try:
             return (float(out) if self.process.returncode == 0 else None), waited

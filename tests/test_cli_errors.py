@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import markdown
 import numpy as np
@@ -480,3 +481,40 @@ def test_md_text_shows_any_text_literally(text):
     assert "<" not in inner and html.unescape(inner) == shown
     cell = markdown.markdown(f"| a |\n|---|\n| {md_text(text)} |", extensions=SITE_MARKDOWN)
     assert html.unescape(re.search(r"<td>(.*?)</td>", cell, re.S).group(1)) == shown
+
+
+def warm_kernels_processes(marker: str) -> list[int]:
+    """The pids of live `warm_kernels` processes whose environment holds `marker` (Linux /proc)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and b"warm_kernels" in (proc / "cmdline").read_bytes() \
+                    and marker.encode() in (proc / "environ").read_bytes():
+                pids.append(int(proc.name))
+        except OSError:
+            pass
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
+def test_sigterm_while_kernels_compile_stops_the_second_process(small, tmp_path):
+    """make (or a CI runner) stopping the train stage with SIGTERM while train.KernelWarmer's second process
+    compiles: the stage ends as Ctrl-C does, and that process with it (it used to go on alone)."""
+    root, overrides = small
+    cache = tmp_path / "numba-cache"  # empty: the second process compiles for seconds
+    cmd = [sys.executable, "-m", "generator", "train", *sets(overrides)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, NUMBA_CACHE_DIR=str(cache)))
+    try:
+        for line in proc.stdout:  # the stage has started the second process and read the data
+            if line.startswith("train: ") and "images" in line:
+                assert warm_kernels_processes(str(cache)), "the second process should still be compiling"
+                proc.send_signal(signal.SIGTERM)
+                break
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert (proc.returncode, err) == (130, INTERRUPTED)
+    untouched(root)
+    assert not warm_kernels_processes(str(cache))
