@@ -58,10 +58,16 @@ def default_config() -> str | None:
     return str(REPO / "atlas.toml") if SHARE == REPO else None
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C. Its own class: raised as a bare KeyboardInterrupt, it ended the process
+    by SIGINT (status -2) instead of main()'s 130 whenever SIGINT was ignored (a job started in the
+    background, as in CI), although main() had handled it; this subclass gives 130 there too (tested)."""
+
+
 def terminated(signum, frame):
     """SIGTERM (make or a CI runner stopping the run) ends it as Ctrl-C does, so that the stage's cleanup runs:
     its second processes stopped (train.KernelWarmer, background.py), no output half-written."""
-    raise KeyboardInterrupt
+    raise Terminated
 
 
 def main(argv: list[str] | None = None) -> int:
