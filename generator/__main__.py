@@ -9,6 +9,7 @@ import argparse
 import json
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -71,6 +72,17 @@ def terminated(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The CLI; returns the exit code. SIGTERM is handled as Ctrl-C while it runs (in the main thread)."""
+    previous = signal.signal(signal.SIGTERM, terminated) if threading.current_thread() is threading.main_thread() \
+        else None
+    try:
+        return run_cli(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def run_cli(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog=Path(sys.argv[0]).name if Path(sys.argv[0]).name == "neuron-atlas"
                                      else "python -m generator", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -88,7 +100,6 @@ def main(argv: list[str] | None = None) -> int:
                         "same as --set data.dir=DIR (and no checksums)")
     parser.add_argument("--debug", action="store_true", help="show a traceback on errors")
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, terminated)
     try:
         overrides = list(args.set)
         if args.weights:

@@ -122,11 +122,14 @@ class KernelWarmer:
         """Wait for the second process: (its seconds, or None when it failed or took over TIMEOUT s; the
         seconds waited here)."""
         started = time.perf_counter()
-        try:
-            out, _ = self.process.communicate(timeout=self.TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.stop()
-            return None, time.perf_counter() - started
+        while True:  # in short waits: Python acts on a signal when this thread runs Python code again, and
+            try:  # one that another thread (OpenBLAS's) took does not wake a blocking wait
+                out, _ = self.process.communicate(timeout=0.1)
+                break
+            except subprocess.TimeoutExpired:
+                if time.perf_counter() - started > self.TIMEOUT:
+                    self.stop()
+                    return None, time.perf_counter() - started
         waited = time.perf_counter() - started
         try:
             return (float(out) if self.process.returncode == 0 else None), waited

@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import markdown
@@ -501,20 +502,31 @@ def test_sigterm_while_kernels_compile_stops_the_second_process(small, tmp_path)
     """make (or a CI runner) stopping the train stage with SIGTERM while train.KernelWarmer's second process
     compiles: the stage ends as Ctrl-C does, and that process with it (it used to go on alone)."""
     root, overrides = small
-    cache = tmp_path / "numba-cache"  # empty: the second process compiles for seconds
+    cache = tmp_path / "numba-cache"  # the marker that finds the second process among the machine's
+    # The second process sleeps before it compiles (a sitecustomize that only it runs), so it is certainly
+    # still there when the signal comes, however fast this machine compiles.
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import time\nif b'warm_kernels' in open('/proc/self/cmdline', 'rb').read():\n    time.sleep(60)\n")
     cmd = [sys.executable, "-m", "generator", "train", *sets(overrides)]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, NUMBA_CACHE_DIR=str(cache)))
+                            env=dict(os.environ, NUMBA_CACHE_DIR=str(cache), PYTHONPATH=str(hook)))
+    seen = []
     try:
         for line in proc.stdout:  # the stage has started the second process and read the data
+            seen.append(line)
             if line.startswith("train: ") and "images" in line:
                 assert warm_kernels_processes(str(cache)), "the second process should still be compiling"
+                # Into the wait, not the imports just before it: a signal that lands while a C extension
+                # initialises (numpy.random's, seen here) can be swallowed there or end the run by SIGINT.
+                time.sleep(1)
                 proc.send_signal(signal.SIGTERM)
                 break
-        _, err = proc.communicate(timeout=120)
+        out, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
         proc.wait()
-    assert (proc.returncode, err) == (130, INTERRUPTED)
+    assert (proc.returncode, err) == (130, INTERRUPTED), "".join(seen) + out + err
     untouched(root)
     assert not warm_kernels_processes(str(cache))
