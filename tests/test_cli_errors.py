@@ -321,21 +321,31 @@ def test_ctrl_c_inside_a_numba_kernel_is_an_interrupt_not_an_internal_error(smal
     assert code == 1 and err.startswith("error: internal error (ZeroDivisionError")
 
 
+def signal_when(proc, ready, sig, before=lambda: None) -> tuple[str, str]:
+    """Read proc's stdout until a line is ready(line), then call before() and send it sig; returns everything
+    it printed and its stderr, once it ended (killed in any case, so that no test leaves it running)."""
+    seen = []
+    try:
+        for line in proc.stdout:
+            seen.append(line)
+            if ready(line):
+                before()
+                proc.send_signal(sig)
+                break
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        proc.wait()
+    return "".join(seen) + out, err
+
+
 def test_sigint_during_training_leaves_no_model(small):
     root, overrides = small
     cmd = [sys.executable, "-m", "generator", "train", *sets([*overrides, "train.epochs=1000000"])]
     # A job started in the background (nohup, some CI runners) inherits SIGINT ignored: give the child Ctrl-C back.
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    try:
-        for line in proc.stdout:  # wait until training runs, then press Ctrl-C
-            if line.startswith("  epoch "):
-                proc.send_signal(signal.SIGINT)
-                break
-        _, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-        proc.wait()
+    _, err = signal_when(proc, lambda line: line.startswith("  epoch "), signal.SIGINT)  # training runs: Ctrl-C
     assert (proc.returncode, err) == (130, INTERRUPTED)
     untouched(root)
 
@@ -512,21 +522,15 @@ def test_sigterm_while_kernels_compile_stops_the_second_process(small, tmp_path)
     cmd = [sys.executable, "-m", "generator", "train", *sets(overrides)]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, NUMBA_CACHE_DIR=str(cache), PYTHONPATH=str(hook)))
-    seen = []
-    try:
-        for line in proc.stdout:  # the stage has started the second process and read the data
-            seen.append(line)
-            if line.startswith("train: ") and "images" in line:
-                assert warm_kernels_processes(str(cache)), "the second process should still be compiling"
-                # Into the wait, not the imports just before it: a signal that lands while a C extension
-                # initialises (numpy.random's, seen here) can be swallowed there or end the run by SIGINT.
-                time.sleep(1)
-                proc.send_signal(signal.SIGTERM)
-                break
-        out, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-        proc.wait()
-    assert (proc.returncode, err) == (130, INTERRUPTED), "".join(seen) + out + err
+    def into_the_wait():
+        assert warm_kernels_processes(str(cache)), "the second process should still be compiling"
+        # Into the wait, not the imports just before it: a signal that lands while a C extension
+        # initialises (numpy.random's, seen here) can be swallowed there or end the run by SIGINT.
+        time.sleep(1)
+
+    # The stage has started the second process and read the data when it names the images.
+    out, err = signal_when(proc, lambda line: line.startswith("train: ") and "images" in line, signal.SIGTERM,
+                           into_the_wait)
+    assert (proc.returncode, err) == (130, INTERRUPTED), out + err
     untouched(root)
     assert not warm_kernels_processes(str(cache))
