@@ -53,6 +53,10 @@ def independent(case: str):
         from safetensors.numpy import load_file
         t = load_file(path)
         return t["0.weight"], t["0.bias"], t["2.weight"], t["2.bias"]
+    if path.suffix == ".pt":
+        import torch
+        t = {k: v.numpy() for k, v in torch.load(path, weights_only=True).items()}
+        return t["0.weight"], t["0.bias"], t["2.weight"], t["2.bias"]
     if path.name.endswith(".h5"):
         import h5py
         with h5py.File(path) as h:
@@ -137,7 +141,8 @@ def test_pytorch_checkpoint(tmp_path, capsys, mnist_test):
     atlas, _ = import_and_analyze(tmp_path, capsys, weights)
     X, y = mnist_test
     ours = round(atlas.model.test_accuracy * len(y))
-    assert abs(ours - correct(*independent("pytorch-checkpoint/mlp.safetensors"), "sigmoid", X, y)) <= 1
+    # model.pt's own weights: the case's mlp.safetensors holds another draw of the same net (9.7% against 16.0%)
+    assert abs(ours - correct(*independent("pytorch-checkpoint/model.pt"), "sigmoid", X, y)) <= 1
 
 
 def test_sklearn_digits_need_pixel_max(tmp_path, capsys):
