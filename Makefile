@@ -32,7 +32,7 @@ ANALYSIS_SRC := generator/analysis.py generator/activations.py generator/atlas.p
 	generator/units.py generator/background.py
 RENDER_SRC := generator/render.py generator/background.py generator/render_layers.py generator/formats.py generator/names.py generator/figures.py generator/prose.py generator/probe.py \
 	$(wildcard templates/*.j2 templates/static/*)
-SITE_SRC := mkdocs.yml generator/site.py generator/mkdocs_hooks.py $(shell find templates/overrides -type f)
+SITE_SRC := mkdocs.yml generator/site.py generator/mkdocs_hooks.py generator/mkdocs_pages.py generator/background.py $(shell find templates/overrides -type f)
 
 .DEFAULT_GOAL := help
 # Targets that do not depend on each other run two at a time (these machines have 2 cores); each stage

@@ -2,8 +2,9 @@
 
     python bench/fresh_clone.py [--keep] [--cold-uv]
 
-Clones this repository's HEAD into a temporary directory, runs `make site` there and prints, from the
-output's timestamps and build/timings.json: setting up .venv (uv's download cache stays as it is unless
+Clones this repository's HEAD into a temporary directory, runs `make site` there (each line of its output
+shown after the seconds since the start) and prints, from the output's timestamps and build/timings.json:
+setting up .venv (uv's download cache stays as it is unless
 --cold-uv points uv at an empty one, as on a machine that never ran it), numba's cold compile (in the
 train stage's second process, and how much of it the training waited for; then the first epoch minus
 the mean of the others: loading the kernels from the cache), each stage, and the total. Standard library only: it runs before
@@ -47,7 +48,7 @@ def main() -> int:
     with subprocess.Popen(["make", "site"], cwd=clone, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True) as make:
         for line in make.stdout:
-            sys.stdout.write(line)
+            sys.stdout.write(f"{time.perf_counter() - started:5.1f} {line}")  # when each line came: the critical path
             if first_stage is None and line.startswith("train:"):
                 first_stage = time.perf_counter() - started
             r = READY.match(line)

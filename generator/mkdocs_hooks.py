@@ -28,13 +28,26 @@ import json
 import os
 import posixpath
 import re
+import sys
 
 from markdown.extensions import Extension
 from markdown.preprocessors import Preprocessor
 from markupsafe import escape
 from mkdocs.plugins import event_priority
 
+if __package__ != "generator":  # loaded by mkdocs from its path: the package is found beside this file
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from generator import mkdocs_pages  # noqa: E402
+
 _search_rules: dict[str, dict] = {}  # page URL -> its front matter's `search:`, for on_post_build
+# Every other page read and converted in a second process (mkdocs_pages): in `mkdocs build`, not in serve's
+# rebuilds, and not with ATLAS_SITE_JOBS=1. _pending holds the function that collects them.
+_parallel = {"on": False}
+_pending: list = []
+
+
+def on_startup(command, dirty):
+    _parallel["on"] = command == "build" and not dirty and os.environ.get("ATLAS_SITE_JOBS", "2") != "1"
 
 
 def on_config(config):
@@ -98,9 +111,23 @@ def on_files(files, config):
     return files
 
 
+@event_priority(-100)  # the last on_nav: mkdocs' loop over the pages comes right after it
+def on_nav(nav, config, files):
+    _pending.clear()
+    if _parallel["on"]:
+        finish = mkdocs_pages.start(config, files)
+        if finish is not None:
+            _pending.append(finish)
+    return nav
+
+
+@event_priority(100)  # the first on_env, right after mkdocs' loop: before anything reads a page
 def on_env(env, config, files):
-    """Hard-link the documentation's images into site_dir (see the module's docstring); any that cannot be
-    linked (another file system, a file system without hard links) mkdocs copies as before."""
+    """Collect the pages converted in the second process (on_nav). Then hard-link the documentation's images
+    into site_dir (see the module's docstring); any that cannot be linked (another file system, a file system
+    without hard links) mkdocs copies as before."""
+    while _pending:
+        _pending.pop()()
     docs = os.path.join(os.path.abspath(config.docs_dir), "")
     made = set()
     for file in files:

@@ -1,7 +1,10 @@
 """One tiny atlas of real MNIST built end to end; its pages and JSON against independent computations."""
 
 import json
+import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -218,6 +221,29 @@ def test_failed_mkdocs_build_keeps_the_old_site(built, tmp_path, capsys):
     after = {p: p.read_bytes() for p in (root / "site").rglob("*") if p.is_file()}
     assert before == after
     assert not list(root.glob(".site.new.*"))
+
+
+def test_warnings_of_pages_converted_in_the_second_process_fail_the_build(built, tmp_path):
+    """mkdocs_pages converts every other page in a forked child while mkdocs converts the rest: two pages
+    in a row, each with a broken link, are one each. --strict must count the child's warning as mkdocs' own,
+    and both must be shown; the log says the pages were split."""
+    root, _, _, _ = built
+    docs = root / "build" / "docs"
+    pages = [docs / f"zz-broken-{i}.md" for i in (1, 2)]
+    for i, page in enumerate(pages, 1):
+        page.write_text(f"[a link to nowhere](nowhere-{i}.md)\n")
+    try:
+        result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--verbose", "--config-file",
+                                 str(root / "build" / "mkdocs.yml"), "--site-dir", str(tmp_path / "site")],
+                                capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    finally:
+        for page in pages:
+            page.unlink()
+    output = result.stdout + result.stderr
+    warnings = [line for line in output.splitlines() if line.startswith("WARNING")]
+    assert result.returncode == 1 and "Aborted with 2 warnings in strict mode" in output, output[-2000:]
+    assert [w for w in warnings if "nowhere-1.md" in w] and [w for w in warnings if "nowhere-2.md" in w], warnings
+    assert re.search(r"\d+ of \d+ pages read and converted in a second process", output)
 
 
 def test_cli_reports_a_bad_setting_in_one_line(tmp_path, capsys):

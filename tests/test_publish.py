@@ -215,10 +215,13 @@ def test_two_builds_in_two_directories_from_one_model_are_byte_identical(tiny_bu
     Each directory gets its own copy of atlas.toml (relative paths) and a link to the data, so the two
     configs are equal; any absolute path, date or random salt in the output would show up as a difference.
     A published address (as the Pages workflow sets) fills the sitemap, whose dates must not move either.
+    The first builds its site with half the pages converted in a second process (mkdocs_pages), the second
+    with mkdocs alone (ATLAS_SITE_JOBS=1).
     """
     monkeypatch.setenv("SITE_URL", "https://example.org/atlas/")
     trees = []
-    for name in ("one", "two"):
+    for name, jobs in (("one", "2"), ("two", "1")):
+        monkeypatch.setenv("ATLAS_SITE_JOBS", jobs)
         root = tmp_path / name
         (root / "build").mkdir(parents=True)
         (root / "data").symlink_to(REPO / "data", target_is_directory=True)
