@@ -19,7 +19,7 @@ from threadpoolctl import threadpool_limits
 
 from .network import depth, param_names
 from .config import Config
-from .data import Dataset
+from .data import Dataset, sparse_inputs
 from .errors import TrainingError
 from .output import npz_bytes, write_atomic
 from .weights import files_sha256, fold_inputs
@@ -92,7 +92,7 @@ def warm_kernels(hidden_layers: int, activation: str, output: str, normalised: b
     y = rng.integers(0, 10, n).astype(np.int64)
     params = init_params(784, (30,) * hidden_layers, 10, rng)
     mean, std = (0.1307, 0.3081) if normalised else (0.0, 1.0)
-    kernels.sgd_epoch(params, X, y, rng.permutation(n), 10, np.float32(0.1), np.float32(1.0), kernels.sparse_inputs(X),
+    kernels.sgd_epoch(params, X, y, rng.permutation(n), 10, np.float32(0.1), np.float32(1.0), sparse_inputs(X),
                       activation, output, mean, std)
 
 
@@ -103,8 +103,9 @@ class KernelWarmer:
     loads the kernels from the cache it wrote. If that process fails, the training compiles them itself.
 
     The second process is the first to import `generator.kernels` (the import that drops a stale cache,
-    kernels/cache.py): this one imports it only after `wait`, so the two never race over the cache's files,
-    and its own import of numba happens after the compile instead of before it."""
+    kernels/cache.py): this one imports it only after `wait`, so the two never race over the cache's files.
+    Meanwhile this one reads the data, computes the images' nonzero pixels and imports numba itself (after
+    the second process has, so Python compiles numba's modules once)."""
 
     def __init__(self, config: Config):
         net, d = config.network, config.data
@@ -178,12 +179,13 @@ def train(config: Config, data: Dataset, on_epoch: Callable[[Epoch], None] = lam
         return fold_inputs(params, d.mean, d.std)["W1"].copy()
 
     snapshots = {0: folded_W1()}
+    inputs = sparse_inputs(data.train_images)  # the same for every epoch; NumPy, while the kernels compile
     if warmer is not None:
+        import numba  # noqa: F401 (numba's own import, 0.3 s, beside the compile too: it touches no kernel's cache)
         seconds, waited = warmer.wait()
         say(f"train: numba's kernels ready in {seconds:.1f} s, beside reading the data (waited {waited:.1f} s)"
             if seconds is not None else "train: the kernels' second process failed; the first epoch compiles them")
     from . import kernels  # after the second process: see KernelWarmer
-    inputs = kernels.sparse_inputs(data.train_images)  # the same for every epoch
     with threadpool_limits(limits=1, user_api="blas"):  # one BLAS thread: see the note above evaluate()
         for e in range(t.epochs):
             started = time.perf_counter()

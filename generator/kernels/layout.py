@@ -7,7 +7,8 @@ outputs for one hidden layer), which the threads' shares feed.
 
 Most pixels of a digit are exactly 0 (on MNIST 150 of 784 are not), and a zero input adds exactly
 nothing to a pre-activation or to a weight gradient. So the images are kept as their nonzero pixels
-(`sparse_inputs`), and W1 as its transpose W (D, Hs): pixel i's weights to every hidden unit are one
+(`sparse_inputs`, in data.py so that the training computes them while numba compiles, before it imports
+this package), and W1 as its transpose W (D, Hs): pixel i's weights to every hidden unit are one
 contiguous row (see step.py).
 
 The working copies are padded so inner loops run over whole vectors: hidden units to LANES (Hp),
@@ -15,7 +16,7 @@ images (Bv) and outputs (Kv) to vectors. Padding entries are zero and stay zero 
 unit has activation 0). Rows of hidden units are Hs >= Hp long, whole cache lines, and start on one:
 the threads own whole lines of every row (see `slot_units`), so no line is written by both.
 
-Plain NumPy, no numba: this runs once per epoch (once per training for `sparse_inputs`), and compiling
+Plain NumPy, no numba: this runs once per epoch (`sparse_inputs` once per training), and compiling
 it cost more than half of a cold start's compile (numba's array-shape error messages alone took 25 s).
 """
 
@@ -24,6 +25,8 @@ from __future__ import annotations
 from collections import namedtuple
 
 import numpy as np
+
+from ..data import sparse_inputs  # noqa: F401 (kept here for the package's callers)
 
 LANES = 8  # hidden units are padded to a multiple of 8: whole vectors in float32 and in float64
 LINE_BYTES = 64  # a cache line: what two threads must not both write, or the line goes back and forth
@@ -171,26 +174,3 @@ def epoch_result(params: dict, s: EpochState) -> None:
         W[...] = s.upper.Wu[0, w:w + W.size].reshape(W.shape)
         bias[...] = s.upper.bu[0, b:b + bias.size]
         w, b = w + W.size, b + bias.size
-
-
-SPARSE_ROWS = 4096  # images per block in `sparse_inputs`: bounds its temporary index arrays
-
-
-def sparse_inputs(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(ptr, idx, val): the nonzero pixels of the images X (N, D), image by image. Image n's are
-    idx[ptr[n]:ptr[n + 1]] (int32 pixel indices, increasing) with values val[ptr[n]:ptr[n + 1]]
-    (X's dtype); ptr (N + 1,) int64. NaN counts as nonzero. Depends on X only: train.py computes it once
-    per training and passes it to every `sgd_epoch` (72 MB for MNIST in float32)."""
-    N, D = X.shape
-    ptr = np.zeros(N + 1, np.int64)
-    idx_parts, val_parts = [], []
-    for n0 in range(0, N, SPARSE_ROWS):
-        block = X[n0:n0 + SPARSE_ROWS]
-        nonzero = block != 0  # (n, D); True for NaN
-        np.cumsum(nonzero.sum(axis=1), out=ptr[n0 + 1:n0 + 1 + len(block)])
-        ptr[n0 + 1:n0 + 1 + len(block)] += ptr[n0]
-        idx_parts.append(np.nonzero(nonzero)[1].astype(np.int32))  # row by row, increasing within a row
-        val_parts.append(block[nonzero])
-    if not idx_parts:
-        return ptr, np.zeros(0, np.int32), np.zeros(0, X.dtype)
-    return ptr, np.concatenate(idx_parts), np.concatenate(val_parts)
