@@ -152,6 +152,8 @@ def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     """An .npz archive (np.load reads it) that is byte-identical for equal arrays.
 
     np.savez stamps each member with the current time; this writes the same members with a fixed one.
+    Deflate's fastest level: half the time of its default (0.17 s against 0.32 for arrays.npz, on the
+    critical path of analyze and train) for a file 7% larger.
     """
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -160,5 +162,5 @@ def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
             np.lib.format.write_array(member, np.asarray(array), allow_pickle=False)
             info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, member.getvalue())
+            archive.writestr(info, member.getvalue(), compresslevel=1)
     return buffer.getvalue()
