@@ -80,17 +80,12 @@ $(STAMP): requirements.txt
 	$(call install,-r requirements.txt)
 	touch $@
 
-# Python compiles a module to bytecode the first time it is imported, and a fresh .venv holds none: the first
-# render paid 0.7 s for matplotlib's, PIL's and Jinja's, the first site build mkdocs'. This imports them beside
-# the training, whose first seconds leave a core idle (numba compiles on one), at the lowest priority so that
-# it takes only that core; once per .venv. A module left out only costs its own compile where it is imported.
+# What the render and site stages would compile on first use (Python's bytecode of matplotlib, mkdocs and
+# the rest, in a fresh .venv; the page templates), compiled beside the training while numba's single-threaded
+# compile leaves a core idle, at the lowest priority: generator/warm.py. Once per .venv.
 BYTECODE_STAMP := $(VENV)/.bytecode-$(shell cat requirements.txt | cksum | cut -d' ' -f1)
-WARM_IMPORTS := generator.render generator.probe generator.site mkdocs.__main__ mkdocs.commands.build \
-	material.plugins.search.plugin material.plugins.offline.plugin mkdocs_glightbox.plugin pymdownx.tabbed \
-	markdown.extensions.admonition markdown.extensions.attr_list markdown.extensions.md_in_html \
-	markdown.extensions.tables markdown.extensions.toc
 $(BYTECODE_STAMP): $(STAMP)
-	nice -n 19 $(PY) -c 'import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]' $(WARM_IMPORTS)
+	nice -n 19 $(PY) -m generator.warm
 	touch $@
 
 $(TEST_STAMP): $(STAMP) requirements-test.txt

@@ -347,3 +347,28 @@ def test_pages_workflow_builds_with_make_and_deploys_with_the_official_actions()
     assert len(pins) == sum("uses" in step for job in (build, deploy) for step in job["steps"])
     for action, ref, comment in pins:
         assert re.fullmatch(r"[0-9a-f]{40}", ref) and re.fullmatch(r"\s+# v\d+(\.\d+)*", comment), action
+
+
+def test_compiled_templates_are_kept_checked_against_their_source_and_optional(tmp_path, monkeypatch):
+    """render.TemplateCache: a second environment loads a template compiled by the first instead of compiling
+    it, with the same output; an edited template is compiled again; a cache that cannot be written is skipped."""
+    from jinja2 import Environment, FileSystemLoader
+
+    from generator.render import TemplateCache, environment
+
+    assert isinstance(environment().bytecode_cache, TemplateCache)  # the pages' environment uses it
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "page.md.j2").write_text("{{ x }} and {{ x * 2 }}\n")
+
+    def env(cache):
+        return Environment(loader=FileSystemLoader(tmp_path / "t"), bytecode_cache=cache)
+
+    first = env(TemplateCache(tmp_path / "cache")).get_template("page.md.j2").render(x=3)
+    assert first == "3 and 6" and len(list((tmp_path / "cache").iterdir())) == 1
+    second = env(TemplateCache(tmp_path / "cache"))
+    monkeypatch.setattr(second, "compile", lambda *a, **k: pytest.fail("compiled again despite the cache"))
+    assert second.get_template("page.md.j2").render(x=3) == first
+    (tmp_path / "t" / "page.md.j2").write_text("{{ x }} or {{ x * 3 }}\n")
+    assert env(TemplateCache(tmp_path / "cache")).get_template("page.md.j2").render(x=3) == "3 or 9"
+    (tmp_path / "file").write_text("")
+    assert env(TemplateCache(tmp_path / "file" / "cache")).get_template("page.md.j2").render(x=1) == "1 or 3"
