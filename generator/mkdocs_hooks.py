@@ -39,9 +39,9 @@ if __package__ != "generator":  # loaded by mkdocs from its path: the package is
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from generator import mkdocs_pages  # noqa: E402
 
-_search_rules: dict[str, dict] = {}  # page URL -> its front matter's `search:`, for on_post_build
-# Every other page read and converted in a second process (mkdocs_pages): in `mkdocs build`, not in serve's
-# rebuilds, and not with ATLAS_SITE_JOBS=1. _pending holds the function that collects them.
+_site: dict = {}  # the build's Files (on_nav), whose pages' front matter on_post_build reads
+# Every other page read, converted and written by a second process (mkdocs_pages): in `mkdocs build`, not in
+# serve's rebuilds, and not with ATLAS_SITE_JOBS=1. _pending holds the function that collects the reading.
 _parallel = {"on": False}
 _pending: list = []
 
@@ -113,9 +113,10 @@ def on_files(files, config):
 
 @event_priority(-100)  # the last on_nav: mkdocs' loop over the pages comes right after it
 def on_nav(nav, config, files):
+    _site["files"] = files
     _pending.clear()
     if _parallel["on"]:
-        finish = mkdocs_pages.start(config, files)
+        finish = mkdocs_pages.split_reading(config, files)
         if finish is not None:
             _pending.append(finish)
     return nav
@@ -128,6 +129,8 @@ def on_env(env, config, files):
     without hard links) mkdocs copies as before."""
     while _pending:
         _pending.pop()()
+    if _parallel["on"]:
+        mkdocs_pages.split_writing(config, files)
     docs = os.path.join(os.path.abspath(config.docs_dir), "")
     made = set()
     for file in files:
@@ -170,7 +173,7 @@ def page_run(atlas: dict | None, url: str) -> dict | None:
 
 
 def on_pre_build(config):
-    _search_rules.clear()
+    _site.clear()
 
 
 _HEADING = re.compile(r"<h[2-6][^>]*>.*?</h[2-6]>", re.S)
@@ -189,7 +192,6 @@ def indexed_html(content: str, sections: str | None) -> str:
 def on_page_context(context, page, config, nav):
     context["atlas_run"] = page_run(config.extra.get("atlas"), page.url)
     rule = page.meta.get("search") or {}
-    _search_rules[page.url] = rule
     search = config.plugins.get("material/search")
     if search is not None and rule.get("sections") and not rule.get("exclude"):
         # Index only what the rule keeps: Material's parser would otherwise read every neuron and mistake
@@ -230,13 +232,20 @@ def shape_search_index(index: dict, rules: dict[str, dict]) -> dict:
     return {**index, "docs": docs}
 
 
+def on_build_error(error):
+    mkdocs_pages.restore()
+
+
 @event_priority(-50)  # after the search plugin writes the index (0), before the offline plugin copies it (-100)
 def on_post_build(config):
+    mkdocs_pages.restore()
     path = os.path.join(config.site_dir, "search", "search_index.json")
     if not os.path.isfile(path):
         return
     with open(path, encoding="utf-8") as f:
         index = json.load(f)
-    shaped = shape_search_index(index, _search_rules)
+    rules = {file.page.url: file.page.meta.get("search") or {}  # each page's front matter (see on_page_context)
+             for file in _site["files"].documentation_pages() if file.page is not None}
+    shaped = shape_search_index(index, rules)
     with open(path, "w", encoding="utf-8") as f:
         f.write(json.dumps(shaped, ensure_ascii=False, separators=(",", ":")))

@@ -1,18 +1,26 @@
-"""Half of mkdocs' pages read and converted in a second process, for the site stage (mkdocs_hooks.py).
+"""Every other page of the site read, converted and written by a second process, for the site stage
+(mkdocs_hooks.py).
 
-`mkdocs build` works in two passes: it reads and converts every page (mkdocs.commands.build._populate_page:
-the on_pre_page and on_page_markdown events, Python-Markdown, on_page_content), then writes every page
-through the theme's templates. The first pass is two thirds of the stage (6-7 s of 9-10 on these machines),
-one page after another, and the second core stays idle. Here a forked child runs that pass for every other
-page (mkdocs' own function, on the same config, files and plugins, copied by the fork) while mkdocs runs it
-for the rest; when mkdocs' loop is done, what each of the child's pages gained (its markdown, meta, HTML,
-table of contents, anchors, title, canonical URL) is set on mkdocs' page, so the second pass, the search
-index and the link checks see every page as a sequential build leaves it. The site is byte for byte the
-same (tests/test_publish.py).
+`mkdocs build` works in two passes over the pages, one page after another, leaving the second core idle:
+it reads and converts every page (mkdocs.commands.build._populate_page: the on_pre_page and on_page_markdown
+events, Python-Markdown, on_page_content; 6-7 s of the stage's 9-10 on these machines), then writes every
+page through the theme's templates (_build_page: on_page_context, where the search plugin indexes the page,
+the templates, on_post_page; about 2 s). Here a forked child runs each pass for every other page, with
+mkdocs' own function on the same config, files, plugins and pages (copied by the fork), while mkdocs' loop
+runs it for the rest:
 
-The child's log records (mkdocs' warnings, which --strict counts, and errors) are sent back and handled
-by this process's loggers, so a broken link on one of its pages fails the build as before. Where fork is
-unavailable (background.start), the same pages are converted in this process at the end of the loop.
+- reading (`split_reading`, from the last on_nav to the first on_env): what each of the child's pages
+  gained (its markdown, meta, HTML, table of contents, anchors, title, canonical URL) is set on mkdocs'
+  page once mkdocs' loop is done, so the second pass and the link checks see every page as mkdocs alone
+  leaves it;
+- writing (`split_writing`, started at the loop's first page): the child writes its pages' HTML files and
+  sends back the search index entries each added; they are put back in the pages' order once mkdocs' loop
+  has written its last page.
+
+The site is byte for byte the same (tests/test_publish.py builds it both ways). The child's log records
+(mkdocs' warnings, which --strict counts, and errors) are sent back and handled by this process's loggers,
+so a broken link on one of its pages fails the build as before. Where fork is unavailable
+(background.start), the child's pages are done in this process when their results are asked for.
 """
 
 from __future__ import annotations
@@ -27,46 +35,112 @@ from mkdocs.structure.pages import Page
 from . import background
 
 log = logging.getLogger("mkdocs.atlas")
+_POPULATE, _BUILD = mkdocs_build._populate_page, mkdocs_build._build_page  # mkdocs' own, put back by restore()
 
 
-def start(config, files: Files) -> Callable[[], None] | None:
+def restore() -> None:
+    """Put mkdocs' own loop functions back (the hooks call it after the build, and when it fails)."""
+    mkdocs_build._populate_page, mkdocs_build._build_page = _POPULATE, _BUILD
+
+
+def _theirs(files: Files) -> tuple[list[File], list[File]]:
+    """(the pages mkdocs builds, in its order; every other one of them, the child's)."""
+    pages = list(files.documentation_pages(inclusion=InclusionLevel.is_included))
+    return pages, pages[1::2]
+
+
+def split_reading(config, files: Files) -> Callable[[], None] | None:
     """Fork a child that reads and converts every other page of `files`, and make mkdocs' loop skip those
     pages. Call this in the last on_nav (the event right before the loop) and the function it returns in
     the first on_env (right after it): that waits for the child, puts mkdocs' loop function back and
     applies the child's pages, re-emitting its log records, then raises the exception a page raised there,
     if any. Returns None (nothing to do) when there are fewer than two pages."""
-    pages = files.documentation_pages(inclusion=InclusionLevel.is_included)
-    theirs = list(pages[1::2])
+    pages, theirs = _theirs(files)
     if not theirs:
         return None
-    populate = mkdocs_build._populate_page
+    populate = _POPULATE
     skipped = {file.src_uri for file in theirs}
-    result = background.start(lambda: _populate_quietly(populate, theirs, config, files))
 
-    def skip_theirs(page: Page, config, files: Files, dirty: bool = False) -> None:
+    def populate_theirs() -> dict[str, dict]:
+        states = {}
+        for file in theirs:
+            page = file.page if file.page is not None else Page(None, file, config)
+            before = dict(vars(page))
+            populate(page, config, files, False)
+            state = {k: v for k, v in vars(page).items() if k not in before or before[k] is not v}
+            if state.get("links_to_anchors"):  # keyed by File: sent by name, found again in the parent
+                state["links_to_anchors"] = {f.src_uri: a for f, a in state["links_to_anchors"].items()}
+            states[file.src_uri] = state
+        return states
+
+    result = background.start(lambda: _quietly(populate_theirs))
+
+    def populate_ours(page: Page, config, files: Files, dirty: bool = False) -> None:
         if page.file.src_uri not in skipped:
             populate(page, config, files, dirty)
 
-    mkdocs_build._populate_page = skip_theirs
+    mkdocs_build._populate_page = populate_ours
 
     def finish() -> None:
         mkdocs_build._populate_page = populate
-        states, records, error = result()
-        for record in records:
-            logging.getLogger(record.name).handle(record)
-        if error is not None:
-            raise error
+        states = _outcome(result)
         for file in theirs:
-            _apply(file, states[file.src_uri], files)
+            page = file.page  # made by mkdocs' loop, which went over the same pages
+            for name, value in states[file.src_uri].items():
+                if name == "links_to_anchors" and value:
+                    value = {files.get_file_from_path(uri): anchors for uri, anchors in value.items()}
+                setattr(page, name, value)
         log.debug(f"{len(theirs)} of {len(pages)} pages read and converted in a second process")
 
     return finish
 
 
-def _populate_quietly(populate, theirs: list[File], config, files: Files):
-    """Run `populate` (mkdocs' _populate_page) on each of `theirs`; returns ({src_uri: the attributes it
-    set on the page}, the log records of mkdocs' loggers meanwhile, the exception that stopped it or None).
-    The records are kept, not printed: the parent prints and counts them."""
+def split_writing(config, files: Files) -> None:
+    """Make mkdocs' loop that writes the pages (_build_page) hand every other page to a forked child, started
+    at the loop's first page; at the loop's last page of this process, wait for the child, re-emit its log
+    records (raise its exception, if any) and put the search index's entries back in the pages' order.
+    Call this in on_env, after split_reading's finish, and `restore` after the build."""
+    pages, theirs = _theirs(files)
+    if not theirs:
+        return
+    build_page = _BUILD
+    skipped = {file.src_uri for file in theirs}
+    last_ours = [file.src_uri for file in pages if file.src_uri not in skipped][-1]
+    search = config.plugins.get("material/search")
+    entries = search.search_index.entries if search is not None and search.config.enabled else None
+    added: dict[str, list] = {}  # page -> the search entries its on_page_context added, in this process
+    child: list = []
+
+    def build_indexed(page: Page, *args) -> None:
+        start = len(entries) if entries is not None else 0
+        build_page(page, *args)
+        if entries is not None:
+            added[page.file.src_uri] = entries[start:]
+
+    def build_theirs(config, doc_files, nav, env, dirty) -> dict[str, list]:
+        for file in theirs:
+            build_indexed(file.page, config, doc_files, nav, env, dirty, file.inclusion.is_excluded())
+        return added
+
+    def build_ours(page: Page, config, doc_files, nav, env, dirty: bool = False, excluded: bool = False) -> None:
+        if not child:
+            child.append(background.start(lambda: _quietly(lambda: build_theirs(config, doc_files, nav, env, dirty))))
+        if page.file.src_uri in skipped:
+            return
+        build_indexed(page, config, doc_files, nav, env, dirty, excluded)
+        if page.file.src_uri == last_ours:  # the loop's later pages are the child's: this stays to skip them
+            added.update(_outcome(child[0]))
+            if entries is not None:
+                entries[:] = [entry for file in doc_files for entry in added.get(file.src_uri, ())]
+            log.debug(f"{len(theirs)} of {len(pages)} pages written in a second process")
+
+    mkdocs_build._build_page = build_ours
+
+
+def _quietly(work: Callable[[], dict]) -> tuple[dict, list[logging.LogRecord], BaseException | None]:
+    """Run work(); returns (its result, or {} if it raised; the log records of mkdocs' loggers meanwhile;
+    the exception that stopped it, or None). The records are kept, not printed: the parent prints and
+    counts them (_outcome)."""
     logger = logging.getLogger("mkdocs")
     records: list[logging.LogRecord] = []
 
@@ -80,30 +154,21 @@ def _populate_quietly(populate, theirs: list[File], config, files: Files):
     for handler in handlers:
         logger.removeHandler(handler)
     logger.addHandler(keep)
-    states: dict[str, dict] = {}
-    error = None
     try:
-        for file in theirs:
-            page = file.page if file.page is not None else Page(None, file, config)
-            before = dict(vars(page))
-            populate(page, config, files, False)
-            state = {k: v for k, v in vars(page).items() if k not in before or before[k] is not v}
-            if state.get("links_to_anchors"):  # keyed by File: sent by name, found again in the parent
-                state["links_to_anchors"] = {f.src_uri: a for f, a in state["links_to_anchors"].items()}
-            states[file.src_uri] = state
+        return work(), records, None
     except Exception as e:  # raised in the parent, after the records that explain it
-        error = e
+        return {}, records, e
     finally:
         logger.removeHandler(keep)
         for handler in handlers:
             logger.addHandler(handler)
-    return states, records, error
 
 
-def _apply(file: File, state: dict, files: Files) -> None:
-    """Set what the child's conversion of `file` gave on this process's page of it."""
-    page = file.page if file.page is not None else Page(None, file, state.get("config"))
-    for name, value in state.items():
-        if name == "links_to_anchors" and value:
-            value = {files.get_file_from_path(uri): anchors for uri, anchors in value.items()}
-        setattr(page, name, value)
+def _outcome(result: Callable[[], tuple]) -> dict:
+    """Wait for a child started with _quietly: handle its log records here, raise its exception, return its result."""
+    value, records, error = result()
+    for record in records:
+        logging.getLogger(record.name).handle(record)
+    if error is not None:
+        raise error
+    return value

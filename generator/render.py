@@ -6,7 +6,7 @@ import functools
 import html
 import json
 from functools import partial
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Callable
 
 import numpy as np
