@@ -372,3 +372,25 @@ def test_compiled_templates_are_kept_checked_against_their_source_and_optional(t
     assert env(TemplateCache(tmp_path / "cache")).get_template("page.md.j2").render(x=3) == "3 or 9"
     (tmp_path / "file").write_text("")
     assert env(TemplateCache(tmp_path / "file" / "cache")).get_template("page.md.j2").render(x=1) == "1 or 3"
+
+
+def test_in_two_halves_does_every_item_and_raises_only_once_both_halves_stopped():
+    """output.in_two_halves, which writes the docs tree in two threads: every item once; an error in either
+    half is raised, and only after the other half has finished (no thread left writing)."""
+    from generator.output import in_two_halves
+
+    seen = []
+    assert in_two_halves(list(range(101)), lambda i: seen.append(i) or i) == sum(range(101))
+    assert sorted(seen) == list(range(101))
+    done = []
+
+    def work(i: int) -> int:
+        if i in (0, 99):
+            raise OSError(f"item {i}")
+        time.sleep(0.002)
+        done.append(i)
+        return 1
+
+    with pytest.raises(OSError, match="item 0"):
+        in_two_halves(list(range(100)), work)
+    assert sorted(done) == list(range(50, 99))  # the second half ran to its own error before this was raised

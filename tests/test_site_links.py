@@ -54,7 +54,7 @@ def test_raw_grids_stashed_whole_come_out_as_the_html_parser_makes_them(source):
             == markdown.markdown(source, extensions=extensions))
 
 
-def test_images_are_linked_into_the_site_and_mkdocs_leaves_them_while_it_copies_the_rest(tmp_path):
+def test_files_other_than_pages_are_linked_into_the_site_and_mkdocs_leaves_them(tmp_path):
     from types import SimpleNamespace
 
     from mkdocs.structure.files import File, Files
@@ -63,13 +63,15 @@ def test_images_are_linked_into_the_site_and_mkdocs_leaves_them_while_it_copies_
     (docs / "neurons" / "042").mkdir(parents=True)
     (docs / "neurons" / "042" / "weights.png").write_bytes(b"png")
     (docs / "neurons" / "042.json").write_text("{}")
+    (docs / "neurons" / "042.md").write_text("# Neuron 42\n")
     files = Files([File(p, str(docs), str(site), use_directory_urls=False)
-                   for p in ("neurons/042/weights.png", "neurons/042.json")])
+                   for p in ("neurons/042/weights.png", "neurons/042.json", "neurons/042.md")])
     on_env(None, SimpleNamespace(docs_dir=str(docs)), files)
     files.copy_static_files()
     png, json_ = site / "neurons" / "042" / "weights.png", site / "neurons" / "042.json"
     assert png.samefile(docs / "neurons" / "042" / "weights.png") and png.read_bytes() == b"png"
-    assert not json_.samefile(docs / "neurons" / "042.json") and json_.read_text() == "{}"
+    assert json_.samefile(docs / "neurons" / "042.json") and json_.read_text() == "{}"
+    assert not (site / "neurons" / "042.md").exists()  # a page is converted to HTML by mkdocs, never linked
 
 
 def test_shape_search_index_keeps_what_each_page_asks_for():
