@@ -128,11 +128,21 @@ def _analyze(config: Config, model: Model, data: Dataset) -> tuple[Atlas, Arrays
     accuracy = per_class_accuracy(f.predicted, y, K)
     mean_images = class_means(X, y, K).T  # (K, D)
     examples = typical_examples(X, y, mean_images)
+    ablation = neuron_ablation(f, still_right, y, K)  # (H, K)
+    shown_images = set(examples)
+    layers, unit_preferred, layer_tops = deeper_layers(p64, full, effect, ablation, maps, X, y, ids, K, shape, k,
+                                                       hidden, (lo, hi), shown_images)
+    # The class records (more than half of the analysis: pinning, random baselines, preferred inputs) need
+    # nothing the neuron records make: they are computed in a second process meanwhile, started as soon as
+    # their inputs are. Each is seeded on its own and BLAS runs on one thread in both, so the numbers are the
+    # same bits as one after the other.
+    classes = background.start(partial(
+        digit_records, f, W2, p[f"b{L + 1}"], p64, X, y, ids, shape, K, k, config.train.seed, means, fill, raw,
+        disc, effect, ablation, accuracy, mean_images, examples, tops, bottoms, layer_tops))
     hist = histograms(unit, y, K, HIST_BINS)
     above, below = saturation(unit)
     spread = unit.std(axis=0)  # on the activation's range: the activation's own for sigmoid
     saturated, silenced = unit >= SATURATED, unit <= SILENCED  # (N, H)
-    ablation = neuron_ablation(f, still_right, y, K)  # (H, K)
     overall_ablation = (ablation * np.bincount(y, minlength=K)).sum(axis=1) / len(y)
     similar_w = most_similar(W_in, SIMILAR)
     similar_a = most_similar(f.A1.T, SIMILAR)
@@ -146,15 +156,6 @@ def _analyze(config: Config, model: Model, data: Dataset) -> tuple[Atlas, Arrays
     def refs(indices, j) -> list[ImageRef]:
         return [ImageRef(int(ids[i]), int(y[i]), rounded(f.A1[i, j]), rounded(f.Z1[i, j])) for i in indices]
 
-    shown_images = set(examples)
-    layers, unit_preferred, layer_tops = deeper_layers(p64, full, effect, ablation, maps, X, y, ids, K, shape, k,
-                                                       hidden, (lo, hi), shown_images)
-    # The class records (a third of the analysis: pinning, random baselines, preferred inputs) need nothing
-    # the neuron records make: they are computed in a second process meanwhile. Each is seeded on its own
-    # and BLAS runs on one thread in both, so the numbers are the same bits as one after the other.
-    classes = background.start(partial(
-        digit_records, f, W2, p[f"b{L + 1}"], p64, X, y, ids, shape, K, k, config.train.seed, means, fill, raw,
-        disc, effect, ablation, accuracy, mean_images, examples, tops, bottoms, layer_tops))
     neurons = []
     for j in range(H):
         w_out = W_out[:, j]
