@@ -16,13 +16,15 @@ from .network import depth, hidden_sizes
 from .train import Model, load_model
 
 
-def load_data(config: Config) -> Dataset:
-    """The configured dataset: its class subset, its class names, checked against the settings.
+def load_data(config: Config, train_images: bool = True) -> Dataset:
+    """The configured dataset: its class subset, its class names, checked against the settings. With
+    `train_images` False, without the training images' pixels (data.load_dataset).
 
     Raises DataError for missing or bad files (data.py), ConfigError for data.classes or
     data.class_names that do not fit the data."""
     d = config.data
-    data = load_dataset(config.path(d.dir), d.sha256, d.train_limit, d.test_limit, d.pixel_max, d.transpose)
+    data = load_dataset(config.path(d.dir), d.sha256, d.train_limit, d.test_limit, d.pixel_max, d.transpose,
+                        train_images)
     if d.classes:
         missing = [c for c in d.classes if c >= data.n_classes]
         if missing:

@@ -30,11 +30,11 @@ class Run:
     say: Callable[[str], None] = lambda message: None
     times: dict[str, float] = field(default_factory=dict)
 
-    def data(self, config: Config) -> Dataset:
-        """load_data(config), its time added to times['data']."""
+    def data(self, config: Config, train_images: bool = True) -> Dataset:
+        """load_data(config, train_images), its time added to times['data']."""
         started = time.perf_counter()
         try:
-            return load_data(config)
+            return load_data(config, train_images)
         finally:
             self.times["data"] = self.times.get("data", 0.0) + time.perf_counter() - started
 
@@ -112,7 +112,7 @@ def stage_analyze(config: Config, run: Run) -> None:
     if k > hidden:  # an imported network smaller than the default top-k (load_trained refuses a trained one)
         config = dataclasses.replace(config, analysis=dataclasses.replace(config.analysis, top_k=hidden))
         run.say(f"analyze: analysis.top_k {k} lowered to {hidden}, the imported network's hidden units")
-    data = run.data(config)
+    data = run.data(config, train_images=False)  # the statistics are of the test images
     check_model_fits(config, model, data)
     from .analysis import analyze
     result, arrays = analyze(config, model, data)

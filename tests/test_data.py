@@ -102,3 +102,17 @@ def test_image_and_label_counts_must_agree(tmp_path):
     with pytest.raises(DataError) as e:
         data.load_dataset(d)
     assert "20 images" in _one_line(e) and "19 labels" in str(e.value)
+
+
+def test_read_without_the_training_images_keeps_everything_else(tmp_path):
+    """analyze reads the data with train_images=False: the test images, every label, the counts and the
+    checksums are those of a full read; only the training pixels are left out, and a class subset still works."""
+    directory = write_dataset(tmp_path, n_train=60, n_test=20, n_classes=3)
+    full = data.load_dataset(directory)
+    lean = data.load_dataset(directory, train_images=False)
+    assert lean.train_images.shape == (0, full.n_inputs) and full.train_images.shape == (60, full.n_inputs)
+    assert np.array_equal(lean.test_images, full.test_images) and np.array_equal(lean.train_labels, full.train_labels)
+    assert (lean.test_labels.tolist(), lean.sha256, lean.n_classes) == (full.test_labels.tolist(), full.sha256, 3)
+    subset, subset_full = data.select_classes(lean, [2, 0]), data.select_classes(full, [2, 0])
+    assert np.array_equal(subset.test_images, subset_full.test_images)
+    assert np.array_equal(subset.train_labels, subset_full.train_labels) and len(subset.train_images) == 0
