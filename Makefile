@@ -175,4 +175,4 @@ lock: ## re-pin requirements.txt and requirements-test.txt from the .in files in
 	rm -rf .venv-lock
 
 clean: ## remove this config's build and site directories (build/ and site/ by default; keeps .venv)
-	rm -rf $(BUILD) $(SITE)
+	rm -rf $(BUILD) $(SITE) templates/__pycache__

@@ -116,6 +116,7 @@ def on_files(files, config):
 def on_nav(nav, config, files):
     _site["files"] = files
     _pending.clear()
+    _parallel["on"] = _parallel["on"] and mkdocs_pages.splittable(config)
     if _parallel["on"]:
         finish = mkdocs_pages.split_reading(config, files)
         if finish is not None:

@@ -19,13 +19,24 @@ runs it for the rest:
 
 The site is byte for byte the same (tests/test_publish.py builds it both ways). The child's log records
 (mkdocs' warnings, which --strict counts, and errors) are sent back and handled by this process's loggers,
-so a broken link on one of its pages fails the build as before. Where fork is unavailable
-(background.start), the child's pages are done in this process when their results are asked for.
+so a broken link on one of its pages fails the build as before; an exception on one of its pages is raised
+here, with the child's traceback as its cause. Where fork is unavailable (background.start), the child's
+pages are done in this process when their results are asked for.
+
+What it relies on, and so its limits: whatever a plugin keeps per page outside the page (in the plugin, the
+config or the File) is lost for the child's pages, and the search index's entries are rebuilt from those
+the pages added. So the build is split only with the plugins known to keep nothing else (KNOWN_PLUGINS;
+hooks files are ours), only in `mkdocs build` without --dirty (mkdocs_hooks.on_startup), and only from a
+process's only thread (`splittable`). A child whose page hangs outlives a killed mkdocs process until it
+finishes; one that finishes gets a broken pipe and exits.
 """
 
 from __future__ import annotations
 
 import logging
+import pickle
+import threading
+import traceback
 from typing import Callable
 
 from mkdocs.commands import build as mkdocs_build
@@ -35,12 +46,24 @@ from mkdocs.structure.pages import Page
 from . import background
 
 log = logging.getLogger("mkdocs.atlas")
+# The plugins whose per-page events are known to keep no state a child's pages would have to send back (the
+# hooks' own read the pages' front matter at post_build). With any other plugin the build is not split.
+KNOWN_PLUGINS = {"material/search", "material/offline", "search", "offline", "glightbox"}
 _POPULATE, _BUILD = mkdocs_build._populate_page, mkdocs_build._build_page  # mkdocs' own, put back by restore()
 
 
 def restore() -> None:
     """Put mkdocs' own loop functions back (the hooks call it after the build, and when it fails)."""
     mkdocs_build._populate_page, mkdocs_build._build_page = _POPULATE, _BUILD
+
+
+def splittable(config) -> bool:
+    """Whether the build may be split here: only known plugins (KNOWN_PLUGINS, and hooks files, which are
+    ours), and only from the main thread of a process that runs no other (forking a threaded process copies
+    one thread; `mkdocs serve` rebuilds from its watcher's thread)."""
+    plugins = {name for name in config.plugins if not name.endswith(".py")}
+    return (plugins <= KNOWN_PLUGINS and threading.current_thread() is threading.main_thread()
+            and threading.active_count() == 1)
 
 
 def _theirs(files: Files) -> tuple[list[File], list[File]]:
@@ -137,18 +160,31 @@ def split_writing(config, files: Files) -> None:
     mkdocs_build._build_page = build_ours
 
 
-def _quietly(work: Callable[[], dict]) -> tuple[dict, list[logging.LogRecord], BaseException | None]:
+class ChildTraceback(Exception):
+    """The traceback of an exception raised in the child, as text: the cause of the one re-raised here."""
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+def _quietly(work: Callable[[], dict]) -> tuple[dict, list[logging.LogRecord], tuple | None]:
     """Run work(); returns (its result, or {} if it raised; the log records of mkdocs' loggers meanwhile;
-    the exception that stopped it, or None). The records are kept, not printed: the parent prints and
-    counts them (_outcome)."""
+    (the exception that stopped it, its traceback as text), or None). The records are kept, not printed: the
+    parent prints and counts them (_outcome). Everything returned pickles: a record keeps its text and place,
+    not its arguments; an exception that does not pickle (a class defined in a hooks file, say) is sent as a
+    RuntimeError naming its type and message."""
     logger = logging.getLogger("mkdocs")
     records: list[logging.LogRecord] = []
 
     class Keep(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            record.msg, record.args = record.getMessage(), None  # the arguments may not pickle
-            record.exc_info = record.exc_text = None
-            records.append(record)
+            message = record.getMessage()
+            if record.exc_info and not record.exc_text:
+                message += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
+            records.append(logging.makeLogRecord({
+                "name": record.name, "levelno": record.levelno, "levelname": record.levelname, "msg": message,
+                "pathname": record.pathname, "lineno": record.lineno, "funcName": record.funcName,
+                "created": record.created, "msecs": record.msecs}))
 
     handlers, keep = logger.handlers[:], Keep()
     for handler in handlers:
@@ -157,7 +193,11 @@ def _quietly(work: Callable[[], dict]) -> tuple[dict, list[logging.LogRecord], B
     try:
         return work(), records, None
     except Exception as e:  # raised in the parent, after the records that explain it
-        return {}, records, e
+        try:
+            pickle.loads(pickle.dumps(e))
+        except Exception:
+            e = RuntimeError(f"{type(e).__qualname__}: {e}")
+        return {}, records, (e, traceback.format_exc())
     finally:
         logger.removeHandler(keep)
         for handler in handlers:
@@ -170,5 +210,5 @@ def _outcome(result: Callable[[], tuple]) -> dict:
     for record in records:
         logging.getLogger(record.name).handle(record)
     if error is not None:
-        raise error
+        raise error[0] from ChildTraceback(error[1])
     return value

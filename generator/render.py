@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import html
 import json
 from functools import partial
@@ -27,15 +28,17 @@ TEMPLATES = SHARE / "templates"
 class TemplateCache(FileSystemBytecodeCache):
     """Compiled templates kept beside them in templates/__pycache__, as Python keeps its bytecode: compiling
     the pages' templates took 0.8 s of every render. Jinja checks each entry against the template's source
-    and its own version, and writes entries atomically. Where the directory cannot be written (a read-only
-    checkout), templates are compiled each run, as without it."""
+    and its own version, and writes entries atomically; the entry's name also holds `settings`
+    (settings_key: what else the compiled code depends on), so an environment with other settings never
+    loads another's code. Where the directory cannot be written (a read-only checkout), templates are
+    compiled each run, as without it."""
 
-    def __init__(self, directory: Path = TEMPLATES / "__pycache__"):
+    def __init__(self, directory: Path = TEMPLATES / "__pycache__", settings: str = ""):
         try:
             directory.mkdir(exist_ok=True)
         except OSError:
             pass
-        super().__init__(str(directory), "%s.jinja")
+        super().__init__(str(directory), f"%s-{settings}.jinja" if settings else "%s.jinja")
 
     def load_bytecode(self, bucket) -> None:
         try:
@@ -50,14 +53,26 @@ class TemplateCache(FileSystemBytecodeCache):
             pass
 
 
+def settings_key(env: Environment) -> str:
+    """A short hash of the settings a template's compiled code depends on besides its source and Jinja's
+    version (which Jinja's cache checks itself): the syntax, whitespace handling, escaping, extensions, and
+    the names of the filters and tests (checked when a template compiles)."""
+    settings = (env.block_start_string, env.block_end_string, env.variable_start_string, env.variable_end_string,
+                env.comment_start_string, env.comment_end_string, env.line_statement_prefix, env.line_comment_prefix,
+                env.trim_blocks, env.lstrip_blocks, env.newline_sequence, env.keep_trailing_newline,
+                env.autoescape, env.optimized, sorted(env.extensions), sorted(env.filters), sorted(env.tests))
+    return hashlib.sha256(repr(settings).encode()).hexdigest()[:12]
+
+
 @functools.cache
 def environment() -> Environment:
     """The one Jinja environment of a run: a section's atlas and the main one share its compiled templates
     (each compiled once instead of once per atlas, a fifth of a second), cached across runs (TemplateCache)."""
     env = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined, trim_blocks=True,
-                      lstrip_blocks=True, keep_trailing_newline=True, autoescape=False, bytecode_cache=TemplateCache())
+                      lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
     env.filters.update(signed=signed, fixed=fixed, percent=percent, thousands=thousands, points=points,
                        md_text=md_text, counted=counted)
+    env.bytecode_cache = TemplateCache(settings=settings_key(env))
     return env
 
 

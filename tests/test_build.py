@@ -247,6 +247,37 @@ def test_warnings_of_pages_converted_in_the_second_process_fail_the_build(built,
     assert re.search(r"\d+ of \d+ pages read and converted in a second process", output)
 
 
+def test_an_error_on_a_page_of_the_second_process_names_the_page_and_its_cause(tmp_path):
+    """A page converted in mkdocs_pages' child raises an exception that cannot be pickled (its class lives in
+    a hooks file): the build still fails with mkdocs' line naming the page, the exception's type and message,
+    and the child's traceback, as it would without the split."""
+    from generator.config import PACKAGE
+
+    (tmp_path / "docs").mkdir()
+    for name in ("index", "a", "b"):  # mkdocs' order: index.md, a.md, b.md; the child converts a.md
+        (tmp_path / "docs" / f"{name}.md").write_text(f"# {name}\n")
+    (tmp_path / "evil.py").write_text(
+        "class TwoArgError(Exception):\n"
+        "    def __init__(self, what, page):\n"
+        "        super().__init__(what)\n"
+        "        self.page = page\n\n\n"
+        "def on_page_markdown(markdown, page, config, files):\n"
+        "    if page.file.src_uri == 'a.md':\n"
+        "        raise TwoArgError('boom on a', page)\n"
+        "    return markdown\n")
+    (tmp_path / "mkdocs.yml").write_text(
+        f"site_name: t\ndocs_dir: docs\nuse_directory_urls: false\n"
+        f"hooks: ['{PACKAGE / 'mkdocs_hooks.py'}', evil.py]\n")
+    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--verbose", "--config-file",
+                             str(tmp_path / "mkdocs.yml"), "--site-dir", str(tmp_path / "site")],
+                            capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-3000:]
+    assert "Error reading page 'a.md'" in output and "TwoArgError: boom on a" in output, output[-3000:]
+    assert "background process ended without a result" not in output
+    assert "ChildTraceback" in output and "raise TwoArgError('boom on a', page)" in output  # the child's traceback
+
+
 def test_cli_reports_a_bad_setting_in_one_line(tmp_path, capsys):
     assert main(["build", "--set", "train.epoch=3", "--set", f"site.build_dir='{tmp_path}'"]) == 2
     err = capsys.readouterr().err

@@ -349,29 +349,34 @@ def test_pages_workflow_builds_with_make_and_deploys_with_the_official_actions()
         assert re.fullmatch(r"[0-9a-f]{40}", ref) and re.fullmatch(r"\s+# v\d+(\.\d+)*", comment), action
 
 
-def test_compiled_templates_are_kept_checked_against_their_source_and_optional(tmp_path, monkeypatch):
+def test_compiled_templates_are_kept_checked_against_their_source_and_settings_and_optional(tmp_path, monkeypatch):
     """render.TemplateCache: a second environment loads a template compiled by the first instead of compiling
-    it, with the same output; an edited template is compiled again; a cache that cannot be written is skipped."""
+    it, with the same output; an edited template is compiled again, and so is one for an environment with
+    other settings (trim_blocks here) sharing the directory; a cache that cannot be written is skipped."""
     from jinja2 import Environment, FileSystemLoader
 
-    from generator.render import TemplateCache, environment
+    from generator.render import TemplateCache, environment, settings_key
 
-    assert isinstance(environment().bytecode_cache, TemplateCache)  # the pages' environment uses it
+    pages = environment()
+    assert isinstance(pages.bytecode_cache, TemplateCache) and settings_key(pages) in pages.bytecode_cache.pattern
     (tmp_path / "t").mkdir()
-    (tmp_path / "t" / "page.md.j2").write_text("{{ x }} and {{ x * 2 }}\n")
+    (tmp_path / "t" / "page.md.j2").write_text("{% if x %}\n{{ x }} and {{ x * 2 }}\n{% endif %}\n")
 
-    def env(cache):
-        return Environment(loader=FileSystemLoader(tmp_path / "t"), bytecode_cache=cache)
+    def env(directory=tmp_path / "cache", **settings):
+        e = Environment(loader=FileSystemLoader(tmp_path / "t"), **settings)
+        e.bytecode_cache = TemplateCache(directory, settings_key(e))
+        return e
 
-    first = env(TemplateCache(tmp_path / "cache")).get_template("page.md.j2").render(x=3)
-    assert first == "3 and 6" and len(list((tmp_path / "cache").iterdir())) == 1
-    second = env(TemplateCache(tmp_path / "cache"))
+    first = env().get_template("page.md.j2").render(x=3)
+    assert first == "\n3 and 6\n" and len(list((tmp_path / "cache").iterdir())) == 1
+    second = env()
     monkeypatch.setattr(second, "compile", lambda *a, **k: pytest.fail("compiled again despite the cache"))
     assert second.get_template("page.md.j2").render(x=3) == first
+    assert env(trim_blocks=True).get_template("page.md.j2").render(x=3) == "3 and 6\n"  # not the first's code
     (tmp_path / "t" / "page.md.j2").write_text("{{ x }} or {{ x * 3 }}\n")
-    assert env(TemplateCache(tmp_path / "cache")).get_template("page.md.j2").render(x=3) == "3 or 9"
+    assert env().get_template("page.md.j2").render(x=3) == "3 or 9"
     (tmp_path / "file").write_text("")
-    assert env(TemplateCache(tmp_path / "file" / "cache")).get_template("page.md.j2").render(x=1) == "1 or 3"
+    assert env(tmp_path / "file" / "cache").get_template("page.md.j2").render(x=1) == "1 or 3"
 
 
 def test_in_two_halves_does_every_item_and_raises_only_once_both_halves_stopped():
