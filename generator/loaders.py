@@ -24,7 +24,7 @@ def load_data(config: Config, train_images: bool = True) -> Dataset:
     data.class_names that do not fit the data."""
     d = config.data
     data = load_dataset(config.path(d.dir), d.sha256, d.train_limit, d.test_limit, d.pixel_max, d.transpose,
-                        train_images)
+                        train_images, list(d.classes) if d.classes else None)  # converts only the subset's images
     if d.classes:
         missing = [c for c in d.classes if c >= data.n_classes]
         if missing:

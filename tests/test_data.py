@@ -116,3 +116,18 @@ def test_read_without_the_training_images_keeps_everything_else(tmp_path):
     subset, subset_full = data.select_classes(lean, [2, 0]), data.select_classes(full, [2, 0])
     assert np.array_equal(subset.test_images, subset_full.test_images)
     assert np.array_equal(subset.train_labels, subset_full.train_labels) and len(subset.train_images) == 0
+
+
+def test_a_class_subset_read_with_only_its_training_images_equals_the_subset_of_a_full_read(tmp_path):
+    """load_data converts only a class subset's training images (train_classes): the same arrays, bit for
+    bit, as selecting the subset from a full read."""
+    directory = write_dataset(tmp_path, n_train=60, n_test=20, n_classes=3)
+    full = data.select_classes(data.load_dataset(directory), [2, 0])
+    read = data.load_dataset(directory, train_classes=[2, 0])
+    assert set(read.train_labels.tolist()) == {0, 2} and len(read.train_images) == len(read.train_labels) < 60
+    assert read.n_classes == 3 and len(read.test_labels) == 20  # classes and test images: as a full read's
+    lean = data.select_classes(read, [2, 0])
+    assert 0 < len(lean.train_labels) < 60 and lean.n_classes == full.n_classes == 2
+    for name in ("train_images", "train_labels", "test_images", "test_labels", "test_ids"):
+        assert np.array_equal(getattr(lean, name), getattr(full, name)), name
+    assert lean.train_images.dtype == full.train_images.dtype and lean.sha256 == full.sha256
