@@ -46,9 +46,10 @@ from mkdocs.structure.pages import Page
 from . import background
 
 log = logging.getLogger("mkdocs.atlas")
-# The plugins whose per-page events are known to keep no state a child's pages would have to send back (the
-# hooks' own read the pages' front matter at post_build). With any other plugin the build is not split.
-KNOWN_PLUGINS = {"material/search", "material/offline", "search", "offline", "glightbox"}
+# The plugins whose per-page events are known to keep no state a child's pages would have to send back, or
+# whose state split_writing puts back (Material's search index; the hooks' own read the pages' front matter
+# at post_build). With any other plugin (mkdocs' own `search` among them) the build is not split.
+KNOWN_PLUGINS = {"material/search", "material/offline", "glightbox"}
 _POPULATE, _BUILD = mkdocs_build._populate_page, mkdocs_build._build_page  # mkdocs' own, put back by restore()
 
 

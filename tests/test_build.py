@@ -266,7 +266,7 @@ def test_an_error_on_a_page_of_the_second_process_names_the_page_and_its_cause(t
         "        raise TwoArgError('boom on a', page)\n"
         "    return markdown\n")
     (tmp_path / "mkdocs.yml").write_text(
-        f"site_name: t\ndocs_dir: docs\nuse_directory_urls: false\n"
+        f"site_name: t\ndocs_dir: docs\nuse_directory_urls: false\nplugins: []\n"  # (mkdocs' own search: not split)
         f"hooks: ['{PACKAGE / 'mkdocs_hooks.py'}', evil.py]\n")
     result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--verbose", "--config-file",
                              str(tmp_path / "mkdocs.yml"), "--site-dir", str(tmp_path / "site")],

@@ -5,6 +5,7 @@ test_browser.py (a click and a search over file://, the ranking over http)."""
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
@@ -111,3 +112,17 @@ def test_the_built_site_links_files_and_ships_a_small_search_index_for_both_ways
     assert neuron[0]["tags"] == ["neuron 3"]
     assert [d.get("tags") for d in docs if d["location"] == "digits/3/index.html"] == [["digit 3"]]
     assert len(index.encode()) < 150_000  # 130 KB for 16 neurons (mostly the digit pages); 310 KB for 100
+
+
+def test_the_build_is_split_only_with_the_plugins_it_knows():
+    """mkdocs_pages.splittable: mkdocs' own search plugin keeps its index in a form split_writing does not put
+    back, and an unknown plugin may keep per-page state: either keeps mkdocs alone."""
+    from types import SimpleNamespace
+
+    from generator.mkdocs_pages import splittable
+
+    assert not splittable(SimpleNamespace(plugins={"search": None, "/x/mkdocs_hooks.py": None}))
+    assert not splittable(SimpleNamespace(plugins={"material/search": None, "tags": None}))
+    known = SimpleNamespace(plugins={"material/search": None, "material/offline": None, "glightbox": None,
+                                     "/x/mkdocs_hooks.py": None})
+    assert splittable(known) == (threading.active_count() == 1)  # and only from a process's only thread
