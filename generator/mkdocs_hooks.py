@@ -1,7 +1,8 @@
 """MkDocs hooks (listed in the build's generated mkdocs.yml): where pages are written, the search index's
-shape, the site's title as text, each page's footer naming the run of the atlas the page belongs to, and two
-shortcuts that keep the build's output as it was: images hard-linked, not copied, and the raw HTML grids
-stashed whole before Python-Markdown's HTML parser (AtlasRawBlocks).
+shape, the site's title as text, each page's footer naming the run of the atlas the page belongs to, and three
+shortcuts that keep the build's output as it was: every other page converted and written by a second process
+(mkdocs_pages), images and data hard-linked, not copied, and the raw HTML grids stashed whole before
+Python-Markdown's HTML parser (AtlasRawBlocks).
 
 Pages: every page `x/y.md` is written as `x/y/index.html` and linked by that file (names.Names.href), so a
 link works served and from the file system alike, and the folder `x/y/` stays the page's permalink
@@ -126,9 +127,9 @@ def on_nav(nav, config, files):
 
 @event_priority(100)  # the first on_env, right after mkdocs' loop: before anything reads a page
 def on_env(env, config, files):
-    """Collect the pages converted in the second process (on_nav). Then hard-link the documentation's files
-    other than pages into site_dir (see the module's docstring); any that cannot be linked (another file system, a file system
-    without hard links) mkdocs copies as before."""
+    """Collect the pages converted in the second process (on_nav) and split the writing the same way. Then
+    hard-link the documentation's files other than pages into site_dir (see the module's docstring); any that
+    cannot be linked (another file system, a file system without hard links) mkdocs copies as before."""
     while _pending:
         _pending.pop()()
     if _parallel["on"]:
