@@ -41,3 +41,13 @@ def test_packages_and_shared_files_exist():
             if p.is_file() and "__pycache__" not in p.parts} <= found
     assert {p.name for p in (REPO / "generator").iterdir() if p.is_dir() and (p / "__init__.py").exists()} \
         <= {p.split(".")[1] for p in tool["packages"] if p.count(".") == 1}
+
+
+def test_every_module_warm_compiles_ahead_exists():
+    """generator/warm.py's hand-kept list (run by `make site` beside the training): a renamed module would stop
+    the build there, so each must be found (without importing it here)."""
+    import importlib.util
+
+    from generator.warm import MODULES
+
+    assert [name for name in MODULES if importlib.util.find_spec(name) is None] == []
