@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import signal
 import sys
@@ -15,9 +16,10 @@ from pathlib import Path
 
 from .config import REPO, SHARE, Config, load_config
 from .errors import AtlasError, BuildError
-from .loaders import section_configs
-from .output import write_if_changed
-from .stages import Run, stage_analyze, stage_render, stage_train
+from .warm import KernelWarmer
+
+# Only the standard library and config.py up to here: the stages' modules (NumPy and the rest, about a second
+# to import in a fresh .venv) are imported when a stage runs, after the train stage's compile has started.
 
 
 def say(message: str) -> None:
@@ -30,7 +32,7 @@ INTERNAL_ERROR = 1
 INTERRUPTED = 130
 
 
-def record_times(config: Config, stage: str, run: Run) -> None:
+def record_times(config: Config, stage: str, run) -> None:
     """Add this run's stage times to build/timings.json (each stage keeps its latest time; make site runs
     the stages as separate commands). 'train' includes reading the data, shown apart as 'data'."""
     path = config.timings_path
@@ -43,15 +45,20 @@ def record_times(config: Config, stage: str, run: Run) -> None:
         times[f"data ({stage})"] = round(run.times.pop("data"), 2)
     order = ["data (train)", "train", "data (analyze)", "analyze", "render", "site"]
     times = {k: times[k] for k in order if k in times}
+    from .output import write_if_changed
     write_if_changed(path, (json.dumps(times, indent=1) + "\n").encode())
 
 
-def stage_site(config: Config, run: Run) -> None:
-    from .site import stage_site as site  # mkdocs' YAML and the render's helpers: only this stage needs them
-    site(config, run)
+def imported_when_run(module: str, name: str):
+    """The stage function `name` of `module`, imported when the stage runs (see the imports above)."""
+    def stage(config: Config, run) -> None:
+        getattr(importlib.import_module(module, __package__), name)(config, run)
+    return stage
 
 
-STAGES = {"train": stage_train, "analyze": stage_analyze, "render": stage_render, "site": stage_site}
+# The site stage's module needs mkdocs' YAML and the render's helpers: only that stage imports it.
+STAGES = {name: imported_when_run(".site" if name == "site" else ".stages", f"stage_{name}")
+          for name in ("train", "analyze", "render", "site")}
 
 def default_config() -> str | None:
     """The repository's atlas.toml in a checkout; installed, the built-in defaults (None), whose paths are
@@ -67,7 +74,7 @@ class Terminated(KeyboardInterrupt):
 
 def terminated(signum, frame):
     """SIGTERM (make or a CI runner stopping the run) ends it as Ctrl-C does, so that the stage's cleanup runs:
-    its second processes stopped (train.KernelWarmer, background.py), no output half-written."""
+    its second processes stopped (warm.KernelWarmer, background.py), no output half-written."""
     raise Terminated
 
 
@@ -107,18 +114,15 @@ def run_cli(argv: list[str] | None) -> int:
         if args.data:
             overrides += [f"data.dir={json.dumps(str(Path(args.data).resolve()))}", "data.sha256={}"]
         config = load_config(args.config, overrides)
-        run = Run(say)
         stages = list(STAGES) if args.stage == "build" else [args.stage]
-        for name in stages:
-            if name == "render" and args.stage == "build":  # the render stage reads the sections' analyses
-                for section in section_configs(config):
-                    for step in ("train", "analyze"):
-                        STAGES[step](section, Run(say))
-            started = time.perf_counter()
-            STAGES[name](config, run)
-            run.times[name] = time.perf_counter() - started
-            say(f"{name}: {run.times[name]:.1f} s")
-            record_times(config, name, run)
+        # numba's compile first, in its own process: the longest wait of a fresh clone's training, it then
+        # runs beside this process's imports too (train.py's stage stops it if the model is up to date).
+        warmer = KernelWarmer(config) if "train" in stages and not config.network.weights else None
+        try:
+            run_stages(config, stages, args.stage == "build", warmer)
+        finally:
+            if warmer is not None:
+                warmer.stop()
     except AtlasError as e:
         if args.debug:
             raise
@@ -141,6 +145,22 @@ def run_cli(argv: list[str] | None) -> int:
               "traceback and report it", file=sys.stderr)
         return INTERNAL_ERROR
     return 0
+
+
+def run_stages(config: Config, stages: list[str], build: bool, warmer: KernelWarmer | None) -> None:
+    from .stages import Run
+    run = Run(say, warmer=warmer)
+    for name in stages:
+        if name == "render" and build:  # the render stage reads the sections' analyses
+            from .loaders import section_configs
+            for section in section_configs(config):
+                for step in ("train", "analyze"):
+                    STAGES[step](section, Run(say))
+        started = time.perf_counter()
+        STAGES[name](config, run)
+        run.times[name] = time.perf_counter() - started
+        say(f"{name}: {run.times[name]:.1f} s")
+        record_times(config, name, run)
 
 
 def interrupted(debug: bool) -> int:

@@ -11,9 +11,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .data import TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS
-from .activations import HIDDEN, OUTPUT
 from .errors import ConfigError
+
+# Standard library only (and errors.py): the CLI loads the config before it imports NumPy, so that the train
+# stage's second process (numba's compile, warm.KernelWarmer) starts first.
+
+# The four standard MNIST file names, with or without .gz (data.py reads them; data.sha256 is keyed by them).
+TRAIN_IMAGES = "train-images-idx3-ubyte"
+TRAIN_LABELS = "train-labels-idx1-ubyte"
+TEST_IMAGES = "t10k-images-idx3-ubyte"
+TEST_LABELS = "t10k-labels-idx1-ubyte"
+# The activations a network may use, by name (network.activation, network.output): activations.py has their maths.
+HIDDEN = ("sigmoid", "relu", "tanh")
+OUTPUT = ("sigmoid", "softmax")
 
 PACKAGE = Path(__file__).resolve().parent
 REPO = PACKAGE.parent

@@ -18,13 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from . import dataset_files
+from .config import TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS  # the four standard names
 from .errors import DataError
 
-# The four standard names, with or without .gz.
-TRAIN_IMAGES = "train-images-idx3-ubyte"
-TRAIN_LABELS = "train-labels-idx1-ubyte"
-TEST_IMAGES = "t10k-images-idx3-ubyte"
-TEST_LABELS = "t10k-labels-idx1-ubyte"
 IMAGES_MAGIC = 0x00000803
 LABELS_MAGIC = 0x00000801
 

@@ -16,7 +16,8 @@ from .errors import BuildError
 from .loaders import check_model_fits, load_analysis, load_data, load_trained, section_configs
 from .network import hidden_sizes, sizes
 from .output import sync_tree, write_if_changed
-from .train import Epoch, KernelWarmer, fingerprint, load_model, save_model, train
+from .train import Epoch, fingerprint, load_model, save_model, train
+from .warm import KernelWarmer
 from .weights import load_network, normalised_inputs
 
 # Each stage runs as a command of its own (make site runs four and their sections'), so the analysis (numba's
@@ -29,6 +30,7 @@ class Run:
     data, as 'data', until the stage that read it records it)."""
     say: Callable[[str], None] = lambda message: None
     times: dict[str, float] = field(default_factory=dict)
+    warmer: KernelWarmer | None = None  # numba's compile for this config, started by the CLI (see stage_train)
 
     def data(self, config: Config, train_images: bool = True) -> Dataset:
         """load_data(config, train_images), its time added to times['data']."""
@@ -63,8 +65,8 @@ def up_to_date(config: Config, fp: str) -> bool:
 def stage_train(config: Config, run: Run) -> None:
     """Train the configured network into build/model.npz, unless it is up to date; import it with
     network.weights. Raises ConfigError, DataError, TrainingError or WeightsError."""
-    warmer = None
-    if not config.network.weights:
+    warmer, run.warmer = run.warmer, None  # the CLI's, started before its imports; one training's
+    if warmer is None and not config.network.weights:
         warmer = KernelWarmer(config)  # compiles beside the data's reading; stopped if the model is up to date
     try:
         _train_or_import(config, run, warmer)

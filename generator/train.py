@@ -6,9 +6,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +19,7 @@ from .config import Config
 from .data import Dataset, sparse_inputs
 from .errors import TrainingError
 from .output import npz_bytes, write_atomic
+from .warm import KernelWarmer
 from .weights import files_sha256, fold_inputs
 
 PARAMS = param_names(1)  # one hidden layer's; a deeper network's are network.param_names(depth)
@@ -94,56 +92,6 @@ def warm_kernels(hidden_layers: int, activation: str, output: str, normalised: b
     mean, std = (0.1307, 0.3081) if normalised else (0.0, 1.0)
     kernels.sgd_epoch(params, X, y, rng.permutation(n), 10, np.float32(0.1), np.float32(1.0), sparse_inputs(X),
                       activation, output, mean, std)
-
-
-class KernelWarmer:
-    """`warm_kernels` for `config`'s network in a second process, started before the train stage reads the
-    data: on a cold numba cache (a fresh clone, or the kernels changed) the compile, single-threaded, runs
-    beside the reading of the data and the sparse inputs instead of before the first epoch, and the training
-    loads the kernels from the cache it wrote. If that process fails, the training compiles them itself.
-
-    The second process is the first to import `generator.kernels` (the import that drops a stale cache,
-    kernels/cache.py): this one imports it only after `wait`, so the two never race over the cache's files.
-    Meanwhile this one reads the data, computes the images' nonzero pixels and imports numba itself (after
-    the second process has, so Python compiles numba's modules once)."""
-
-    def __init__(self, config: Config):
-        net, d = config.network, config.data
-        args = [len(net.hidden_sizes), net.activation, net.output, (d.mean, d.std) != (0.0, 1.0)]
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            p for p in (str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")) if p))
-        code = ("import json, sys, time; t = time.perf_counter(); from generator.train import warm_kernels; "
-                "warm_kernels(*json.loads(sys.argv[1])); print(round(time.perf_counter() - t, 2))")
-        self.process = subprocess.Popen([sys.executable, "-c", code, json.dumps(args)], env=env, text=True,
-                                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-
-    TIMEOUT = 600  # seconds; a compile takes 5-10 s on 2 cores. Past this, the training compiles itself.
-
-    def wait(self) -> tuple[float | None, float]:
-        """Wait for the second process: (its seconds, or None when it failed or took over TIMEOUT s; the
-        seconds waited here)."""
-        started = time.perf_counter()
-        while True:  # in short waits: Python acts on a signal when this thread runs Python code again, and
-            try:  # one that another thread (OpenBLAS's) took does not wake a blocking wait
-                out, _ = self.process.communicate(timeout=0.1)
-                break
-            except subprocess.TimeoutExpired:
-                if time.perf_counter() - started > self.TIMEOUT:
-                    self.stop()
-                    return None, time.perf_counter() - started
-        waited = time.perf_counter() - started
-        try:
-            return (float(out) if self.process.returncode == 0 else None), waited
-        except ValueError:
-            return None, waited
-
-    def stop(self) -> None:
-        """End the second process if it still runs (the model was up to date, or the stage failed)."""
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        if self.process.stdout:
-            self.process.stdout.close()
 
 
 def train(config: Config, data: Dataset, on_epoch: Callable[[Epoch], None] = lambda e: None,

@@ -1,18 +1,30 @@
-"""Compile, ahead of use, what the render and site stages would otherwise compile the first time they run.
+"""Compile ahead of use, beside work that leaves a core idle. Standard library only, like config.py.
 
-    nice -n 19 .venv/bin/python -m generator.warm
+- numba's kernels for the train stage: `KernelWarmer`, a second process, which the CLI starts before
+  its own imports.
+- What the render and site stages would otherwise compile the first time they run: this module's `main`,
 
-Python compiles a module to bytecode the first time it is imported, and a fresh .venv holds none (the
-first render paid 0.7 s for matplotlib's, PIL's and Jinja's modules, the first site build for mkdocs');
-Jinja compiles the page templates (0.8 s, kept in templates/__pycache__ by render.TemplateCache). `make site`
-runs this beside the training, whose first seconds leave one core idle while numba compiles on the other,
-at the lowest priority so that it takes only that core. A module missing from MODULES only costs its own
-compile where it is first imported; nothing here changes any output.
+      nice -n 19 .venv/bin/python -m generator.warm
+
+  Python compiles a module to bytecode the first time it is imported, and a fresh .venv holds none (the
+  first render paid 0.7 s for matplotlib's, PIL's and Jinja's modules, the first site build for mkdocs');
+  Jinja compiles the page templates (0.8 s, kept in templates/__pycache__ by render.TemplateCache). `make
+  site` runs it beside the training, whose first seconds leave one core idle while numba compiles on the
+  other, at the lowest priority so that it takes only that core. A module missing from MODULES only costs
+  its own compile where it is first imported; nothing here changes any output.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .config import Config
 
 # What the render stage and mkdocs (the site stage's subprocess: its command, build, plugins and Markdown
 # extensions, as build/mkdocs.yml lists them) import; `python -X importtime` shows the rest is small.
@@ -20,6 +32,58 @@ MODULES = ("generator.render", "generator.probe", "generator.site", "mkdocs.__ma
            "material.plugins.search.plugin", "material.plugins.offline.plugin", "mkdocs_glightbox.plugin",
            "pymdownx.tabbed", "markdown.extensions.admonition", "markdown.extensions.attr_list",
            "markdown.extensions.md_in_html", "markdown.extensions.tables", "markdown.extensions.toc")
+
+
+class KernelWarmer:
+    """`train.warm_kernels` for `config`'s network in a second process, started as soon as the config is
+    loaded (by the CLI before it imports NumPy and the stages, about a second in a fresh .venv; else by the
+    train stage): on a cold numba cache (a fresh clone, or the kernels changed) the compile, single-threaded,
+    runs beside those imports, the reading of the data and the sparse inputs instead of before the first
+    epoch, and the training loads the kernels from the cache it wrote. If that process fails, the training
+    compiles them itself.
+
+    The second process is the first to import `generator.kernels` (the import that drops a stale cache,
+    kernels/cache.py): this one imports it only after `wait`, so the two never race over the cache's files.
+    Meanwhile this one reads the data, computes the images' nonzero pixels and imports numba itself (after
+    the second process has, so Python compiles numba's modules once)."""
+
+    def __init__(self, config: Config):
+        net, d = config.network, config.data
+        args = [len(net.hidden_sizes), net.activation, net.output, (d.mean, d.std) != (0.0, 1.0)]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            p for p in (str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")) if p))
+        code = ("import json, sys, time; t = time.perf_counter(); from generator.train import warm_kernels; "
+                "warm_kernels(*json.loads(sys.argv[1])); print(round(time.perf_counter() - t, 2))")
+        self.process = subprocess.Popen([sys.executable, "-c", code, json.dumps(args)], env=env, text=True,
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+
+    TIMEOUT = 600  # seconds; a compile takes 5-10 s on 2 cores. Past this, the training compiles itself.
+
+    def wait(self) -> tuple[float | None, float]:
+        """Wait for the second process: (its seconds, or None when it failed or took over TIMEOUT s; the
+        seconds waited here)."""
+        started = time.perf_counter()
+        while True:  # in short waits: Python acts on a signal when this thread runs Python code again, and
+            try:  # one that another thread (OpenBLAS's) took does not wake a blocking wait
+                out, _ = self.process.communicate(timeout=0.1)
+                break
+            except subprocess.TimeoutExpired:
+                if time.perf_counter() - started > self.TIMEOUT:
+                    self.stop()
+                    return None, time.perf_counter() - started
+        waited = time.perf_counter() - started
+        try:
+            return (float(out) if self.process.returncode == 0 else None), waited
+        except ValueError:
+            return None, waited
+
+    def stop(self) -> None:
+        """End the second process if it still runs (the model was up to date, or the stage failed)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        if self.process.stdout:
+            self.process.stdout.close()
 
 
 def main() -> None:

@@ -507,9 +507,45 @@ def warm_kernels_processes(marker: str) -> list[int]:
     return pids
 
 
+def test_the_cli_hands_its_compile_process_to_the_train_stage(small, capsys, monkeypatch):
+    """The CLI starts numba's compile (warm.KernelWarmer) before its own imports; the train stage uses that
+    process instead of starting a second one, and it is stopped when the stage ends."""
+    from generator import stages
+
+    class Counted:
+        made = []
+
+        def __init__(self, config):
+            self.stopped = False
+            Counted.made.append(self)
+
+        def wait(self):
+            return None, 0.0  # "failed": the training compiles the kernels itself
+
+        def stop(self):
+            self.stopped = True
+
+    monkeypatch.setattr(cli, "KernelWarmer", Counted)
+    monkeypatch.setattr(stages, "KernelWarmer", Counted)
+    code, out, err = run(capsys, "train", small[1])
+    assert code == 0, err
+    assert len(Counted.made) == 1 and Counted.made[0].stopped
+    assert "the first epoch compiles them" in out
+
+
+def test_the_cli_imports_neither_numpy_nor_the_stages_before_the_compile_starts():
+    """What the CLI imports before it starts the compile: the standard library, config.py and warm.py. NumPy
+    and the stages' modules take about a second in a fresh .venv, which the compile then runs beside."""
+    code = ("import sys; import generator.__main__; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'numba', 'matplotlib') "
+            "or m in ('generator.stages', 'generator.train', 'generator.data')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
 def test_sigterm_while_kernels_compile_stops_the_second_process(small, tmp_path):
-    """make (or a CI runner) stopping the train stage with SIGTERM while train.KernelWarmer's second process
+    """make (or a CI runner) stopping the train stage with SIGTERM while warm.KernelWarmer's second process
     compiles: the stage ends as Ctrl-C does, and that process with it (it used to go on alone)."""
     root, overrides = small
     cache = tmp_path / "numba-cache"  # the marker that finds the second process among the machine's
