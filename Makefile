@@ -40,7 +40,7 @@ SITE_SRC := mkdocs.yml generator/site.py generator/mkdocs_hooks.py generator/mkd
 MAKEFLAGS += --jobs=2
 # Python writes its bytecode caches (in .venv and __pycache__/, both ignored by git), as it does by default,
 # even where the environment turns that off (PYTHONDONTWRITEBYTECODE=1, as on these machines): without them
-# every stage compiles the sources of what it imports again (numba, NumPy, matplotlib, mkdocs), about 3 s of
+# every stage compiles the sources of what it imports again (numba, NumPy, mkdocs), about 3 s of
 # CPU per process, measured.
 unexport PYTHONDONTWRITEBYTECODE
 .PHONY: help site test serve deploy model-inputs clean train analyze render lock bench bench-scale bench-fresh
@@ -80,7 +80,7 @@ $(STAMP): requirements.txt
 	$(call install,-r requirements.txt)
 	touch $@
 
-# What the render and site stages would compile on first use (Python's bytecode of matplotlib, mkdocs and
+# What the render and site stages would compile on first use (Python's bytecode of Pillow, Jinja, mkdocs and
 # the rest, in a fresh .venv; the page templates), compiled beside the training while numba's single-threaded
 # compile leaves a core idle, at the lowest priority: generator/warm.py. Once per .venv.
 BYTECODE_STAMP := $(VENV)/.bytecode-$(shell cat requirements.txt | cksum | cut -d' ' -f1)

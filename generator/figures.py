@@ -10,14 +10,15 @@ from __future__ import annotations
 import io
 import math
 
-import matplotlib
 import numpy as np
 from PIL import Image
 
-# One colour convention for the whole site.
-DIVERGING = matplotlib.colormaps["RdBu_r"]  # weights and products: red > 0, white = 0, blue < 0
-INK = matplotlib.colormaps["gray_r"]  # images: 0 = white paper, 1 = black ink
-ACTIVATION = matplotlib.colormaps["viridis"]  # activations in [0, 1]: dark = silent, yellow = firing
+from .colour_maps import ColourMap
+
+# One colour convention for the whole site (matplotlib's maps, looked up without matplotlib: colour_maps.py).
+DIVERGING = ColourMap("RdBu_r")  # weights and products: red > 0, white = 0, blue < 0
+INK = ColourMap("gray_r")  # images: 0 = white paper, 1 = black ink
+ACTIVATION = ColourMap("viridis")  # activations in [0, 1]: dark = silent, yellow = firing
 EMPTY = (0.85, 0.85, 0.85, 1.0)  # grid cells with no neuron behind them
 
 
@@ -72,8 +73,8 @@ def colour_bar(cmap, width: int = 256, height: int = 12) -> bytes:
     return png(np.repeat(row, height, axis=0), 1)
 
 
-DIGIT_COLOURS = matplotlib.colormaps["tab10"]  # one colour per class, the same in every chart
-DIGIT_HEX = [matplotlib.colors.to_hex(DIGIT_COLOURS(k)) for k in range(10)]
+DIGIT_COLOURS = ColourMap("tab10")  # one colour per class, the same in every chart
+DIGIT_HEX = [DIGIT_COLOURS.hex_colour(k) for k in range(10)]
 
 
 def stacked_bars(counts: np.ndarray, height: int = 60, bar: int = 4) -> bytes:
@@ -96,7 +97,7 @@ def stacked_bars(counts: np.ndarray, height: int = 60, bar: int = 4) -> bytes:
     return png(rgba, 1)
 
 
-ERRORS = matplotlib.colormaps["Oranges"]  # counts of mistakes: white = none, dark orange = the most
+ERRORS = ColourMap("Oranges")  # counts of mistakes: white = none, dark orange = the most
 
 
 def confusion(matrix: np.ndarray) -> bytes:

@@ -49,10 +49,9 @@ def sheet_png(images: np.ndarray, columns: int) -> bytes:
 
 
 def lut(cmap) -> str:
-    """A matplotlib colour map as 256 hex colours, concatenated: colour i is what the site's figures draw
-    for a value v in [0, 1] with min(255, floor(256 v)) = i (matplotlib's own lookup)."""
-    rgb = np.round(cmap(np.arange(256))[:, :3] * 255).astype(np.uint8)
-    return "".join(f"{r:02x}{g:02x}{b:02x}" for r, g, b in rgb)
+    """A colour map (colour_maps.ColourMap) as its 256 hex colours, concatenated: colour i is what the site's
+    figures draw for a value v in [0, 1] with min(255, floor(256 v)) = i (matplotlib's own lookup)."""
+    return cmap.hex
 
 
 def parameters(atlas, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

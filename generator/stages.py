@@ -21,7 +21,7 @@ from .warm import KernelWarmer
 from .weights import load_network, normalised_inputs
 
 # Each stage runs as a command of its own (make site runs four and their sections'), so the analysis (numba's
-# kernels) and the render (matplotlib, Jinja) are imported by the stage that uses them, not by every command.
+# kernels) and the render (Pillow, Jinja) are imported by the stage that uses them, not by every command.
 
 
 @dataclass

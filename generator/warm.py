@@ -7,7 +7,7 @@
       nice -n 19 .venv/bin/python -m generator.warm
 
   Python compiles a module to bytecode the first time it is imported, and a fresh .venv holds none (the
-  first render paid 0.7 s for matplotlib's, PIL's and Jinja's modules, the first site build for mkdocs');
+  first render paid for PIL's and Jinja's modules, the first site build for mkdocs');
   Jinja compiles the page templates (0.8 s, kept in templates/__pycache__ by render.TemplateCache). `make
   site` runs it beside the training, whose first seconds leave one core idle while numba compiles on the
   other, at the lowest priority so that it takes only that core. A module missing from MODULES only costs
