@@ -67,7 +67,7 @@ def stage_train(config: Config, run: Run) -> None:
     network.weights. Raises ConfigError, DataError, TrainingError or WeightsError."""
     warmer, run.warmer = run.warmer, None  # the CLI's, started before its imports; one training's
     if warmer is None and not config.network.weights:
-        warmer = KernelWarmer(config)  # compiles beside the data's reading; stopped if the model is up to date
+        warmer = KernelWarmer.start(config)  # compiles beside the data's reading; stopped if the model is up to date
     try:
         _train_or_import(config, run, warmer)
     finally:

@@ -34,6 +34,35 @@ MODULES = ("generator.render", "generator.probe", "generator.site", "mkdocs.__ma
            "markdown.extensions.md_in_html", "markdown.extensions.tables", "markdown.extensions.toc")
 
 
+KERNELS = Path(__file__).resolve().parent / "kernels"
+WARMED_PREFIX = ".kernels-warmed-"  # kernels/cache.py removes these with the cache itself
+
+
+def compiled_marker(args: list, kernels: Path = KERNELS) -> Path | None:
+    """The file a KernelWarmer leaves beside numba's cache of the kernels once it has compiled them for
+    `args` (see KernelWarmer); None where NUMBA_CACHE_DIR keeps that cache elsewhere (the warmer always runs)."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return None
+    return kernels / "__pycache__" / (WARMED_PREFIX + "-".join(str(a).lower() for a in args))
+
+
+def already_compiled(args: list, kernels: Path = KERNELS) -> bool:
+    """Whether a KernelWarmer compiled the kernels for `args` after their source last changed: its mark is
+    newer than every kernels/*.py (numba's own rule for its cache, each source file's modification time)."""
+    marker = compiled_marker(args, kernels)
+    try:
+        marked = marker.stat().st_mtime if marker is not None else None
+    except OSError:
+        return False
+    return marked is not None and all(p.stat().st_mtime < marked for p in kernels.glob("*.py"))
+
+
+def warm_args(config: Config) -> list:
+    """What `train.warm_kernels` needs of the network: hidden layers, activation, output, normalised inputs."""
+    net, d = config.network, config.data
+    return [len(net.hidden_sizes), net.activation, net.output, (d.mean, d.std) != (0.0, 1.0)]
+
+
 class KernelWarmer:
     """`train.warm_kernels` for `config`'s network in a second process, started as soon as the config is
     loaded (by the CLI before it imports NumPy and the stages, about a second in a fresh .venv; else by the
@@ -45,11 +74,20 @@ class KernelWarmer:
     The second process is the first to import `generator.kernels` (the import that drops a stale cache,
     kernels/cache.py): this one imports it only after `wait`, so the two never race over the cache's files.
     Meanwhile this one reads the data, computes the images' nonzero pixels and imports numba itself (after
-    the second process has, so Python compiles numba's modules once)."""
+    the second process has, so Python compiles numba's modules once).
+
+    Once it has compiled a network's kernels it marks them (`compiled_marker`), and `start` starts no second
+    process while that mark holds: loading cached kernels takes the training's first epoch 0.2-0.3 s, and a
+    second process that loads them first only added its own start to that (a section's training, any
+    retraining with the kernels unchanged)."""
+
+    @classmethod
+    def start(cls, config: Config) -> KernelWarmer | None:
+        """A KernelWarmer for `config`'s network, or None when numba's cache holds its kernels (`already_compiled`)."""
+        return None if already_compiled(warm_args(config)) else cls(config)
 
     def __init__(self, config: Config):
-        net, d = config.network, config.data
-        args = [len(net.hidden_sizes), net.activation, net.output, (d.mean, d.std) != (0.0, 1.0)]
+        self.args = args = warm_args(config)
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             p for p in (str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")) if p))
         code = ("import json, sys, time; t = time.perf_counter(); from generator.train import warm_kernels; "
@@ -73,9 +111,12 @@ class KernelWarmer:
                     return None, time.perf_counter() - started
         waited = time.perf_counter() - started
         try:
-            return (float(out) if self.process.returncode == 0 else None), waited
+            seconds = float(out) if self.process.returncode == 0 else None
         except ValueError:
             return None, waited
+        if seconds is not None:
+            mark_compiled(self.args)
+        return seconds, waited
 
     def stop(self) -> None:
         """End the second process if it still runs (the model was up to date, or the stage failed)."""
@@ -84,6 +125,16 @@ class KernelWarmer:
             self.process.wait()
         if self.process.stdout:
             self.process.stdout.close()
+
+
+def mark_compiled(args: list, kernels: Path = KERNELS) -> None:
+    """Leave the mark `already_compiled` looks for (nothing where numba's cache is elsewhere or read-only)."""
+    marker = compiled_marker(args, kernels)
+    try:
+        if marker is not None and marker.parent.is_dir():
+            marker.touch()
+    except OSError:
+        pass
 
 
 def main() -> None:

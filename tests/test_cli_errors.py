@@ -519,6 +519,10 @@ def test_the_cli_hands_its_compile_process_to_the_train_stage(small, capsys, mon
             self.stopped = False
             Counted.made.append(self)
 
+        @classmethod
+        def start(cls, config):
+            return cls(config)
+
         def wait(self):
             return None, 0.0  # "failed": the training compiles the kernels itself
 

@@ -239,3 +239,48 @@ def test_the_kernel_cache_is_dropped_when_any_kernel_module_changes(tmp_path, mo
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "elsewhere"))
     (package / "step.py").write_text("x = 3\n")
     assert not cache.invalidate_if_changed(package, pycache)  # numba's own cache directory: left to numba
+
+
+def test_a_warmers_mark_holds_until_a_kernel_module_changes(tmp_path, monkeypatch):
+    """warm.already_compiled: a KernelWarmer's mark (left once it compiled a network's kernels) spares the next
+    training its second process, until any kernels/*.py is newer than the mark, numba's own rule; the cache's
+    own check (cache.py, on a changed source) removes the marks with the kernels. Other networks: no mark."""
+    import os
+
+    from generator import warm
+    from generator.kernels import cache
+
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    package, pycache = tmp_path / "kernels", tmp_path / "kernels" / "__pycache__"
+    package.mkdir()
+    (package / "step.py").write_text("x = 1\n")
+    pycache.mkdir()
+    args, other = [1, "sigmoid", "sigmoid", False], [2, "relu", "softmax", True]
+    assert not warm.already_compiled(args, package)
+    old = package.stat().st_mtime - 10
+    os.utime(package / "step.py", (old, old))
+    warm.mark_compiled(args, package)
+    assert warm.already_compiled(args, package) and not warm.already_compiled(other, package)
+    (package / "step.py").write_text("x = 2\n")  # now newer than the mark
+    assert not warm.already_compiled(args, package)
+    os.utime(package / "step.py", (old, old))
+    assert warm.already_compiled(args, package)
+    assert cache.invalidate_if_changed(package, pycache)  # a source the cache was not written for: all dropped
+    assert not warm.already_compiled(args, package)
+    warm.mark_compiled(args, package)
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "elsewhere"))  # numba's cache is elsewhere: no marks
+    assert not warm.already_compiled(args, package)
+
+
+def test_kernel_warmer_starts_no_process_for_marked_kernels(tmp_path, monkeypatch):
+    from generator import warm
+    from generator.config import REPO, load_config
+
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    config = load_config(REPO / "atlas.toml", [])
+    started = []
+    monkeypatch.setattr(warm, "already_compiled", lambda args, kernels=warm.KERNELS: args == warm.warm_args(config))
+    monkeypatch.setattr(warm.KernelWarmer, "__init__", lambda self, config: started.append(config))
+    assert warm.KernelWarmer.start(config) is None and not started
+    relu = load_config(REPO / "atlas.toml", ["network.activation='relu'"])
+    assert isinstance(warm.KernelWarmer.start(relu), warm.KernelWarmer) and started == [relu]

@@ -18,6 +18,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent
 CACHE = PACKAGE / "__pycache__"
 STAMP_PREFIX = ".kernels-source-"
+WARMED_PREFIX = ".kernels-warmed-"  # warm.KernelWarmer's marks: compiled for this source
 
 
 def source_hash(package: Path = PACKAGE) -> str:
@@ -38,7 +39,8 @@ def invalidate_if_changed(package: Path = PACKAGE, cache: Path = CACHE) -> bool:
         return False
     try:
         cache.mkdir(exist_ok=True)
-        for old in [*cache.glob("*.nbi"), *cache.glob("*.nbc"), *cache.glob(f"{STAMP_PREFIX}*")]:
+        for old in [*cache.glob("*.nbi"), *cache.glob("*.nbc"), *cache.glob(f"{STAMP_PREFIX}*"),
+                    *cache.glob(f"{WARMED_PREFIX}*")]:
             old.unlink(missing_ok=True)
         stamp.touch()
     except OSError:
