@@ -116,7 +116,7 @@ def run_cli(argv: list[str] | None) -> int:
         config = load_config(args.config, overrides)
         stages = list(STAGES) if args.stage == "build" else [args.stage]
         # numba's compile first, in its own process: the longest wait of a fresh clone's training, it then
-        # runs beside this process's imports too (train.py's stage stops it if the model is up to date).
+        # runs beside this process's imports too (the train stage stops it if the model is up to date).
         warmer = KernelWarmer.start(config) if "train" in stages and not config.network.weights else None
         try:
             run_stages(config, stages, args.stage == "build", warmer)
