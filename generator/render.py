@@ -187,13 +187,21 @@ def evidence_rows(d) -> list[dict]:
     return rows
 
 
-def grid_cells(values, value_range, top: list[int] = ()) -> list[dict]:
+def grid_cells(values, value_range, top: list[int], links: tuple[list[str], list[str]]) -> list[dict]:
     """A hidden layer's activations as the cells of its grid (neuron 0 top left, row by row): each cell's
-    neuron, its viridis colour on the activation's fixed range (value_range: [0, 1] for sigmoid), its value,
-    and whether it is outlined (in `top`)."""
+    neuron, its id ('042') and page from links = `neuron_links(...)` (made once: the template would make them
+    for each of a mistakes page's thousands of cells), its viridis colour on the activation's fixed range
+    (value_range: [0, 1] for sigmoid), its value, and whether it is outlined (in `top`)."""
     lo, hi = value_range
     colours = figures.activation_hex((np.asarray(values, np.float64) - lo) / (hi - lo))
-    return [{"neuron": j, "colour": colours[j], "value": fixed(v), "top": j in top} for j, v in enumerate(values)]
+    ids, pages = links
+    return [{"neuron": j, "id": ids[j], "page": pages[j], "colour": colours[j], "value": fixed(v), "top": j in top}
+            for j, v in enumerate(values)]
+
+
+def neuron_links(names: Names, n: int) -> tuple[list[str], list[str]]:
+    """The ids ('042') and pages (site-relative, names.href) of neurons 0..n-1."""
+    return [names.nid(j) for j in range(n)], [names.href(names.neuron_page(j)) for j in range(n)]
 
 
 def page_files(atlas: Atlas, config: Config, names: Names, json_sizes: dict[str, str],
@@ -216,6 +224,7 @@ def page_files(atlas: Atlas, config: Config, names: Names, json_sizes: dict[str,
                                  for h in atlas.model.sizes[1:-1]],
                   picture_words={"map": "effective input map" if atlas.layers else "weight map"})
     span = atlas.model.network["histogram_range"]
+    links = neuron_links(names, len(atlas.neurons))
 
     files = {}
 
@@ -248,10 +257,11 @@ def page_files(atlas: Atlas, config: Config, names: Names, json_sizes: dict[str,
     for d in atlas.digits:
         tops = [c.neuron for c in d.top_contributors]
         page(names.digit_page(d.digit), "digit.md.j2", d=d, evidence=evidence_rows(d),
-             mean_grid=grid_cells([n.mean_activation[d.digit] for n in atlas.neurons], span, tops),
-             example_grid=grid_cells(d.example.hidden_activation, span, tops))
+             mean_grid=grid_cells([n.mean_activation[d.digit] for n in atlas.neurons], span, tops, links),
+             example_grid=grid_cells(d.example.hidden_activation, span, tops, links))
         page(names.mistakes_page(d.digit), "mistakes.md.j2", d=d, groups=mistake_groups(d.mistakes),
-             grids={m.index: grid_cells(m.hidden_activation, span, [q.neuron for q in m.pushes]) for m in d.mistakes})
+             grids={m.index: grid_cells(m.hidden_activation, span, [q.neuron for q in m.pushes], links)
+                    for m in d.mistakes})
     return files
 
 
