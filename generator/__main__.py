@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import REPO, SHARE, Config, load_config
 from .errors import AtlasError, BuildError
@@ -20,6 +21,8 @@ from .warm import KernelWarmer
 
 # Only the standard library and config.py up to here: the stages' modules (NumPy and the rest, about a second
 # to import in a fresh .venv) are imported when a stage runs, after the train stage's compile has started.
+if TYPE_CHECKING:
+    from .stages import Run
 
 
 def say(message: str) -> None:
@@ -32,7 +35,7 @@ INTERNAL_ERROR = 1
 INTERRUPTED = 130
 
 
-def record_times(config: Config, stage: str, run) -> None:
+def record_times(config: Config, stage: str, run: Run) -> None:
     """Add this run's stage times to build/timings.json (each stage keeps its latest time; make site runs
     the stages as separate commands). 'train' includes reading the data, shown apart as 'data'."""
     path = config.timings_path
@@ -51,7 +54,7 @@ def record_times(config: Config, stage: str, run) -> None:
 
 def imported_when_run(module: str, name: str):
     """The stage function `name` of `module`, imported when the stage runs (see the imports above)."""
-    def stage(config: Config, run) -> None:
+    def stage(config: Config, run: Run) -> None:
         getattr(importlib.import_module(module, __package__), name)(config, run)
     return stage
 

@@ -98,13 +98,17 @@ class ColourMap:
 
     - floats: value v in [0, 1] -> colour min(N - 1, floor(N v)); below 0 the first colour, above 1 the
       last, NaN transparent black (0, 0, 0, 0);
-    - integers: colour v itself, clipped to [0, N - 1].
+    - integers: colour v itself, clipped to [0, N - 1];
+    - masked entries of a NumPy masked array: transparent black, as NaN.
 
     Returns RGBA floats in [0, 1] with alpha 1, shape x.shape + (4,), a tuple for a scalar x; each colour is
     its 8-bit value / 255, so rounding it to 8 bits (as every figure does) gives the table back exactly.
     """
 
     def __init__(self, name: str):
+        """Raises ValueError for a name not in TABLES."""
+        if name not in TABLES:
+            raise ValueError(f"no colour map {name!r} in colour_maps.TABLES (known: {', '.join(TABLES)})")
         self.name = name
         self.hex = TABLES[name]
         rgb = np.frombuffer(bytes.fromhex(self.hex), np.uint8).reshape(-1, 3)
@@ -116,7 +120,8 @@ class ColourMap:
         if xa.dtype.kind == "f":
             xa *= self.N
             xa[xa == self.N] = self.N - 1
-        under, over, bad = xa < 0, xa >= self.N, np.isnan(xa)
+        under, over = xa < 0, xa >= self.N
+        bad = np.ma.getmaskarray(x) if np.ma.is_masked(x) else np.isnan(xa)
         with np.errstate(invalid="ignore"):
             index = xa.astype(int)
         index[under], index[over] = 0, self.N - 1
@@ -125,7 +130,9 @@ class ColourMap:
         return tuple(rgba) if rgba.ndim == 1 else rgba
 
     def hex_colour(self, i: int) -> str:
-        """Colour i as '#rrggbb'."""
+        """Colour i (0 <= i < N) as '#rrggbb'. Raises IndexError for another i."""
+        if not 0 <= i < self.N:
+            raise IndexError(f"colour {i} of the {self.N} of {self.name}")
         return f"#{self.hex[6 * i:6 * i + 6]}"
 
 

@@ -92,6 +92,9 @@ def _train_or_import(config: Config, run: Run, warmer: KernelWarmer | None) -> N
     inputs = normalised_inputs(d)
     if inputs:
         run.say(f"train: inputs normalised as {inputs}")
+    if warmer is None:
+        run.say("train: numba's kernels are in its cache, compiled by an earlier run (warm.already_compiled); "
+                "epoch 1 loads them")
 
     def report(e: Epoch) -> None:
         run.say(f"  epoch {e.epoch:3d}/{config.train.epochs}  lr {e.learning_rate:.4f}  train loss {e.train_loss:.4f}  "

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -38,23 +39,37 @@ KERNELS = Path(__file__).resolve().parent / "kernels"
 WARMED_PREFIX = ".kernels-warmed-"  # kernels/cache.py removes these with the cache itself
 
 
+def numba_release() -> str:
+    """The installed numba's version, from its .dist-info folder's name, without importing numba (importlib.metadata
+    took 70 ms, more than this whole check is for); "none" when numba is not installed."""
+    spec = importlib.util.find_spec("numba")
+    if spec is None or not spec.origin:
+        return "none"
+    found = sorted(Path(spec.origin).parent.parent.glob("numba-*.dist-info"))
+    return found[0].name[len("numba-"):-len(".dist-info")] if found else "unknown"
+
+
 def compiled_marker(args: list, kernels: Path = KERNELS) -> Path | None:
     """The file a KernelWarmer leaves beside numba's cache of the kernels once it has compiled them for
-    `args` (see KernelWarmer); None where NUMBA_CACHE_DIR keeps that cache elsewhere (the warmer always runs)."""
+    `args` (see KernelWarmer), named with the Python and numba versions, for which numba keeps or drops its
+    cache; None where NUMBA_CACHE_DIR keeps that cache elsewhere (the warmer always runs)."""
     if os.environ.get("NUMBA_CACHE_DIR"):
         return None
-    return kernels / "__pycache__" / (WARMED_PREFIX + "-".join(str(a).lower() for a in args))
+    name = "-".join([sys.implementation.cache_tag, f"numba{numba_release()}", *(str(a).lower() for a in args)])
+    return kernels / "__pycache__" / (WARMED_PREFIX + name)
 
 
 def already_compiled(args: list, kernels: Path = KERNELS) -> bool:
     """Whether a KernelWarmer compiled the kernels for `args` after their source last changed: its mark is
-    newer than every kernels/*.py (numba's own rule for its cache, each source file's modification time)."""
+    newer than every kernels/*.py (numba's own rule for its cache, each source file's modification time), and
+    numba's index files for this Python are there (False on any doubt: the warmer then runs, as without marks)."""
     marker = compiled_marker(args, kernels)
     try:
         marked = marker.stat().st_mtime if marker is not None else None
     except OSError:
         return False
-    return marked is not None and all(p.stat().st_mtime < marked for p in kernels.glob("*.py"))
+    indexed = any(marker.parent.glob(f"*.py{sys.version_info[0]}{sys.version_info[1]}.nbi")) if marked else False
+    return indexed and all(p.stat().st_mtime < marked for p in kernels.glob("*.py"))
 
 
 def warm_args(config: Config) -> list:

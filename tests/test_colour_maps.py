@@ -44,6 +44,17 @@ def test_lookup_is_matplotlibs_for_every_kind_of_value(name):
         mine = ours(scalar)
         assert isinstance(mine, tuple) and np.array_equal(eight_bit(mine), eight_bit(theirs(scalar)))
     assert ours.hex_colour(1) == matplotlib.colors.to_hex(theirs(1))
+    masked = np.ma.masked_array([0.1, 0.5, np.nan], [True, False, False])
+    assert np.array_equal(eight_bit(ours(masked)), eight_bit(theirs(masked)))
+
+
+def test_a_colour_or_map_that_does_not_exist_is_an_error():
+    with pytest.raises(IndexError):
+        ColourMap("tab10").hex_colour(10)
+    with pytest.raises(IndexError):
+        ColourMap("tab10").hex_colour(-1)
+    with pytest.raises(ValueError, match="known: RdBu_r"):
+        ColourMap("jet")
 
 
 def test_drawing_a_figure_imports_no_matplotlib():

@@ -244,8 +244,10 @@ def test_the_kernel_cache_is_dropped_when_any_kernel_module_changes(tmp_path, mo
 def test_a_warmers_mark_holds_until_a_kernel_module_changes(tmp_path, monkeypatch):
     """warm.already_compiled: a KernelWarmer's mark (left once it compiled a network's kernels) spares the next
     training its second process, until any kernels/*.py is newer than the mark, numba's own rule; the cache's
-    own check (cache.py, on a changed source) removes the marks with the kernels. Other networks: no mark."""
+    own check (cache.py, on a changed source) removes the marks with the kernels. Other networks, another numba,
+    or numba's index files gone: not compiled."""
     import os
+    import sys
 
     from generator import warm
     from generator.kernels import cache
@@ -255,18 +257,29 @@ def test_a_warmers_mark_holds_until_a_kernel_module_changes(tmp_path, monkeypatc
     package.mkdir()
     (package / "step.py").write_text("x = 1\n")
     pycache.mkdir()
+    index = pycache / f"threads.thread_steps-1.py{sys.version_info[0]}{sys.version_info[1]}.nbi"  # numba's
+    index.write_bytes(b"an index")
     args, other = [1, "sigmoid", "sigmoid", False], [2, "relu", "softmax", True]
     assert not warm.already_compiled(args, package)
     old = package.stat().st_mtime - 10
     os.utime(package / "step.py", (old, old))
     warm.mark_compiled(args, package)
     assert warm.already_compiled(args, package) and not warm.already_compiled(other, package)
+    index.unlink()  # numba's cache gone, the mark left: not compiled
+    assert not warm.already_compiled(args, package)
+    index.write_bytes(b"an index")
+    monkeypatch.setattr(warm, "numba_release", lambda: "0.1.0")  # another numba drops the cache: a mark of its own
+    assert not warm.already_compiled(args, package)
+    monkeypatch.undo()
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    assert warm.already_compiled(args, package)
     (package / "step.py").write_text("x = 2\n")  # now newer than the mark
     assert not warm.already_compiled(args, package)
     os.utime(package / "step.py", (old, old))
     assert warm.already_compiled(args, package)
     assert cache.invalidate_if_changed(package, pycache)  # a source the cache was not written for: all dropped
-    assert not warm.already_compiled(args, package)
+    assert not warm.already_compiled(args, package) and not list(pycache.glob(warm.WARMED_PREFIX + "*"))
+    index.write_bytes(b"an index")
     warm.mark_compiled(args, package)
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "elsewhere"))  # numba's cache is elsewhere: no marks
     assert not warm.already_compiled(args, package)
