@@ -201,10 +201,9 @@ def regions_in_chunks(params, X, y, order, B, chunks):
     f = np.float32
     inputs = kernels.sparse_inputs(X)
     state = kernels.epoch_state(p, B, len(order), 2)
-    busy = np.zeros((2, 8), np.int64)
     with ThreadPoolExecutor(1) as pool:
         for t0, t1, threads, bounds in chunks:
-            kernels.sgd_regions(t0, t1, threads, np.array(bounds), busy, state, inputs, y, order,
+            kernels.sgd_regions(t0, t1, threads, np.array(bounds), state, inputs, y, order,
                                 f(0.5), f(0.99), 0.5, float(f(0.99)), pool)
     kernels.epoch_result(p, state)
     return p, kernels.cross_entropy_sum(state.Zall, y, order), state.P.shape[1]
@@ -227,15 +226,6 @@ def test_same_bits_whatever_thread_count_and_slots_each_chunk_of_steps_runs_on()
     assert loss == want_loss
     for name in params:
         assert got[name].tobytes() == want[name].tobytes()
-
-
-def test_balanced_gives_each_thread_slots_in_proportion_to_its_speed():
-    assert list(kernels.balanced(np.array([0, 12, 25]), np.array([100, 100]))) == [0, 12, 25]
-    # thread 1 took twice as long for its 13 slots: it gets about a third of the 25
-    assert list(kernels.balanced(np.array([0, 12, 25]), np.array([100, 200 * 13 / 12]))) == [0, 17, 25]
-    assert list(kernels.balanced(np.array([0, 12, 25]), np.array([1, 10**9]))) == [0, 24, 25]  # one slot at least
-    assert list(kernels.balanced(np.array([0, 2, 4, 6]), np.array([10**9, 1, 1]))) == [0, 1, 3, 6]
-    assert list(kernels.balanced(np.array([0, 12, 25]), np.array([0, 0]))) == [0, 12, 25]  # no cycle counter
 
 
 def test_an_epoch_uses_the_configured_threads():
@@ -376,7 +366,7 @@ def test_float32_training_computes_in_float32():
     p = {k: v.copy() for k, v in params.items()}
     state = kernels.epoch_state(p, 10, len(order), 1)
     f = np.float32
-    fresh(0, 1, 0, 16, 0, 2, np.zeros((1, 8), np.int64), state, state.upper, state.shift, kernels.sparse_inputs(X), y,
+    fresh(0, 1, 0, 16, 0, 2, state, state.upper, state.shift, kernels.sparse_inputs(X), y,
           order, f(0.5), f(0.99), 0.5, float(f(0.99)), kernels.HIDDEN["sigmoid"], kernels.OUTPUT["sigmoid"])
     (signature,) = fresh.signatures
     code = fresh.inspect_llvm(signature)

@@ -1,7 +1,7 @@
 """The numba kernels of the atlas, a module per job; this package keeps the names callers use.
 
-    intrinsics  LLVM operations numba cannot spell (the only importer of llvmlite): atomics, a cycle
-                counter, a prefetch, a bit cast, the vector loops of the sparse products
+    intrinsics  LLVM operations numba cannot spell (the only importer of llvmlite): atomics, a prefetch,
+                a bit cast, the vector loops of the sparse products
     numerics    exp32, the activations and the output's deltas (chosen at compile time), softplus, the losses' sums
     layout      the images as nonzero pixels (`sparse_inputs`) and `EpochState`, the padded working copies
     step        one SGD step on a range of first-layer hidden units, and the layers above: the maths
@@ -49,10 +49,10 @@ from .numerics import (FAST, HIDDEN, ONE, OUTPUT, PRANGE_ONLY, cross_entropy_sum
 from .reference import (activate_numpy, cross_entropy, forward_numpy, log_likelihood,
                         sgd_epoch_numpy, sigmoid_numpy)
 from .step import RESCALE_BELOW
-from .threads import WARM_STEPS, balanced, barrier, schedule, sgd_regions, thread_steps
+from .threads import WARM_STEPS, barrier, schedule, sgd_regions, thread_steps
 
 __all__ = ["EpochState", "FAST", "HIDDEN", "ONE", "OUTPUT", "PRANGE_ONLY", "RESCALE_BELOW", "WARM_STEPS",
-           "activate_numpy", "aligned_zeros", "balanced", "barrier",
+           "activate_numpy", "aligned_zeros", "barrier",
            "cross_entropy", "cross_entropy_sum", "epoch_result", "epoch_state", "exp32", "forward_numpy",
            "log_likelihood", "log_likelihood_sum", "schedule",
            "sgd_epoch", "sgd_epoch_numpy", "sgd_regions", "sigmoid", "sigmoid_numpy", "slot_units", "softplus",

@@ -45,15 +45,12 @@ def sgd_epoch(params, X, y, order, batch_size, eta, decay, inputs=None, activati
     rate, decay64 = float(eta), float(decay)
     n_slots = state.P.shape[1]
     most = min(configured, n_slots)
-    bounds = np.array([c * n_slots // most for c in range(most + 1)])  # the threads' slots, balanced as it runs
-    busy = np.zeros((most, 8), np.int64)  # each thread's cycles in a call (a cache line each)
+    bounds = np.array([c * n_slots // most for c in range(most + 1)])  # the threads' slots: as many each
     with ThreadPoolExecutor(max_workers=max(1, most - 1), thread_name_prefix="sgd") as pool:
 
         def run(t0, t1, threads):
-            th.sgd_regions(t0, t1, threads, bounds, busy, state, inputs, y, order, eta, decay, rate, decay64, pool,
+            th.sgd_regions(t0, t1, threads, bounds, state, inputs, y, order, eta, decay, rate, decay64, pool,
                            act, out)
-            if threads == most > 1 and t1 - t0 >= th.BALANCE_STEPS:
-                bounds[:] = th.balanced(bounds, busy[:, 0])
 
         run(0, 1, 1)
         if most == 1:

@@ -1,6 +1,6 @@
 """The LLVM operations numba has no Python spelling for: the only module that imports llvmlite.
 
-A bit cast (for exp32), atomics (for the barrier), the CPU's cycle counter, a prefetch, and the vector
+A bit cast (for exp32), atomics (for the barrier), a prefetch, and the vector
 loops of the sparse products (`dot1`..`dot4`, `axpy1`..`axpy4`). Each is an `@intrinsic`: callable from
 numba-compiled code only. Arrays are C-contiguous and indexed flat.
 """
@@ -57,16 +57,6 @@ def atomic_store(typingctx, ary, idx, val):
         builder.store_atomic(value, ptr, "release", sig.args[0].dtype.bitwidth // 8)
         return context.get_dummy_value()
     return types.none(ary, idx, val), codegen
-
-
-@intrinsic
-def cycles(typingctx):
-    """The CPU's cycle counter (rdtsc on x86; 0 where LLVM knows none), to balance the threads' work."""
-    def codegen(context, builder, sig, args):
-        fn = cgutils.get_or_insert_function(builder.module, llvm_ir.FunctionType(llvm_ir.IntType(64), []),
-                                            "llvm.readcyclecounter")
-        return builder.call(fn, [])
-    return types.int64(), codegen
 
 
 @intrinsic

@@ -5,8 +5,9 @@ An epoch runs in a few parallel regions (chunks of about CHUNK_SECONDS), not one
 region costs more than a barrier between two threads that are already running. A region is a nogil
 numba function (`thread_steps`) called at once from the caller's thread and from a pool's: numba's
 parallel loops (prange) did the same, but compiling one doubled the cold start's compile. Each thread owns a
-contiguous run of slots, groups of hidden units; between two regions the boundaries move so that a
-slower thread (another virtual machine on its core) gets fewer slots (see `balanced`). At step t a
+contiguous run of slots, groups of hidden units (`sgd_epoch` gives each thread the same number; moving
+the boundaries towards the faster thread as the epoch ran showed no gain, quiet or with another process on
+one core: bench/README.md, "seventh round"). At step t a
 thread applies step t-1 to its units (their columns of W1 and W2 and their biases), then computes their
 activations for step t and their share of the output pre-activations. After a barrier, every thread
 runs the output layer's small step (the shares' sum, the output deltas, b2) on its own copy of it, the
@@ -24,14 +25,13 @@ import time
 import numpy as np
 from numba import njit
 
-from .intrinsics import atomic_add, atomic_load, atomic_store, cycles
+from .intrinsics import atomic_add, atomic_load, atomic_store
 from .layout import LANES
 from .numerics import FAST, ONE, SIGMOID, activate, slope
 from .step import RESCALE_BELOW, forward_products, output_step, prefetch_images, update_rows
 
 CHUNK_SECONDS = 0.005  # steps run in parallel regions of about this long, each on the thread count that is faster
 PROBE_EVERY = 16  # chunks between two short trials of the other thread count
-BALANCE_STEPS = 16  # a call of at least this many steps measures the threads' speeds (see `balanced`)
 WARM_STEPS = 8  # steps run untimed after each change of thread count (see `schedule`)
 SWITCH_MARGIN = 0.95  # the other thread count must take at most this share of the time per step to switch
 
@@ -64,7 +64,7 @@ def barrier(sync, n):
 # which keeps those loops scalar; an unsigned one it takes as it is.
 
 @njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy", no_cfunc_wrapper=True)
-def thread_steps(c, n_chunks, u0, u1, t0, t1, busy, s, upper, shift, inputs, y, order, eta, decay, rate, decay64, act,
+def thread_steps(c, n_chunks, u0, u1, t0, t1, s, upper, shift, inputs, y, order, eta, decay, rate, decay64, act,
                  out):
     """Thread c's part of steps t0 <= t < t1 (of n_chunks threads running it at once, without the GIL):
     first-layer hidden units u0 <= j < u1 (whole slots of s.slot units) of the `EpochState` s, and its own
@@ -74,7 +74,7 @@ def thread_steps(c, n_chunks, u0, u1, t0, t1, busy, s, upper, shift, inputs, y, 
     normalised inputs; `shift is None` is pruned while compiling, so each case is a kernel of its own).
     act and out are the hidden activation and the output's kind (numerics.HIDDEN, OUTPUT): each
     combination compiles its own kernel. inputs = (ptr, idx, val) from `sparse_inputs`; eta and decay in
-    the weights' dtype, rate and decay64 the same in float64. Adds its cycles to busy[c, 0]. Returns W's
+    the weights' dtype, rate and decay64 the same in float64. Returns W's
     scale after the last step (float64, see step.py; every thread computes the same).
 
     At step t a thread applies step t-1 to its units (images order[plo:lo]; deltas D2 of the second
@@ -101,7 +101,6 @@ def thread_steps(c, n_chunks, u0, u1, t0, t1, busy, s, upper, shift, inputs, y, 
         lo, hi = t * B if t * B < N else N, t * B + B if t * B + B < N else N  # this step's images: order[lo:hi]
         plo = t * B - B if t * B - B > 0 else 0  # the previous step's: order[plo:lo]
         mp, m, par = lo - plo, hi - lo, t % 2
-        started = cycles()
         if mp > 0:  # the previous step (none at the first)
             step, rate_m = eta / W.dtype.type(mp), rate / mp
             for b in range(mp):  # the deltas, with W2 before its update
@@ -182,7 +181,6 @@ def thread_steps(c, n_chunks, u0, u1, t0, t1, busy, s, upper, shift, inputs, y, 
                             acc += W2[k, j] * A[b, j]
                         P[par, p, b, k] = acc
         prefetch_images(ptr, idx, val, order, hi, hi + B if hi + B < N else N)  # the next step's images
-        busy[c, 0] += cycles() - started
         if n_chunks > 1:
             barrier(s.sync, n_chunks)
         if m > 0:  # the layers above, on this thread's copy: every thread computes the same numbers
@@ -208,7 +206,7 @@ def keep_outputs(Zall, lo, hi, U):
             Zall[lo + b, k] = U[b, at + k]
 
 
-def sgd_regions(t0, t1, threads, bounds, busy, s, inputs, y, order, eta, decay, rate, decay64, pool=None,
+def sgd_regions(t0, t1, threads, bounds, s, inputs, y, order, eta, decay, rate, decay64, pool=None,
                 act=SIGMOID, out=SIGMOID):
     """Steps t0 <= t < t1 of an epoch on `threads` threads at once (step t: step t-1's update, step t's
     forward pass and output layer): the calling thread runs thread 0's part, `pool` (a
@@ -216,8 +214,8 @@ def sgd_regions(t0, t1, threads, bounds, busy, s, inputs, y, order, eta, decay, 
 
     Works on the `EpochState` s made by `epoch_state`; t = steps = ceil(N / B) only applies the last step.
     inputs = (ptr, idx, val) from `sparse_inputs`; y (N,) labels; order (N,) the epoch's shuffle.
-    Thread c owns slots bounds[c] <= slot < bounds[c + 1] (on one thread, all) and adds the cycles it
-    spends on them to busy[c, 0]; which thread owns a slot never changes a result. Each thread c has its
+    Thread c owns slots bounds[c] <= slot < bounds[c + 1] (on one thread, all); which thread owns a slot
+    never changes a result. Each thread c has its
     own copy of the output layer's state (b2c[c], Z[c], D2[c]); they start as copies of thread 0's, which
     the previous call may have advanced alone. scale[0] (float64) is W's scale, carried from call to call.
     eta and decay are in the weights' dtype, rate and decay64 the same numbers in float64; act and out
@@ -233,11 +231,10 @@ def sgd_regions(t0, t1, threads, bounds, busy, s, inputs, y, order, eta, decay, 
         s.upper.Wu[1:n_chunks] = s.upper.Wu[0]
         s.upper.bu[1:n_chunks] = s.upper.bu[0]
     s.sync[:] = 0  # the barrier's counters
-    busy[:] = 0
 
     def part(c):
         s0, s1 = (0, n_slots) if n_chunks == 1 else (bounds[c], bounds[c + 1])
-        return thread_steps(c, n_chunks, min(Hp, s.slot * s0), min(Hp, s.slot * s1), t0, t1, busy, s, s.upper,
+        return thread_steps(c, n_chunks, min(Hp, s.slot * s0), min(Hp, s.slot * s1), t0, t1, s, s.upper,
                             s.shift, inputs, y, order, eta, decay, rate, decay64, act, out)
 
     others = [pool.submit(part, c) for c in range(1, n_chunks)]
@@ -246,22 +243,6 @@ def sgd_regions(t0, t1, threads, bounds, busy, s, inputs, y, order, eta, decay, 
     finally:
         for f in others:
             f.result()
-
-
-def balanced(bounds, busy):
-    """Slot boundaries that give each thread a number of slots in proportion to its speed, measured as
-    (its slots) / busy (its cycles) over the last call: one virtual CPU is often slower than the other
-    for seconds, while the host runs something else on its core. At least one slot each."""
-    counts = np.diff(bounds)
-    if np.any(busy <= 0):  # no cycle counter here, or a thread that did nothing
-        return bounds
-    speed = counts / busy
-    ends = np.rint(np.cumsum(speed) / speed.sum() * bounds[-1]).astype(np.int64)
-    new = np.concatenate([[0], ends])
-    n = len(counts)
-    for c in range(1, n):
-        new[c] = min(max(new[c], new[c - 1] + 1), bounds[-1] - (n - c))
-    return new
 
 
 def schedule(run, t0, t1, most, clock=time.perf_counter):
