@@ -43,7 +43,7 @@ MAKEFLAGS += --jobs=2
 # every stage compiles the sources of what it imports again (numba, NumPy, mkdocs), about 3 s of
 # CPU per process, measured.
 unexport PYTHONDONTWRITEBYTECODE
-.PHONY: help site test serve deploy model-inputs clean train analyze render lock bench bench-scale bench-fresh
+.PHONY: help site test serve deploy model-inputs clean train analyze render lock bench bench-scale bench-warm bench-fresh
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -151,6 +151,9 @@ endif
 
 bench-scale: $(STAMP) ## time each stage at 100, 300 and 1,000 hidden neurons (a few minutes)
 	$(PY) bench/scale.py
+
+bench-warm: $(STAMP) ## time a 3-epoch training, all caches warm, against an independent NumPy script of it
+	$(PY) bench/warm_start.py
 
 bench-fresh: ## time `make site` in a fresh clone of HEAD: set-up, cold compile, each stage (COLD_UV=1: empty uv cache)
 	$(PYTHON) bench/fresh_clone.py $(if $(filter 1,$(COLD_UV)),--cold-uv)

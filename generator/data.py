@@ -321,10 +321,11 @@ def sparse_inputs(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     for n0 in range(0, N, SPARSE_ROWS):
         block = X[n0:n0 + SPARSE_ROWS]
         nonzero = block != 0  # (n, D); True for NaN
-        np.cumsum(nonzero.sum(axis=1), out=ptr[n0 + 1:n0 + 1 + len(block)])
+        np.cumsum(np.count_nonzero(nonzero, axis=1), out=ptr[n0 + 1:n0 + 1 + len(block)])
         ptr[n0 + 1:n0 + 1 + len(block)] += ptr[n0]
-        idx_parts.append(np.nonzero(nonzero)[1].astype(np.int32))  # row by row, increasing within a row
-        val_parts.append(block[nonzero])
+        at = np.flatnonzero(nonzero)  # row by row, increasing within a row; half the time of np.nonzero's pairs
+        idx_parts.append((at % D).astype(np.int32))
+        val_parts.append(block.reshape(-1)[at])
     if not idx_parts:
         return ptr, np.zeros(0, np.int32), np.zeros(0, X.dtype)
     return ptr, np.concatenate(idx_parts), np.concatenate(val_parts)

@@ -17,7 +17,7 @@ from .loaders import check_model_fits, load_analysis, load_data, load_trained, s
 from .network import hidden_sizes, sizes
 from .output import sync_tree, write_if_changed
 from .train import Epoch, fingerprint, load_model, save_model, train
-from .warm import KernelWarmer
+from .warm import CachedKernels, KernelWarmer
 from .weights import load_network, normalised_inputs
 
 # Each stage runs as a command of its own (make site runs four and their sections'), so the analysis (numba's
@@ -75,7 +75,7 @@ def stage_train(config: Config, run: Run) -> None:
             warmer.stop()
 
 
-def _train_or_import(config: Config, run: Run, warmer: KernelWarmer | None) -> None:
+def _train_or_import(config: Config, run: Run, warmer: KernelWarmer | CachedKernels | None) -> None:
     data = run.data(config)
     fp = fingerprint(config, data.sha256)
     if up_to_date(config, fp):
@@ -92,15 +92,18 @@ def _train_or_import(config: Config, run: Run, warmer: KernelWarmer | None) -> N
     inputs = normalised_inputs(d)
     if inputs:
         run.say(f"train: inputs normalised as {inputs}")
-    if warmer is None:
-        run.say("train: numba's kernels are in its cache, compiled by an earlier run (warm.already_compiled); "
-                "epoch 1 loads them")
 
     def report(e: Epoch) -> None:
         run.say(f"  epoch {e.epoch:3d}/{config.train.epochs}  lr {e.learning_rate:.4f}  train loss {e.train_loss:.4f}  "
                 f"test loss {e.test_loss:.4f}  test accuracy {100 * e.test_accuracy:.2f}%  {e.seconds:.2f} s")
 
-    params, history, snapshots = train(config, data, report, warmer, run.say)
+    # Kernels numba's cache holds (no KernelWarmer): a thread loads them beside the sparse inputs' making. Not
+    # beside the data's reading, which it made 2-3x slower (both want Python's lock), nor for a model up to date.
+    loader = warmer or CachedKernels(config)
+    try:
+        params, history, snapshots = train(config, data, report, loader, run.say)
+    finally:
+        loader.stop()
     meta = {"config": config.to_dict(), "data_sha256": dict(sorted(data.sha256.items())),
             "source": "trained by this atlas", "fingerprint": fp,
             "activation": net.activation, "output": net.output}  # as an imported network's meta says them

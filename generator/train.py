@@ -19,7 +19,7 @@ from .config import Config
 from .data import Dataset, sparse_inputs
 from .errors import TrainingError
 from .output import npz_bytes, write_atomic
-from .warm import KernelWarmer
+from .warm import CachedKernels, KernelWarmer
 from .weights import files_sha256, fold_inputs
 
 PARAMS = param_names(1)  # one hidden layer's; a deeper network's are network.param_names(depth)
@@ -95,7 +95,7 @@ def warm_kernels(hidden_layers: int, activation: str, output: str, normalised: b
 
 
 def train(config: Config, data: Dataset, on_epoch: Callable[[Epoch], None] = lambda e: None,
-          warmer: KernelWarmer | None = None, say: Callable[[str], None] = lambda message: None):
+          warmer: KernelWarmer | CachedKernels | None = None, say: Callable[[str], None] = lambda message: None):
     """Train the configured network on `data`; returns (params, history, snapshots). Same config, same bits.
 
     Trains on the inputs the network is configured to see, (pixel / pixel_max - data.mean) / data.std,
@@ -127,13 +127,14 @@ def train(config: Config, data: Dataset, on_epoch: Callable[[Epoch], None] = lam
         return fold_inputs(params, d.mean, d.std)["W1"].copy()
 
     snapshots = {0: folded_W1()}
-    inputs = sparse_inputs(data.train_images)  # the same for every epoch; NumPy, while the kernels compile
-    if warmer is not None:
+    inputs = sparse_inputs(data.train_images)  # the same for every epoch; NumPy, while the kernels compile or load
+    if isinstance(warmer, KernelWarmer):
         import numba  # noqa: F401 (numba's own import, 0.3 s, beside the compile too: it touches no kernel's cache)
+    if warmer is not None:
         seconds, waited = warmer.wait()
-        say(f"train: numba's kernels ready in {seconds:.1f} s, beside reading the data (waited {waited:.1f} s)"
-            if seconds is not None else "train: the kernels' second process failed; the first epoch compiles them")
-    from . import kernels  # after the second process: see KernelWarmer
+        say(f"train: numba's kernels {warmer.done.format(seconds)} (waited {waited:.1f} s)" if seconds is not None
+            else f"train: {warmer.failed}; the first epoch compiles them")
+    from . import kernels  # after the second process or thread: see KernelWarmer
     with threadpool_limits(limits=1, user_api="blas"):  # one BLAS thread: see the note above evaluate()
         for e in range(t.epochs):
             started = time.perf_counter()

@@ -1,7 +1,7 @@
 """Compile ahead of use, beside work that leaves a core idle. Standard library only, like config.py.
 
 - numba's kernels for the train stage: `KernelWarmer`, a second process, which the CLI starts before
-  its own imports.
+  its own imports; or, once numba's cache holds them, `CachedKernels`, a thread that loads them.
 - What the render and site stages would otherwise compile the first time they run: this module's `main`,
 
       nice -n 19 .venv/bin/python -m generator.warm
@@ -22,6 +22,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -79,6 +80,8 @@ def warm_args(config: Config) -> list:
 
 
 class KernelWarmer:
+    done = "ready in {:.1f} s, beside reading the data"  # what train.train says once `wait` returns
+    failed = "the kernels' second process failed"
     """`train.warm_kernels` for `config`'s network in a second process, started as soon as the config is
     loaded (by the CLI before it imports NumPy and the stages, about a second in a fresh .venv; else by the
     train stage): on a cold numba cache (a fresh clone, or the kernels changed) the compile, single-threaded,
@@ -140,6 +143,45 @@ class KernelWarmer:
             self.process.wait()
         if self.process.stdout:
             self.process.stdout.close()
+
+
+class CachedKernels:
+    """What the train stage waits for instead of a KernelWarmer when numba's cache holds the kernels
+    (`already_compiled`): a thread of its own process that loads them, `train.warm_kernels` (numba's import,
+    its compiler's set-up, the cached machine code: 0.5-0.8 s, which the first epoch paid before), started
+    once the data is read and the model found out of date, beside the sparse inputs' making (NumPy's loops,
+    which release Python's lock). Beside the reading it made that 2-3x slower: both wanted the lock. The same
+    `wait` and `stop` as KernelWarmer's; the thread is the first to import `generator.kernels`, as the second
+    process is."""
+    done = "loaded from its cache in {:.1f} s, beside making the sparse inputs"
+    failed = "loading the kernels from numba's cache failed"
+
+    def __init__(self, config: Config):
+        self.args = warm_args(config)
+        self.seconds: float | None = None
+        self.thread = threading.Thread(target=self._load, name="kernels-from-cache")
+        self.thread.start()
+
+    def _load(self) -> None:
+        started = time.perf_counter()
+        try:
+            from .train import warm_kernels
+            warm_kernels(*self.args)
+        except Exception:  # the training then loads or compiles them itself, and says so (see `wait`)
+            return
+        self.seconds = time.perf_counter() - started
+
+    def wait(self) -> tuple[float | None, float]:
+        """Wait for the thread: (its seconds, or None when it failed; the seconds waited here)."""
+        started = time.perf_counter()
+        while self.thread.is_alive():  # in short joins, so that Ctrl-C (a signal) is acted on while waiting
+            self.thread.join(0.1)
+        return self.seconds, time.perf_counter() - started
+
+    def stop(self) -> None:
+        """Wait for the thread (it cannot be stopped midway, and takes under a second): the stage never
+        ends with it still loading, whatever ended the stage."""
+        self.thread.join()
 
 
 def mark_compiled(args: list, kernels: Path = KERNELS) -> None:

@@ -514,6 +514,7 @@ def test_the_cli_hands_its_compile_process_to_the_train_stage(small, capsys, mon
 
     class Counted:
         made = []
+        done, failed = "ready in {:.1f} s", "the kernels' second process failed"
 
         def __init__(self, config):
             self.stopped = False
@@ -535,6 +536,21 @@ def test_the_cli_hands_its_compile_process_to_the_train_stage(small, capsys, mon
     assert code == 0, err
     assert len(Counted.made) == 1 and Counted.made[0].stopped
     assert "the first epoch compiles them" in out
+
+
+def test_the_command_exits_with_mains_code_its_output_all_written(small, tmp_path):
+    """`python -m generator` (`command`): after a success it exits at once (os._exit, no teardown), so what it
+    printed must already be out and its files written; an error exits with its code as before."""
+    root, overrides = small
+    cmd = [sys.executable, "-m", "generator", "train", *sets(overrides)]
+    ok = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.splitlines()[-1].startswith("train: ") and "wrote" in ok.stdout.splitlines()[-2]
+    model = next(root.rglob("model.npz"))
+    with np.load(model) as saved:  # complete: numpy reads every array of it
+        assert all(saved[k].size for k in saved.files)
+    bad = subprocess.run([*cmd, "--set", "train.epochs=0"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "train.epochs" in bad.stderr
 
 
 def test_the_cli_imports_neither_numpy_nor_the_stages_before_the_compile_starts():

@@ -3,7 +3,7 @@
 import importlib
 import tomllib
 
-from generator.__main__ import main
+from generator.__main__ import command
 from generator.config import REPO
 
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
@@ -17,7 +17,7 @@ def requirements(name: str) -> list[str]:
 def test_console_script_is_the_cli():
     target = PROJECT["project"]["scripts"]["neuron-atlas"]
     module, _, name = target.partition(":")
-    assert getattr(importlib.import_module(module), name) is main
+    assert getattr(importlib.import_module(module), name) is command
 
 
 def test_dependencies_are_the_runtime_set_and_extras_the_test_and_bench_sets():
