@@ -80,8 +80,6 @@ def warm_args(config: Config) -> list:
 
 
 class KernelWarmer:
-    done = "ready in {:.1f} s, beside reading the data"  # what train.train says once `wait` returns
-    failed = "the kernels' second process failed"
     """`train.warm_kernels` for `config`'s network in a second process, started as soon as the config is
     loaded (by the CLI before it imports NumPy and the stages, about a second in a fresh .venv; else by the
     train stage): on a cold numba cache (a fresh clone, or the kernels changed) the compile, single-threaded,
@@ -95,9 +93,11 @@ class KernelWarmer:
     the second process has, so Python compiles numba's modules once).
 
     Once it has compiled a network's kernels it marks them (`compiled_marker`), and `start` starts no second
-    process while that mark holds: loading cached kernels takes the training's first epoch 0.2-0.3 s, and a
-    second process that loads them first only added its own start to that (a section's training, any
-    retraining with the kernels unchanged)."""
+    process while that mark holds (a section's training, any retraining with the kernels unchanged): a
+    second process that loaded them only added its own start to loading them here, which the train stage
+    then does in a thread (`CachedKernels`)."""
+    done = "ready in {:.1f} s, beside reading the data"  # what train.train says once `wait` returns
+    failed = "the kernels' second process failed"
 
     @classmethod
     def start(cls, config: Config) -> KernelWarmer | None:
