@@ -199,8 +199,11 @@ def command() -> None:
     teardown took 0.25-0.3 s (freeing numba's and LLVM's objects one by one), measured. An error exits as usual."""
     code = main()
     if code == 0:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except OSError:  # e.g. a closed pipe: Python's own exit code when its final flush fails
+            os._exit(120)
         os._exit(0)
     sys.exit(code)
 
