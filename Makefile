@@ -68,7 +68,8 @@ endef
 # uv's wheel for this machine, by its address and SHA-256 on PyPI (pip checks the hash): pip then reads no index
 # page. uv's is 2.6 MB of JSON, which pip took 0.9 s of a 2.2 s install to read (measured). Where that address
 # fails (another platform's wheel, musl, a network that reaches only a mirror), pip installs uv==$(UV_VERSION)
-# through the configured index as before; other platforms go there directly.
+# through the configured index as before; other platforms go there directly. Change it with UV_VERSION (PyPI's
+# page of the version lists each wheel's address and SHA-256).
 UV_WHEEL_Linux-x86_64 := https://files.pythonhosted.org/packages/3d/aa/26d64642d808de4a652579ef950d7cd2d37f080a8babf9c67c6b75fc4c3f/uv-0.13.9-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl\#sha256=d7f459fe4fd247d830351c75686d3996ace3c6f3f728eb0e85a30b7ada0cef19
 UV_WHEEL := $(UV_WHEEL_$(shell uname -sm | tr ' ' -))
 get_uv = $(if $(UV_WHEEL),{ $(call pip_install,--retries 0 --timeout 10 "uv @ $(UV_WHEEL)") 2>/dev/null || { \
