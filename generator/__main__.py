@@ -196,13 +196,15 @@ def command() -> None:
     """`python -m generator` and the neuron-atlas command: main(), then exit with its code. After a success
     the process exits without the interpreter's teardown (os._exit, as mypy's command does): every output is
     written and closed, every child process and thread joined by then, and with numba's kernels loaded the
-    teardown took 0.25-0.3 s (freeing numba's and LLVM's objects one by one), measured. An error exits as usual."""
+    teardown took 0.25-0.3 s (freeing numba's and LLVM's objects one by one), measured. An error exits as
+    usual, and so does a run under a profiler or tracer (cProfile, coverage), which writes its report at exit."""
     code = main()
-    if code == 0:
+    if code == 0 and sys.getprofile() is None and sys.gettrace() is None:
         try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        except OSError:  # e.g. a closed pipe: Python's own exit code when its final flush fails
+            for stream in (sys.stdout, sys.stderr):
+                if stream is not None:  # None where the descriptor was closed (`>&-`)
+                    stream.flush()
+        except OSError:  # e.g. a full disk or a closed pipe: Python's own exit code when its final flush fails
             os._exit(120)
         os._exit(0)
     sys.exit(code)

@@ -97,13 +97,8 @@ def _train_or_import(config: Config, run: Run, warmer: KernelWarmer | CachedKern
         run.say(f"  epoch {e.epoch:3d}/{config.train.epochs}  lr {e.learning_rate:.4f}  train loss {e.train_loss:.4f}  "
                 f"test loss {e.test_loss:.4f}  test accuracy {100 * e.test_accuracy:.2f}%  {e.seconds:.2f} s")
 
-    # Kernels numba's cache holds (no KernelWarmer): a thread loads them beside the sparse inputs' making. Not
-    # beside the data's reading, which it made 2-3x slower (both want Python's lock), nor for a model up to date.
-    loader = warmer or CachedKernels(config)
-    try:
-        params, history, snapshots = train(config, data, report, loader, run.say)
-    finally:
-        loader.stop()
+    # Kernels numba's cache holds (no KernelWarmer): loaded beside the sparse inputs' making (see CachedKernels).
+    params, history, snapshots = train(config, data, report, warmer or CachedKernels(config), run.say)
     meta = {"config": config.to_dict(), "data_sha256": dict(sorted(data.sha256.items())),
             "source": "trained by this atlas", "fingerprint": fp,
             "activation": net.activation, "output": net.output}  # as an imported network's meta says them

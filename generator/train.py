@@ -7,6 +7,7 @@ import hashlib
 import json
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -127,14 +128,18 @@ def train(config: Config, data: Dataset, on_epoch: Callable[[Epoch], None] = lam
         return fold_inputs(params, d.mean, d.std)["W1"].copy()
 
     snapshots = {0: folded_W1()}
-    inputs = sparse_inputs(data.train_images)  # the same for every epoch; NumPy, while the kernels compile or load
-    if isinstance(warmer, KernelWarmer):
-        import numba  # noqa: F401 (numba's own import, 0.3 s, beside the compile too: it touches no kernel's cache)
-    if warmer is not None:
-        seconds, waited = warmer.wait()
-        say(f"train: numba's kernels {warmer.done.format(seconds)} (waited {waited:.1f} s)" if seconds is not None
-            else f"train: {warmer.failed}; the first epoch compiles them")
-    from . import kernels  # after the second process or thread: see KernelWarmer
+    # The sparse inputs (the same for every epoch) in a thread of their own, NumPy's loops, which release Python's
+    # lock, while this one waits for the kernels' compile (KernelWarmer) or loads them (CachedKernels).
+    with ThreadPoolExecutor(1, thread_name_prefix="sparse-inputs") as pool:
+        making = pool.submit(sparse_inputs, data.train_images)
+        if isinstance(warmer, KernelWarmer):
+            import numba  # noqa: F401 (numba's own import, 0.3 s, beside the compile too: it touches no kernel's cache)
+        if warmer is not None:
+            seconds, waited = warmer.wait()
+            say(f"train: numba's kernels {warmer.done.format(seconds, waited)}" if seconds is not None
+                else f"train: {warmer.failed}; the first epoch compiles them")
+        inputs = making.result()
+    from . import kernels  # after the second process: see KernelWarmer
     with threadpool_limits(limits=1, user_api="blas"):  # one BLAS thread: see the note above evaluate()
         for e in range(t.epochs):
             started = time.perf_counter()

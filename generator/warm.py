@@ -1,7 +1,8 @@
 """Compile ahead of use, beside work that leaves a core idle. Standard library only, like config.py.
 
 - numba's kernels for the train stage: `KernelWarmer`, a second process, which the CLI starts before
-  its own imports; or, once numba's cache holds them, `CachedKernels`, a thread that loads them.
+  its own imports; or, once numba's cache holds them, `CachedKernels`, which loads them beside the sparse
+  inputs' making.
 - What the render and site stages would otherwise compile the first time they run: this module's `main`,
 
       nice -n 19 .venv/bin/python -m generator.warm
@@ -22,7 +23,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -94,9 +94,8 @@ class KernelWarmer:
 
     Once it has compiled a network's kernels it marks them (`compiled_marker`), and `start` starts no second
     process while that mark holds (a section's training, any retraining with the kernels unchanged): a
-    second process that loaded them only added its own start to loading them here, which the train stage
-    then does in a thread (`CachedKernels`)."""
-    done = "ready in {:.1f} s, beside reading the data"  # what train.train says once `wait` returns
+    second process that loaded them only added its own start to loading them here (`CachedKernels`)."""
+    done = "ready in {0:.1f} s, beside reading the data (waited {1:.1f} s)"  # train.train's line after `wait`
     failed = "the kernels' second process failed"
 
     @classmethod
@@ -146,42 +145,27 @@ class KernelWarmer:
 
 
 class CachedKernels:
-    """What the train stage waits for instead of a KernelWarmer when numba's cache holds the kernels
-    (`already_compiled`): a thread of its own process that loads them, `train.warm_kernels` (numba's import,
-    its compiler's set-up, the cached machine code: 0.5-0.8 s, which the first epoch paid before), started
-    once the data is read and the model found out of date, beside the sparse inputs' making (NumPy's loops,
-    which release Python's lock). Beside the reading it made that 2-3x slower: both wanted the lock. The same
-    `wait` and `stop` as KernelWarmer's; the thread is the first to import `generator.kernels`, as the second
-    process is."""
-    done = "loaded from its cache in {:.1f} s, beside making the sparse inputs"
-    failed = "loading the kernels from numba's cache failed"
+    """What the train stage gives train.train instead of a KernelWarmer when numba's cache holds the kernels
+    (`already_compiled`): `wait` loads them in the calling thread (`train.warm_kernels`: numba's import, its
+    compiler's set-up, the cached machine code; 0.5-0.8 s that epoch 1 paid before), while train.train makes
+    the sparse inputs in a thread of its own (NumPy's loops, which release Python's lock). This way round, a
+    Ctrl-C during the load stops the run at once, as it always did in epoch 1: a thread inside numba could
+    not be stopped, and the stage would have waited for it. The same `wait` and `stop` as KernelWarmer's."""
+    done = "ready in {0:.1f} s from its cache, beside making the sparse inputs"
 
     def __init__(self, config: Config):
         self.args = warm_args(config)
-        self.seconds: float | None = None
-        self.thread = threading.Thread(target=self._load, name="kernels-from-cache")
-        self.thread.start()
 
-    def _load(self) -> None:
+    def wait(self) -> tuple[float, float]:
+        """Load the kernels here: (seconds, the same seconds waited). What fails raises, as epoch 1 would."""
+        from .train import warm_kernels
         started = time.perf_counter()
-        try:
-            from .train import warm_kernels
-            warm_kernels(*self.args)
-        except Exception:  # the training then loads or compiles them itself, and says so (see `wait`)
-            return
-        self.seconds = time.perf_counter() - started
-
-    def wait(self) -> tuple[float | None, float]:
-        """Wait for the thread: (its seconds, or None when it failed; the seconds waited here)."""
-        started = time.perf_counter()
-        while self.thread.is_alive():  # in short joins, so that Ctrl-C (a signal) is acted on while waiting
-            self.thread.join(0.1)
-        return self.seconds, time.perf_counter() - started
+        warm_kernels(*self.args)
+        seconds = time.perf_counter() - started
+        return seconds, seconds
 
     def stop(self) -> None:
-        """Wait for the thread (it cannot be stopped midway, and takes under a second): the stage never
-        ends with it still loading, whatever ended the stage."""
-        self.thread.join()
+        """Nothing runs apart from the caller."""
 
 
 def mark_compiled(args: list, kernels: Path = KERNELS) -> None:

@@ -514,7 +514,7 @@ def test_the_cli_hands_its_compile_process_to_the_train_stage(small, capsys, mon
 
     class Counted:
         made = []
-        done, failed = "ready in {:.1f} s", "the kernels' second process failed"
+        done, failed = "ready in {0:.1f} s", "the kernels' second process failed"
 
         def __init__(self, config):
             self.stopped = False
@@ -551,6 +551,15 @@ def test_the_command_exits_with_mains_code_its_output_all_written(small, tmp_pat
         assert all(saved[k].size for k in saved.files)
     bad = subprocess.run([*cmd, "--set", "train.epochs=0"], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "train.epochs" in bad.stderr
+    model.unlink()
+    closed = subprocess.run(["sh", "-c", 'exec "$@" >&-', "sh", *cmd], cwd=REPO, capture_output=True, text=True,
+                            timeout=600)  # stdout closed: Python's sys.stdout is None, nothing to flush
+    assert closed.returncode == 0 and closed.stderr == "" and model.is_file()
+    model.unlink()
+    profile = tmp_path / "train.prof"  # under a profiler the process exits as usual, so that it writes its report
+    profiled = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(profile), *cmd[1:]], cwd=REPO,
+                              capture_output=True, text=True, timeout=600)
+    assert profiled.returncode == 0 and profile.stat().st_size > 0 and model.is_file()
 
 
 def test_the_cli_imports_neither_numpy_nor_the_stages_before_the_compile_starts():

@@ -299,32 +299,33 @@ def test_kernel_warmer_starts_no_process_for_marked_kernels(tmp_path, monkeypatc
     assert isinstance(warm.KernelWarmer.start(relu), warm.KernelWarmer) and started == [relu]
 
 
-def test_cached_kernels_load_in_a_thread_and_a_failure_leaves_them_to_the_training(monkeypatch):
-    """warm.CachedKernels: the train stage's thread that loads cached kernels while the data is read. It runs
-    train.warm_kernels for the config's network; `wait` gives its seconds, or None when it failed (the
-    training then compiles them itself and says so)."""
+def test_cached_kernels_load_in_the_training_thread_beside_the_sparse_inputs(monkeypatch):
+    """warm.CachedKernels, what the train stage gives train.train when numba's cache holds the kernels: its wait
+    loads them (train.warm_kernels for the config's network) in the training's own thread, where Ctrl-C stops
+    it, while the sparse inputs are made in another thread; a failure to load raises, as epoch 1 would."""
+    import threading
+
     from generator import train, warm
     from generator.config import REPO, load_config
 
-    config = load_config(REPO / "atlas.toml", [])
-    calls = []
-    monkeypatch.setattr(train, "warm_kernels", lambda *args: calls.append(args))
-    loader = warm.CachedKernels(config)
-    seconds, waited = loader.wait()
-    assert calls == [tuple(warm.warm_args(config))] and seconds is not None and seconds >= 0 and waited >= 0
-    loader.stop()  # joins a finished thread: returns at once
+    config = load_config(REPO / "atlas.toml", ["train.epochs=1", "network.hidden=8"])
+    loads, made = [], []
+    monkeypatch.setattr(train, "warm_kernels", lambda *args: loads.append((args, threading.current_thread())))
+    real = train.sparse_inputs
+    monkeypatch.setattr(train, "sparse_inputs", lambda X: made.append(threading.current_thread()) or real(X))
+    rng = np.random.default_rng(0)
+    data = train.Dataset(rng.random((30, 784), dtype=np.float32), rng.integers(0, 10, 30),
+                         rng.random((10, 784), dtype=np.float32), rng.integers(0, 10, 10), (28, 28), 10, {},
+                         tuple("0123456789"), np.arange(10))
+    said = []
+    train.train(config, data, warmer=warm.CachedKernels(config), say=said.append)
+    assert loads == [(tuple(warm.warm_args(config)), threading.main_thread())]
+    assert len(made) == 1 and made[0] is not threading.main_thread()
+    assert said[0].startswith("train: numba's kernels ready in ") and "from its cache" in said[0]
 
     def broken(*args):
         raise RuntimeError("a cache file numba cannot read")
 
     monkeypatch.setattr(train, "warm_kernels", broken)
-    loader = warm.CachedKernels(config)
-    assert loader.wait()[0] is None and not loader.thread.is_alive()
-    said = []
-    rng = np.random.default_rng(0)
-    data = train.Dataset(rng.random((30, 784), dtype=np.float32), rng.integers(0, 10, 30),
-                         rng.random((10, 784), dtype=np.float32), rng.integers(0, 10, 10), (28, 28), 10, {},
-                         tuple("0123456789"), np.arange(10))
-    small = load_config(REPO / "atlas.toml", ["train.epochs=1", "network.hidden=8"])
-    train.train(small, data, warmer=warm.CachedKernels(small), say=said.append)
-    assert said == ["train: loading the kernels from numba's cache failed; the first epoch compiles them"]
+    with pytest.raises(RuntimeError, match="cannot read"):
+        train.train(config, data, warmer=warm.CachedKernels(config))

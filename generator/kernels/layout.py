@@ -81,8 +81,8 @@ Shift = namedtuple("Shift", [
 
 def slot_units(Hp: int, Bv: int, Kv: int, itemsize: int) -> int:
     """Hidden units per slot, whole cache lines of them: at most MAX_SLOTS slots, whose shares take at most
-    SLOT_BYTES (two slots at least). Slots are the unit of work a thread owns: more of them balance the
-    threads better, but each adds a term to the output step's sums. Depends on the shapes only, never on
+    SLOT_BYTES (two slots at least). Slots are the unit of work a thread owns: more of them split the
+    units between the threads more evenly, but each adds a term to the output step's sums. Depends on the shapes only, never on
     thread counts."""
     n_slots = max(2, min(MAX_SLOTS, SLOT_BYTES // (Bv * Kv * itemsize)))
     per_line = LINE_BYTES // itemsize
