@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import REPO, SHARE, Config, load_config
-from .errors import AtlasError, BuildError
+from .errors import AtlasError, BuildError, caused_by_interrupt
 from .warm import KernelWarmer
 
 # Only the standard library and config.py up to here: the stages' modules (NumPy and the rest, about a second
@@ -34,23 +34,6 @@ def say(message: str) -> None:
 # 4 divergence, 5 build or write failure, 130 interrupted. Codes 2-5 live on the error classes.
 INTERNAL_ERROR = 1
 INTERRUPTED = 130
-
-
-def record_times(config: Config, stage: str, run: Run) -> None:
-    """Add this run's stage times to build/timings.json (each stage keeps its latest time; make site runs
-    the stages as separate commands). 'train' includes reading the data, shown apart as 'data'."""
-    path = config.timings_path
-    try:
-        times = json.loads(path.read_text())
-    except (OSError, ValueError):
-        times = {}
-    times[stage] = round(run.times[stage], 2)
-    if stage in ("train", "analyze") and "data" in run.times:
-        times[f"data ({stage})"] = round(run.times.pop("data"), 2)
-    order = ["data (train)", "train", "data (analyze)", "analyze", "render", "site"]
-    times = {k: times[k] for k in order if k in times}
-    from .output import write_if_changed
-    write_if_changed(path, (json.dumps(times, indent=1) + "\n").encode())
 
 
 def imported_when_run(module: str, name: str):
@@ -164,7 +147,7 @@ def run_stages(config: Config, stages: list[str], build: bool, warmer: KernelWar
         STAGES[name](config, run)
         run.times[name] = time.perf_counter() - started
         say(f"{name}: {run.times[name]:.1f} s")
-        record_times(config, name, run)
+        run.record(config, name)
 
 
 def interrupted(debug: bool) -> int:
@@ -172,19 +155,6 @@ def interrupted(debug: bool) -> int:
         raise
     print("error: interrupted; finished outputs are intact, unfinished ones were not written", file=sys.stderr)
     return INTERRUPTED
-
-
-def caused_by_interrupt(error: BaseException) -> bool:
-    """Whether a KeyboardInterrupt is in the exception's chain. Ctrl-C that lands while a numba-compiled
-    function returns makes the dispatcher raise SystemError("... returned a result with an exception set")
-    with the KeyboardInterrupt as its context."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, KeyboardInterrupt):
-            return True
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return False
 
 
 def one_line(text: str) -> str:

@@ -35,3 +35,16 @@ class WeightsError(AtlasError):
     """An imported weights file is unreadable, malformed or does not fit the data."""
 
     exit_code = 6
+
+
+def caused_by_interrupt(error: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is in the exception's chain. Ctrl-C that lands while a numba-compiled
+    function returns makes the dispatcher raise SystemError("... returned a result with an exception set")
+    with the KeyboardInterrupt as its context."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False

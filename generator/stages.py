@@ -5,6 +5,7 @@ prints (the CLI gives `say`)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -31,6 +32,21 @@ class Run:
     say: Callable[[str], None] = lambda message: None
     times: dict[str, float] = field(default_factory=dict)
     warmer: KernelWarmer | None = None  # numba's compile for this config, started by the CLI (see stage_train)
+
+    def record(self, config: Config, stage: str) -> None:
+        """Add this run's seconds of `stage` to build/timings.json (each stage keeps its latest time; make site
+        runs the stages as separate commands). 'train' includes reading the data, shown apart as 'data'."""
+        path = config.timings_path
+        try:
+            times = json.loads(path.read_text())
+        except (OSError, ValueError):
+            times = {}
+        times[stage] = round(self.times[stage], 2)
+        if stage in ("train", "analyze") and "data" in self.times:
+            times[f"data ({stage})"] = round(self.times.pop("data"), 2)
+        order = ["data (train)", "train", "data (analyze)", "analyze", "render", "site"]
+        times = {k: times[k] for k in order if k in times}
+        write_if_changed(path, (json.dumps(times, indent=1) + "\n").encode())
 
     def data(self, config: Config, train_images: bool = True) -> Dataset:
         """load_data(config, train_images), its time added to times['data']."""
