@@ -169,7 +169,8 @@ def command() -> None:
     teardown took 0.25-0.3 s (freeing numba's and LLVM's objects one by one), measured. An error exits as
     usual, and so does a run under a profiler or tracer (cProfile, coverage), which writes its report at exit."""
     code = main()
-    if code == 0 and sys.getprofile() is None and sys.gettrace() is None:
+    monitored = hasattr(sys, "monitoring") and any(sys.monitoring.get_tool(i) for i in range(6))  # 3.12+ profilers
+    if code == 0 and sys.getprofile() is None and sys.gettrace() is None and not monitored:
         try:
             for stream in (sys.stdout, sys.stderr):
                 if stream is not None:  # None where the descriptor was closed (`>&-`)

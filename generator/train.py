@@ -20,7 +20,7 @@ from .config import Config
 from .data import Dataset, sparse_inputs
 from .errors import TrainingError
 from .output import npz_bytes, write_atomic
-from .warm import CachedKernels, KernelWarmer
+from .warm import CachedKernels, KernelWarmer, load_kernels
 from .weights import files_sha256, fold_inputs
 
 PARAMS = param_names(1)  # one hidden layer's; a deeper network's are network.param_names(depth)
@@ -138,6 +138,8 @@ def train(config: Config, data: Dataset, on_epoch: Callable[[Epoch], None] = lam
             seconds, waited = warmer.wait()
             say(f"train: numba's kernels {warmer.done.format(seconds, waited)}" if seconds is not None
                 else f"train: {warmer.failed}; the first epoch compiles them")
+            if isinstance(warmer, KernelWarmer) and seconds is not None:
+                load_kernels(warmer.args)  # from the cache it wrote, with Ctrl-C held (see load_kernels), not in epoch 1
         inputs = making.result()
     from . import kernels  # after the second process: see KernelWarmer
     with threadpool_limits(limits=1, user_api="blas"):  # one BLAS thread: see the note above evaluate()

@@ -329,3 +329,26 @@ def test_cached_kernels_load_in_the_training_thread_beside_the_sparse_inputs(mon
     monkeypatch.setattr(train, "warm_kernels", broken)
     with pytest.raises(RuntimeError, match="cannot read"):
         train.train(config, data, warmer=warm.CachedKernels(config))
+
+
+def test_a_signal_during_the_kernels_load_is_held_then_delivered(monkeypatch):
+    """warm.load_kernels holds SIGINT while numba loads cached kernels: llvmlite then calls back into Python
+    through ctypes, which prints and drops an exception raised in the callback, so a Ctrl-C landing there was
+    lost and the run went on. The stand-in below drops it the same way; held, it is delivered afterwards."""
+    import os
+    import signal
+    import time
+
+    from generator import train, warm
+
+    def load(*args):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.3)  # the handler runs in here
+        except KeyboardInterrupt:  # what ctypes does with an exception raised in a callback
+            pass
+
+    monkeypatch.setattr(train, "warm_kernels", load)
+    with pytest.raises(KeyboardInterrupt):
+        warm.load_kernels([1, "sigmoid", "sigmoid", False])
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back

@@ -7,8 +7,8 @@ outputs for one hidden layer), which the threads' shares feed.
 
 Most pixels of a digit are exactly 0 (on MNIST 150 of 784 are not), and a zero input adds exactly
 nothing to a pre-activation or to a weight gradient. So the images are kept as their nonzero pixels
-(`sparse_inputs`, in data.py so that the training computes them while numba compiles, before it imports
-this package), and W1 as its transpose W (D, Hs): pixel i's weights to every hidden unit are one
+(`sparse_inputs`, in data.py so that the training computes them without this package, while numba
+compiles or loads it), and W1 as its transpose W (D, Hs): pixel i's weights to every hidden unit are one
 contiguous row (see step.py).
 
 The working copies are padded so inner loops run over whole vectors: hidden units to LANES (Hp),
