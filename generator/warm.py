@@ -190,7 +190,8 @@ def signals_held(signums=(signal.SIGINT, signal.SIGTERM)):
         yield
     finally:
         for s, handler in previous.items():
-            signal.signal(s, handler)
+            if handler is not None:  # None: a handler set outside Python, which signal.signal cannot put back
+                signal.signal(s, handler)
         if caught:
             signal.raise_signal(caught[0])
 
