@@ -20,7 +20,7 @@ from .config import Config
 from .data import Dataset, sparse_inputs
 from .errors import TrainingError
 from .output import npz_bytes, write_atomic
-from .warm import CachedKernels, KernelWarmer, load_kernels
+from .warm import CachedKernels, KernelWarmer
 from .weights import files_sha256, fold_inputs
 
 PARAMS = param_names(1)  # one hidden layer's; a deeper network's are network.param_names(depth)
@@ -132,14 +132,10 @@ def train(config: Config, data: Dataset, on_epoch: Callable[[Epoch], None] = lam
     # lock, while this one waits for the kernels' compile (KernelWarmer) or loads them (CachedKernels).
     with ThreadPoolExecutor(1, thread_name_prefix="sparse-inputs") as pool:
         making = pool.submit(sparse_inputs, data.train_images)
-        if isinstance(warmer, KernelWarmer):
-            import numba  # noqa: F401 (numba's own import, 0.3 s, beside the compile too: it touches no kernel's cache)
-        if warmer is not None:
+        if warmer is not None:  # returns with the kernels loaded in this process, unless it failed
             seconds, waited = warmer.wait()
             say(f"train: numba's kernels {warmer.done.format(seconds, waited)}" if seconds is not None
                 else f"train: {warmer.failed}; the first epoch compiles them")
-            if isinstance(warmer, KernelWarmer) and seconds is not None:
-                load_kernels(warmer.args)  # from the cache it wrote, with Ctrl-C held (see load_kernels), not in epoch 1
         inputs = making.result()
     from . import kernels  # after the second process: see KernelWarmer
     with threadpool_limits(limits=1, user_api="blas"):  # one BLAS thread: see the note above evaluate()

@@ -118,8 +118,9 @@ class KernelWarmer:
     TIMEOUT = 600  # seconds; a compile takes 5-10 s on 2 cores. Past this, the training compiles itself.
 
     def wait(self) -> tuple[float | None, float]:
-        """Wait for the second process: (its seconds, or None when it failed or took over TIMEOUT s; the
-        seconds waited here)."""
+        """Wait for the second process, then load the kernels it compiled into this one (`load_kernels`, not
+        in epoch 1): (its seconds, or None when it failed or took over TIMEOUT s; the seconds waited for it)."""
+        import numba  # noqa: F401 (numba's own import, 0.3 s, beside the compile too: it touches no kernel's cache)
         started = time.perf_counter()
         while True:  # in short waits: Python acts on a signal when this thread runs Python code again, and
             try:  # one that another thread (OpenBLAS's) took does not wake a blocking wait
@@ -136,6 +137,7 @@ class KernelWarmer:
             return None, waited
         if seconds is not None:
             mark_compiled(self.args)
+            load_kernels(self.args)  # from the cache it wrote, with Ctrl-C held
         return seconds, waited
 
     def stop(self) -> None:
