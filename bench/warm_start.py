@@ -9,6 +9,9 @@ round times, one after the other (the machine is shared: rounds interleave so th
 `python -m generator train --set train.epochs=N` into a new build directory (so that it trains, never
 "up to date") and the script, each a whole process from start to exit; then prints each round's seconds,
 the medians and their ratio, and the train command's own account of its stages (build/timings.json).
+Both run with NUMPY_MADVISE_HUGEPAGE=0 unless the environment sets it, as the train command does by default
+(generator/__main__.py): the script is then timed with the same memory setting, not with NumPy's huge pages,
+which cost these machines seconds after an idle moment.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")  # inherited by both commands (see the docstring)
 
 
 def timed(cmd: list[str]) -> float:

@@ -25,6 +25,13 @@ from .warm import KernelWarmer
 if TYPE_CHECKING:
     from .stages import Run
 
+# NumPy asks Linux for transparent huge pages for every array of 4 MB or more. On these virtual machines a huge
+# page the host has taken back since its last use costs about 16 ms to fault in: after a few idle seconds MNIST's
+# 188 MB of float images took 2.6-3.2 s to fill instead of 0.1-0.25 s, analyze 5.3-5.5 s instead of 2.1-2.5 s
+# (bench/README.md, "Eighth round"). NumPy reads this when first imported (here, after this line); the stages'
+# child processes inherit it. A value set in the environment wins.
+os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
+
 
 def say(message: str) -> None:
     print(message, flush=True)

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import os
 from pathlib import Path
 
-import numpy as np
+# As the CLI runs (generator/__main__.py): NumPy without huge pages, which cost these machines seconds a test run.
+# Set before NumPy's first import, which reads it.
+os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
+
+import numpy as np  # noqa: E402
 import pytest
 
 from generator import data

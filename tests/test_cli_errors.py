@@ -572,6 +572,21 @@ def test_the_cli_imports_neither_numpy_nor_the_stages_before_the_compile_starts(
     assert out.strip() == "[]"
 
 
+@pytest.mark.parametrize("given, expected", [(None, "0 False"), ("1", "1 True")])
+def test_the_cli_turns_numpys_huge_pages_off_unless_the_environment_says(given, expected):
+    """The CLI sets NUMPY_MADVISE_HUGEPAGE=0 before NumPy's import (see __main__.py): NumPy then allocates its
+    arrays without asking for huge pages, and the stages' child processes inherit the setting. One set by the
+    user stays as it is. (NumPy's own getter is private; a test may read it.)"""
+    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    if given is not None:
+        env["NUMPY_MADVISE_HUGEPAGE"] = given
+    code = ("import os; import generator.__main__; import numpy as np; "
+            "print(os.environ['NUMPY_MADVISE_HUGEPAGE'], np._core.multiarray._get_madvise_hugepage())")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == expected
+
+
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
 def test_sigterm_while_kernels_compile_stops_the_second_process(small, tmp_path):
     """make (or a CI runner) stopping the train stage with SIGTERM while warm.KernelWarmer's second process
