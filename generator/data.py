@@ -27,7 +27,7 @@ LABELS_MAGIC = 0x00000801
 
 @dataclass(frozen=True)
 class Dataset:
-    train_images: np.ndarray  # (N, rows*cols) float32 in [0, 1]; (0, rows*cols) when read without them
+    train_images: np.ndarray  # (N, rows*cols) float32 in [0, 1]; (0, rows*cols) when read without them or as pixels
     train_labels: np.ndarray  # (N,) int64
     test_images: np.ndarray  # (M, rows*cols) float32 in [0, 1]
     test_labels: np.ndarray  # (M,) int64
@@ -36,6 +36,10 @@ class Dataset:
     sha256: dict[str, str]  # decompressed SHA-256 of each file, by standard name
     class_names: tuple[str, ...] = ()  # display name of each class; the label itself unless renamed
     test_ids: np.ndarray | None = None  # (M,) index of each test image in the source files (default: 0..M-1)
+    # The training images as stored, when read that way (load_dataset's train_pixels): (N, rows, cols) integers
+    # 0..pixel_max, or floats in [0, 1] with pixel_max 1; to_float(train_pixels, pixel_max) are their train_images.
+    train_pixels: np.ndarray | None = None
+    pixel_max: int = 1
 
     def __post_init__(self):
         if not self.class_names:
@@ -188,7 +192,7 @@ def _check_labels(path: Path, labels: np.ndarray, n_classes: int | None) -> int:
 
 def load_dataset(directory: Path, sha256: dict[str, str] | None = None, train_limit: int = 0, test_limit: int = 0,
                  pixel_max: int = 255, transpose: bool = False, train_images: bool = True,
-                 train_classes: list[int] | None = None) -> Dataset:
+                 train_classes: list[int] | None = None, train_pixels: bool = False) -> Dataset:
     """Read the four IDX files in `directory`, check them, and return float32 images and int64 labels.
 
     Images become pixel / pixel_max in [0, 1]; pixels above pixel_max, or all at most pixel_max / 4 (the
@@ -198,7 +202,9 @@ def load_dataset(directory: Path, sha256: dict[str, str] | None = None, train_li
     and checksums are all there): for stages that look at the test images only, as analyze does (the
     conversion of MNIST's 60,000 is 188 MB and 0.3-0.5 s). With `train_classes`, only the training images
     labelled with one of them are kept (in their order, with their labels; after every check, which sees them
-    all), so a class subset (select_classes) converts only its own.
+    all), so a class subset (select_classes) converts only its own. With `train_pixels` the training images are
+    kept as stored instead (Dataset.train_pixels and pixel_max; train_images is then (0, rows*cols)): the
+    training reads them as sparse_inputs(train_pixels, pixel_max), which never holds MNIST's 188 MB of floats.
     """
     sha256 = sha256 or {}
     unknown = set(sha256) - {TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS}
@@ -259,12 +265,14 @@ def load_dataset(directory: Path, sha256: dict[str, str] | None = None, train_li
         kept = np.isin(train_y, train_classes)
         train_x, train_y = train_x[kept], train_y[kept]
     rows, cols = train_x.shape[1:]
+    convert = train_images and not train_pixels
     return Dataset(
-        train_images=to_float(train_x, pixel_max) if train_images else np.zeros((0, rows * cols), np.float32),
+        train_images=to_float(train_x, pixel_max) if convert else np.zeros((0, rows * cols), np.float32),
         train_labels=train_y.astype(np.int64),
         test_images=to_float(test_x, pixel_max), test_labels=test_y.astype(np.int64),
         image_shape=(rows, cols), n_classes=n_classes, sha256=seen,
-        class_names=names if len(names) == n_classes else ())
+        class_names=names if len(names) == n_classes else (),
+        train_pixels=train_x if train_pixels else None, pixel_max=pixel_max)
 
 
 def check_pixel_range(path: Path, images: np.ndarray, pixel_max: int) -> None:
@@ -300,26 +308,31 @@ def select_classes(data: Dataset, classes: list[int]) -> Dataset:
         mask = relabel[labels] >= 0
         return images[mask] if len(images) else images, relabel[labels[mask]], mask  # (0, D): read without them
 
-    train_x, train_y, _ = keep(data.train_images, data.train_labels)
+    train_x, train_y, train_kept = keep(data.train_images, data.train_labels)
     test_x, test_y, kept = keep(data.test_images, data.test_labels)
+    pixels = data.train_pixels[train_kept] if data.train_pixels is not None else None
     return Dataset(train_x, train_y, test_x, test_y, data.image_shape, len(classes), data.sha256,
-                   tuple(data.class_names[c] for c in classes), data.test_ids[kept])
+                   tuple(data.class_names[c] for c in classes), data.test_ids[kept], pixels, data.pixel_max)
 
 
 SPARSE_ROWS = 4096  # images per block in `sparse_inputs`: bounds its temporary index arrays
 
 
-def sparse_inputs(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def sparse_inputs(X: np.ndarray, pixel_max: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ptr, idx, val): the nonzero pixels of the images X (N, D), image by image. Image n's are
     idx[ptr[n]:ptr[n + 1]] (int32 pixel indices, increasing) with values val[ptr[n]:ptr[n + 1]]
     (X's dtype); ptr (N + 1,) int64. NaN counts as nonzero. Depends on X only: train.py computes it once
     per training, while numba compiles the kernels, and passes it to every `sgd_epoch` (72 MB for MNIST in
-    float32)."""
-    N, D = X.shape
+    float32).
+
+    With `pixel_max`, X holds pixels as stored, (N, rows, cols) or (N, D) (Dataset.train_pixels): the result
+    is sparse_inputs(to_float(X, pixel_max)), bit for bit, converted SPARSE_ROWS images at a time, so the
+    float images (N, D) never exist at once (MNIST's are 188 MB)."""
+    N, D = len(X), int(np.prod(X.shape[1:], dtype=np.int64))
     ptr = np.zeros(N + 1, np.int64)
     idx_parts, val_parts = [], []
     for n0 in range(0, N, SPARSE_ROWS):
-        block = X[n0:n0 + SPARSE_ROWS]
+        block = X[n0:n0 + SPARSE_ROWS] if pixel_max is None else to_float(X[n0:n0 + SPARSE_ROWS], pixel_max)
         nonzero = block != 0  # (n, D); True for NaN
         np.cumsum(np.count_nonzero(nonzero, axis=1), out=ptr[n0 + 1:n0 + 1 + len(block)])
         ptr[n0 + 1:n0 + 1 + len(block)] += ptr[n0]
@@ -327,5 +340,5 @@ def sparse_inputs(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         idx_parts.append((at % D).astype(np.int32))
         val_parts.append(block.reshape(-1)[at])
     if not idx_parts:
-        return ptr, np.zeros(0, np.int32), np.zeros(0, X.dtype)
+        return ptr, np.zeros(0, np.int32), np.zeros(0, X.dtype if pixel_max is None else np.float32)
     return ptr, np.concatenate(idx_parts), np.concatenate(val_parts)

@@ -16,15 +16,17 @@ from .network import depth, hidden_sizes
 from .train import Model, load_model
 
 
-def load_data(config: Config, train_images: bool = True) -> Dataset:
+def load_data(config: Config, train_images: bool = True, train_pixels: bool = False) -> Dataset:
     """The configured dataset: its class subset, its class names, checked against the settings. With
-    `train_images` False, without the training images' pixels (data.load_dataset).
+    `train_images` False, without the training images' pixels; with `train_pixels`, the training images as
+    stored, for the training's sparse inputs (data.load_dataset).
 
     Raises DataError for missing or bad files (data.py), ConfigError for data.classes or
     data.class_names that do not fit the data."""
     d = config.data
     data = load_dataset(config.path(d.dir), d.sha256, d.train_limit, d.test_limit, d.pixel_max, d.transpose,
-                        train_images, list(d.classes) if d.classes else None)  # converts only the subset's images
+                        train_images, list(d.classes) if d.classes else None,  # converts only the subset's images
+                        train_pixels)
     if d.classes:
         missing = [c for c in d.classes if c >= data.n_classes]
         if missing:

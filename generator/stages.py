@@ -48,11 +48,11 @@ class Run:
         times = {k: times[k] for k in order if k in times}
         write_if_changed(path, (json.dumps(times, indent=1) + "\n").encode())
 
-    def data(self, config: Config, train_images: bool = True) -> Dataset:
-        """load_data(config, train_images), its time added to times['data']."""
+    def data(self, config: Config, train_images: bool = True, train_pixels: bool = False) -> Dataset:
+        """load_data(config, train_images, train_pixels), its time added to times['data']."""
         started = time.perf_counter()
         try:
-            return load_data(config, train_images)
+            return load_data(config, train_images, train_pixels)
         finally:
             self.times["data"] = self.times.get("data", 0.0) + time.perf_counter() - started
 
@@ -92,7 +92,7 @@ def stage_train(config: Config, run: Run) -> None:
 
 
 def _train_or_import(config: Config, run: Run, warmer: KernelWarmer | CachedKernels | None) -> None:
-    data = run.data(config)
+    data = run.data(config, train_pixels=True)  # train() makes its sparse inputs of them
     fp = fingerprint(config, data.sha256)
     if up_to_date(config, fp):
         run.say(f"train: {config.model_path} is up to date (same data, settings and code); not retrained")

@@ -102,6 +102,8 @@ def train(config: Config, data: Dataset, on_epoch: Callable[[Epoch], None] = lam
     Trains on the inputs the network is configured to see, (pixel / pixel_max - data.mean) / data.std,
     and returns weights that act on pixel / pixel_max: the normalisation folded into W1 and b1
     (`weights.fold_inputs`; normalised inputs change SGD's steps, not what the network computes).
+    The training images are `data`'s train_pixels where it holds them (the train stage reads them so: the kernels'
+    sparse inputs are made of them without a float copy of them all), else its train_images.
     snapshots maps an epoch (0 = before training) to a copy of W1 after it, folded alike. `warmer`, if given,
     is waited for before the first epoch (and `say` told how long it took). Stops with a TrainingError
     in the first epoch whose loss or weights are not finite, or whose mean loss is so large
@@ -131,7 +133,8 @@ def train(config: Config, data: Dataset, on_epoch: Callable[[Epoch], None] = lam
     # The sparse inputs (the same for every epoch) in a thread of their own, NumPy's loops, which release Python's
     # lock, while this one waits for the kernels' compile (KernelWarmer) or loads them (CachedKernels).
     with ThreadPoolExecutor(1, thread_name_prefix="sparse-inputs") as pool:
-        making = pool.submit(sparse_inputs, data.train_images)
+        making = pool.submit(sparse_inputs, data.train_images) if data.train_pixels is None else \
+            pool.submit(sparse_inputs, data.train_pixels, data.pixel_max)
         if warmer is not None:  # returns with the kernels loaded in this process, unless it failed
             seconds, waited = warmer.wait()
             say(f"train: numba's kernels {warmer.done.format(seconds, waited)}" if seconds is not None

@@ -2,6 +2,7 @@ import gzip
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from generator import data
 from generator.config import load_config
@@ -131,3 +132,54 @@ def test_a_class_subset_read_with_only_its_training_images_equals_the_subset_of_
     for name in ("train_images", "train_labels", "test_images", "test_labels", "test_ids"):
         assert np.array_equal(getattr(lean, name), getattr(full, name)), name
     assert lean.train_images.dtype == full.train_images.dtype and lean.sha256 == full.sha256
+
+
+@settings(max_examples=60, deadline=None)
+@given(kind=st.sampled_from(["uint8", "uint16", "float32", "float64"]), n=st.integers(1, 11),
+       rows=st.integers(1, 5), cols=st.integers(1, 5), transposed=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_sparse_inputs_of_stored_pixels_are_those_of_their_float_images(kind, n, rows, cols, transposed, seed):
+    """The train stage makes the kernels' sparse inputs of the pixels as stored (sparse_inputs(pixels, pixel_max),
+    a few images at a time): bit for bit those of the whole float32 images (to_float), for every dtype a dataset
+    may hold, a transposed view (data.transpose), blocks that split the images (SPARSE_ROWS is 4 here), blank
+    images, and float64 values that round to 0 or to subnormals in float32 (dropped or kept exactly as to_float's)."""
+    rng = np.random.default_rng(seed)
+    if kind.startswith("uint"):
+        pixel_max = int(rng.choice([16, 255, 4095])) if kind == "uint16" else 255
+        pixels = (rng.integers(0, pixel_max + 1, (n, rows, cols)) * (rng.random((n, rows, cols)) < 0.5)).astype(kind)
+    else:
+        pixel_max = 1
+        pixels = np.where(rng.random((n, rows, cols)) < 0.5, rng.random((n, rows, cols)), 0).astype(kind)
+        if kind == "float64" and pixels.size:
+            pixels.flat[rng.integers(0, pixels.size, 3)] = [1e-50, 1e-40, 2e-45]  # 0, subnormal, subnormal in float32
+    if transposed:
+        pixels = pixels.transpose(0, 2, 1)
+    old, data.SPARSE_ROWS = data.SPARSE_ROWS, 4
+    try:
+        got = data.sparse_inputs(pixels, pixel_max)
+        want = data.sparse_inputs(data.to_float(pixels, pixel_max))
+    finally:
+        data.SPARSE_ROWS = old
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype and g.shape == w.shape and g.tobytes() == w.tobytes()
+    assert got[2].dtype == np.float32 and len(got[0]) == n + 1
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+def test_a_read_for_the_training_keeps_the_pixels_as_stored(tmp_path, transpose):
+    """The train stage reads with train_pixels: no float training images (Dataset.train_images is (0, D)), but the
+    pixels they come from, which to_float(train_pixels, pixel_max) turns into those of a full read; everything
+    else is a full read's, also for a class subset read with only its images, and after select_classes."""
+    directory = write_dataset(tmp_path, n_train=60, n_test=20, n_classes=3)
+    full = data.load_dataset(directory, transpose=transpose)
+    read = data.load_dataset(directory, transpose=transpose, train_pixels=True)
+    assert read.train_images.shape == (0, full.n_inputs) and read.pixel_max == 255
+    assert read.train_pixels.dtype == np.uint8 and read.train_pixels.shape == (60, *full.image_shape)
+    np.testing.assert_array_equal(data.to_float(read.train_pixels, read.pixel_max), full.train_images)
+    for name in ("train_labels", "test_images", "test_labels", "test_ids"):
+        assert np.array_equal(getattr(read, name), getattr(full, name)), name
+    subset_full = data.select_classes(full, [2, 0])
+    for subset in (data.select_classes(read, [2, 0]),
+                   data.select_classes(data.load_dataset(directory, transpose=transpose, train_classes=[2, 0],
+                                                         train_pixels=True), [2, 0])):
+        np.testing.assert_array_equal(data.to_float(subset.train_pixels, subset.pixel_max), subset_full.train_images)
+        assert np.array_equal(subset.train_labels, subset_full.train_labels) and len(subset.train_images) == 0

@@ -81,6 +81,22 @@ def test_model_file_round_trips_and_is_byte_stable(subset, tmp_path):
     assert sorted(model.snapshots) == [0, 1] and model.snapshots[1].tobytes() == params["W1"].tobytes()
 
 
+@pytest.mark.parametrize("sets", [[], ["data.mean=0.1307", "data.std=0.3081"]])
+def test_training_on_the_stored_pixels_gives_the_bits_of_training_on_the_float_images(subset, sets):
+    """The train stage reads the training images as stored (load_dataset's train_pixels) and never converts them
+    all to floats: the same weights, losses and snapshots, bit for bit, as training on the float images."""
+    config, data = subset
+    config = load_config(REPO / "atlas.toml", ["data.train_limit=2000", "data.test_limit=500", "network.hidden=30",
+                                               "train.epochs=2", *sets])
+    pixels = load_dataset(MNIST, config.data.sha256, 2000, 500, train_pixels=True)
+    assert len(pixels.train_images) == 0 and len(pixels.train_pixels) == 2000
+    a, ha, sa = train(config, data)
+    b, hb, sb = train(config, pixels)
+    assert all(a[k].tobytes() == b[k].tobytes() for k in a) and sorted(sa) == sorted(sb)
+    assert all(sa[e].tobytes() == sb[e].tobytes() for e in sa)
+    assert [(h.train_loss, h.test_loss) for h in ha] == [(h.train_loss, h.test_loss) for h in hb]
+
+
 def test_normalised_training_returns_weights_folded_onto_pixels(subset):
     # Trained on (x - mean) / std, stored acting on x: the folded network's accuracy on the raw test
     # images is the accuracy training measured on the normalised ones.

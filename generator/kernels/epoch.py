@@ -19,7 +19,8 @@ def sgd_epoch(params, X, y, order, batch_size, eta, decay, inputs=None, activati
 
     X (N, D) float, y (N,) int labels, order (N,) a permutation; eta and decay (every weight, no bias, is
     multiplied by decay at each step: L2 regularisation) in the weights' dtype; inputs = sparse_inputs(X),
-    computed here when not given. The last mini-batch may be smaller. activation: the hidden units'
+    computed here when not given (when given, only X's dtype is read: X may be (0, D), as in the train stage,
+    which makes them of the stored pixels). The last mini-batch may be smaller. activation: the hidden units'
     ("sigmoid", "relu", "tanh"); output: "sigmoid" (Nielsen's cross-entropy, a sum of binary
     cross-entropies) or "softmax" (the log-likelihood -log p[y]). The network sees (X - mean) / std, kept
     sparse (inputs stays sparse_inputs(X); see step.py). Returns the summed loss of each example (float),
