@@ -30,7 +30,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .config import Config
-from .errors import BuildError
 
 # What the render stage and mkdocs (the site stage's subprocess: its command, build, plugins and Markdown
 # extensions, as build/mkdocs.yml lists them) import; `python -X importtime` shows the rest is small.
@@ -111,8 +110,8 @@ class KernelWarmer:
         self.args = args = warm_args(config)
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             p for p in (str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")) if p))
-        code = ("import json, sys, time; t = time.perf_counter(); from generator.warm import warm_or_repair; "
-                "warm_or_repair(json.loads(sys.argv[1])); print(round(time.perf_counter() - t, 2))")
+        code = ("import json, sys, time; t = time.perf_counter(); from generator.train import warm_kernels; "
+                "warm_kernels(*json.loads(sys.argv[1])); print(round(time.perf_counter() - t, 2))")
         self.process = subprocess.Popen([sys.executable, "-c", code, json.dumps(args)], env=env, text=True,
                                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
 
@@ -138,7 +137,7 @@ class KernelWarmer:
             return None, waited
         if seconds is not None:
             mark_compiled(self.args)
-            load_kernels(self.args)  # from the cache it wrote, with Ctrl-C held (replaced if it cannot be read)
+            load_kernels(self.args)  # from the cache it wrote, with Ctrl-C held
         return seconds, waited
 
     def stop(self) -> None:
@@ -162,52 +161,22 @@ class CachedKernels:
     def __init__(self, config: Config):
         self.args = warm_args(config)
 
-    repaired = "compiled in {0:.1f} s: their cache could not be read ({why}), so it was removed"
-
     def wait(self) -> tuple[float, float]:
-        """Load the kernels here: (seconds, the same seconds waited). A cache numba cannot read is replaced
-        (`load_kernels`; `done` then says so); what else fails raises, as epoch 1 would."""
+        """Load the kernels here: (seconds, the same seconds waited). What fails raises, as epoch 1 would."""
         started = time.perf_counter()
-        why = load_kernels(self.args)
-        if why is not None:
-            self.done = self.repaired.replace("{why}", why.replace("{", "{{").replace("}", "}}"))
+        load_kernels(self.args)
         seconds = time.perf_counter() - started
         return seconds, seconds
 
 
-def load_kernels(args: list) -> str | None:
+def load_kernels(args: list) -> None:
     """`train.warm_kernels(*args)` in this process, with SIGINT and SIGTERM held until it returns (`signals_held`):
     while numba loads cached kernels, llvmlite calls back into Python through ctypes, and an exception raised
     in such a callback (a signal handler's KeyboardInterrupt) is printed and dropped: a Ctrl-C landing there
-    let the run go on to exit 0 (a reviewer's driver hit it every time; timed signals, about 1 in 50).
-
-    Returns None, or, when numba could not read its cache of the kernels, why (`warm_or_repair`)."""
-    with signals_held():
-        return warm_or_repair(args)
-
-
-def warm_or_repair(args: list) -> str | None:
-    """`train.warm_kernels(*args)`; if it fails while numba's cache holds the kernels' files, that cache is
-    removed (kernels.cache.drop: a truncated file made numba raise UnpicklingError, and every later run fail
-    with it) and the kernels compiled again, once. Returns None, or the first failure as "Type: message".
-    Raises what the second attempt raises, or the first when there was no cache to remove; with NUMBA_CACHE_DIR
-    set (a cache this atlas does not own), a BuildError naming it."""
+    let the run go on to exit 0 (a reviewer's driver hit it every time; timed signals, about 1 in 50)."""
     from .train import warm_kernels
-    try:
+    with signals_held():
         warm_kernels(*args)
-        return None
-    except Exception as first:
-        from .kernels import cache
-        why = f"{type(first).__name__}: {first}"
-        if os.environ.get("NUMBA_CACHE_DIR"):
-            raise BuildError(f"NUMBA_CACHE_DIR={os.environ['NUMBA_CACHE_DIR']}: numba could not load the atlas's "
-                             f"kernels from its cache ({why}); empty that directory, or unset NUMBA_CACHE_DIR, "
-                             "and rerun") from first
-        if not cache.drop():
-            raise
-    warm_kernels(*args)
-    mark_compiled(args)
-    return why
 
 
 @contextmanager

@@ -326,68 +326,9 @@ def test_cached_kernels_load_in_the_training_thread_beside_the_sparse_inputs(mon
     def broken(*args):
         raise RuntimeError("a cache file numba cannot read")
 
-    from generator.kernels import cache
     monkeypatch.setattr(train, "warm_kernels", broken)
-    monkeypatch.setattr(cache, "drop", lambda: False)  # no cache files to blame: raised as it came
     with pytest.raises(RuntimeError, match="cannot read"):
         train.train(config, data, warmer=warm.CachedKernels(config))
-
-
-def test_a_cache_numba_cannot_read_is_removed_and_the_kernels_compiled_again(monkeypatch):
-    """numba raises (UnpicklingError, say) on a cached kernel file cut short, and before, every run then ended
-    in "internal error". warm.load_kernels removes the kernels' cache (kernels.cache.drop) and compiles them
-    again, once, and the train stage's line says so; a second failure raises; NUMBA_CACHE_DIR (not the atlas's
-    to empty) gets a one-line BuildError naming it."""
-    import pickle
-
-    from generator import train, warm
-    from generator.errors import BuildError
-    from generator.kernels import cache
-
-    calls, dropped, marked = [], [], []
-
-    def unreadable_once(*args):
-        calls.append(args)
-        if len(calls) == 1:
-            raise pickle.UnpicklingError("pickle data was truncated")
-
-    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
-    monkeypatch.setattr(train, "warm_kernels", unreadable_once)
-    monkeypatch.setattr(cache, "drop", lambda: dropped.append(1) or True)
-    monkeypatch.setattr(warm, "mark_compiled", lambda args, kernels=warm.KERNELS: marked.append(args))
-    args = [1, "sigmoid", "sigmoid", False]
-    assert warm.load_kernels(args) == "UnpicklingError: pickle data was truncated"
-    assert len(calls) == 2 and dropped == [1] and marked == [args]  # marked again: the next run loads, no warmer
-    cached = warm.CachedKernels.__new__(warm.CachedKernels)
-    cached.args, calls[:] = args, []
-    seconds, _ = cached.wait()
-    line = cached.done.format(seconds, seconds)
-    assert line.startswith("compiled in ") and "their cache could not be read (UnpicklingError: pickle data was truncated)" in line
-    calls[:] = []
-    monkeypatch.setattr(train, "warm_kernels", lambda *a: (_ for _ in ()).throw(EOFError("still broken")))
-    with pytest.raises(EOFError, match="still broken"):
-        warm.load_kernels(args)
-    monkeypatch.setenv("NUMBA_CACHE_DIR", "/somewhere/numba")
-    with pytest.raises(BuildError, match=r"NUMBA_CACHE_DIR=/somewhere/numba: .*\(EOFError: still broken\); empty"):
-        warm.load_kernels(args)
-
-
-def test_dropping_the_kernels_cache_keeps_the_source_stamp(tmp_path, monkeypatch):
-    """kernels.cache.drop removes numba's files and the warmer's marks, not the stamp of the source they were
-    compiled from; it says whether there were numba files, and leaves a NUMBA_CACHE_DIR alone."""
-    from generator.kernels import cache
-
-    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
-    names = ["threads.thread_steps-66.py311.nbi", "threads.thread_steps-66.py311.1.nbc", "threads.cpython-311.pyc",
-             f"{cache.STAMP_PREFIX}0123", f"{cache.WARMED_PREFIX}cpython-311-1-sigmoid"]
-    for name in names:
-        (tmp_path / name).touch()
-    assert cache.drop(tmp_path) is True
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([names[2], names[3]])
-    assert cache.drop(tmp_path) is False
-    (tmp_path / names[0]).touch()
-    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
-    assert cache.drop(tmp_path) is False and (tmp_path / names[0]).exists()
 
 
 def test_a_signal_during_the_kernels_load_is_held_then_delivered(monkeypatch):

@@ -29,19 +29,6 @@ def source_hash(package: Path = PACKAGE) -> str:
     return digest.hexdigest()[:16]
 
 
-def drop(cache: Path = CACHE) -> bool:
-    """Remove `cache`'s numba files (*.nbi, *.nbc) and the warmer's marks, keeping the source stamp; returns
-    True when it removed a numba file. For a cache numba cannot read (a file cut short by a full disk or a
-    killed write: numba then raises UnpicklingError, EOFError or the like on loading it; warm.load_kernels).
-    Does nothing where NUMBA_CACHE_DIR keeps the cache elsewhere (False). Raises OSError if it cannot remove them."""
-    if os.environ.get("NUMBA_CACHE_DIR"):
-        return False
-    numba_files = [*cache.glob("*.nbi"), *cache.glob("*.nbc")]
-    for old in [*numba_files, *cache.glob(f"{WARMED_PREFIX}*")]:
-        old.unlink(missing_ok=True)
-    return bool(numba_files)
-
-
 def invalidate_if_changed(package: Path = PACKAGE, cache: Path = CACHE) -> bool:
     """Remove `cache`'s numba files (*.nbi, *.nbc) unless they were written for the package's current
     source; returns True when it removed them. Never raises for a cache it cannot write."""
