@@ -135,7 +135,7 @@ def train(config: Config, data: Dataset, on_epoch: Callable[[Epoch], None] = lam
     with ThreadPoolExecutor(1, thread_name_prefix="sparse-inputs") as pool:
         making = pool.submit(sparse_inputs, data.train_images) if data.train_pixels is None else \
             pool.submit(sparse_inputs, data.train_pixels, data.pixel_max)
-        if warmer is not None:  # returns with the kernels loaded in this process, unless it failed
+        if warmer is not None:  # returns with the kernels loaded in this process, unless it failed (see its `failed`)
             seconds, waited = warmer.wait()
             say(f"train: numba's kernels {warmer.done.format(seconds, waited)}" if seconds is not None
                 else f"train: {warmer.failed}; the first epoch compiles them")

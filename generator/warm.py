@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .config import Config
+from .errors import caused_by_interrupt
 
 # What the render stage and mkdocs (the site stage's subprocess: its command, build, plugins and Markdown
 # extensions, as build/mkdocs.yml lists them) import; `python -X importtime` shows the rest is small.
@@ -99,7 +100,7 @@ class KernelWarmer:
     process while that mark holds (a section's training, any retraining with the kernels unchanged): a
     second process that loaded them only added its own start to loading them here (`CachedKernels`)."""
     done = "ready in {0:.1f} s, beside reading the data (waited {1:.1f} s)"  # train.train's line after `wait`
-    failed = "the kernels' second process failed"
+    failed = "the kernels' second process failed"  # and what it said, once `wait` knows
 
     @classmethod
     def start(cls, config: Config) -> KernelWarmer | None:
@@ -113,31 +114,42 @@ class KernelWarmer:
         code = ("import json, sys, time; t = time.perf_counter(); from generator.train import warm_kernels; "
                 "warm_kernels(*json.loads(sys.argv[1])); print(round(time.perf_counter() - t, 2))")
         self.process = subprocess.Popen([sys.executable, "-c", code, json.dumps(args)], env=env, text=True,
-                                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     TIMEOUT = 600  # seconds; a compile takes 5-10 s on 2 cores. Past this, the training compiles itself.
 
     def wait(self) -> tuple[float | None, float]:
         """Wait for the second process, then load the kernels it compiled into this one (`load_kernels`, not
-        in epoch 1): (its seconds, or None when it failed or took over TIMEOUT s; the seconds waited for it)."""
+        in epoch 1): (its seconds, or None when it failed, took over TIMEOUT s or its kernels could not be
+        loaded; the seconds waited for it). On None, `failed` says why, and numba's cache of the kernels is
+        removed (`kernels.cache.drop`: the second process may have failed on that cache), so the first epoch
+        compiles them afresh."""
         import numba  # noqa: F401 (numba's own import, 0.3 s, beside the compile too: it touches no kernel's cache)
         started = time.perf_counter()
         while True:  # in short waits: Python acts on a signal when this thread runs Python code again, and
             try:  # one that another thread (OpenBLAS's) took does not wake a blocking wait
-                out, _ = self.process.communicate(timeout=0.1)
+                out, err = self.process.communicate(timeout=0.1)
                 break
             except subprocess.TimeoutExpired:
                 if time.perf_counter() - started > self.TIMEOUT:
                     self.stop()
+                    self.failed = f"the kernels' second process took over {self.TIMEOUT} s"
                     return None, time.perf_counter() - started
         waited = time.perf_counter() - started
         try:
             seconds = float(out) if self.process.returncode == 0 else None
         except ValueError:
+            seconds = None
+        if seconds is None:
+            where = drop_cached_kernels()
+            self.failed = (f"the kernels' second process failed ({last_line(err, self.process.returncode)})"
+                           + (f"; removed numba's cached kernels in {where}" if where else ""))
             return None, waited
-        if seconds is not None:
-            mark_compiled(self.args)
-            load_kernels(self.args)  # from the cache it wrote, with Ctrl-C held
+        mark_compiled(self.args)
+        problem = load_kernels(self.args)  # from the cache it wrote, with Ctrl-C held
+        if problem is not None:
+            self.failed = problem
+            return None, waited
         return seconds, waited
 
     def stop(self) -> None:
@@ -145,8 +157,9 @@ class KernelWarmer:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
-        if self.process.stdout:
-            self.process.stdout.close()
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream:
+                stream.close()
 
 
 class CachedKernels:
@@ -158,25 +171,58 @@ class CachedKernels:
     `wait` as KernelWarmer's."""
     done = "ready in {0:.1f} s from its cache, beside making the sparse inputs"
 
+    failed = "numba's cached kernels could not be loaded"  # and why, once `wait` knows
+
     def __init__(self, config: Config):
         self.args = warm_args(config)
 
-    def wait(self) -> tuple[float, float]:
-        """Load the kernels here: (seconds, the same seconds waited). What fails raises, as epoch 1 would."""
+    def wait(self) -> tuple[float | None, float]:
+        """Load the kernels here: (seconds, or None where numba's cache of them could not be loaded and was
+        removed, `failed` saying why: the first epoch compiles them; the same seconds waited)."""
         started = time.perf_counter()
-        load_kernels(self.args)
+        problem = load_kernels(self.args)
         seconds = time.perf_counter() - started
+        if problem is not None:
+            self.failed = problem
+            return None, seconds
         return seconds, seconds
 
 
-def load_kernels(args: list) -> None:
+def load_kernels(args: list) -> str | None:
     """`train.warm_kernels(*args)` in this process, with SIGINT and SIGTERM held until it returns (`signals_held`):
     while numba loads cached kernels, llvmlite calls back into Python through ctypes, and an exception raised
     in such a callback (a signal handler's KeyboardInterrupt) is printed and dropped: a Ctrl-C landing there
-    let the run go on to exit 0 (a reviewer's driver hit it every time; timed signals, about 1 in 50)."""
+    let the run go on to exit 0 (a reviewer's driver hit it every time; timed signals, about 1 in 50).
+
+    Returns None, or, where loading raised (a cache file numba cannot read: a truncated .nbc raises
+    UnpicklingError at every load, before this every run ended in "internal error"), what it raised, in one
+    line, after removing numba's cache of the kernels (`drop_cached_kernels`), so that the first epoch compiles
+    them again, outside the held signals, and numba saves them afresh. An interrupt is raised as it came."""
     from .train import warm_kernels
-    with signals_held():
-        warm_kernels(*args)
+    try:
+        with signals_held():
+            warm_kernels(*args)
+    except Exception as error:
+        if caused_by_interrupt(error):
+            raise
+        where = drop_cached_kernels()
+        said = str(error).strip().splitlines()
+        return (f"numba's cached kernels{f' in {where}' if where else ''} could not be loaded ({type(error).__name__}"
+                f"{': ' + said[0] if said else ''}); {'removed them' if where else 'could not remove them'}")
+    return None
+
+
+def drop_cached_kernels() -> Path | None:
+    """`kernels.cache.drop`: numba's cache of the kernels removed, its directory returned (None: nothing removed)."""
+    from .kernels.cache import drop
+    return drop()
+
+
+def last_line(text: str | None, returncode: int | None) -> str:
+    """What a second process that failed said last on stderr (its exception, for a Python traceback), else its
+    exit status: for one line of the train stage's output."""
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return lines[-1] if lines else f"exit status {returncode}"
 
 
 @contextmanager

@@ -614,3 +614,39 @@ def test_sigterm_while_kernels_compile_stops_the_second_process(small, tmp_path)
     assert (proc.returncode, err) == (130, INTERRUPTED), out + err
     untouched(root)
     assert not warm_kernels_processes(str(cache))
+
+
+
+def test_an_unreadable_numba_cache_is_removed_and_the_kernels_compiled_again(small, tmp_path):
+    """A truncated file in numba's cache of the kernels (numba then raises UnpicklingError at every load, and
+    every training ended in "internal error"): the train stage says so in one line, removes that cache, compiles
+    the kernels again and trains the same weights; the run after it finds a good cache. In a cache of its own
+    (NUMBA_CACHE_DIR): the second process's path; the load without one is in test_kernel_parts.py."""
+    root, overrides = small
+    cache = tmp_path / "numba-cache"
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
+    model = root / "build" / "model.npz"
+
+    def train_afresh() -> tuple[bytes, str]:
+        model.unlink(missing_ok=True)
+        proc = subprocess.run([sys.executable, "-m", "generator", "train", *sets(overrides)], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0 and proc.stderr == "", proc.stdout + proc.stderr
+        with np.load(model) as f:
+            return f["W1"].tobytes() + f["W2"].tobytes(), proc.stdout
+
+    weights, _ = train_afresh()
+    damaged = sorted(cache.rglob("threads.thread_steps-*.nbc"))
+    assert damaged
+    for f in damaged:
+        f.write_bytes(f.read_bytes()[:1000])
+    again, out = train_afresh()
+    assert again == weights
+    lines = [line for line in out.splitlines() if "kernels" in line]
+    assert len(lines) == 1, out
+    line = lines[0]
+    assert re.fullmatch(r"train: the kernels' second process failed \(\S*UnpicklingError: .+\); removed numba's "
+                        r"cached kernels in \S+; the first epoch compiles them", line), line
+    assert all(f.stat().st_size > 1000 for f in damaged)  # saved afresh by the first epoch's compile
+    third, out = train_afresh()
+    assert third == weights and "numba's kernels ready in" in out and "failed" not in out

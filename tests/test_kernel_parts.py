@@ -3,7 +3,9 @@
 tests/test_kernels.py holds whole epochs to the reference; these find which layer broke.
 """
 
+import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -371,12 +373,52 @@ def test_cached_kernels_load_in_the_training_thread_beside_the_sparse_inputs(mon
     assert len(made) == 1 and made[0] is not threading.main_thread()
     assert said[0].startswith("train: numba's kernels ready in ") and "from its cache" in said[0]
 
-    def broken(*args):
-        raise RuntimeError("a cache file numba cannot read")
+    def broken(*args):  # a truncated .nbc: numba raises UnpicklingError at every load
+        raise RuntimeError("a cache file numba cannot read\nmore of its text")
 
+    dropped = []
     monkeypatch.setattr(train, "warm_kernels", broken)
-    with pytest.raises(RuntimeError, match="cannot read"):
-        train.train(config, data, warmer=warm.CachedKernels(config))
+    monkeypatch.setattr(warm, "drop_cached_kernels", lambda: dropped.append(1) or Path("/the/cache"))
+    said.clear()
+    params, history, _ = train.train(config, data, warmer=warm.CachedKernels(config), say=said.append)
+    assert dropped == [1] and len(history) == 1  # removed, and the first epoch compiled them
+    assert said == ["train: numba's cached kernels in /the/cache could not be loaded (RuntimeError: a cache file "
+                    "numba cannot read); removed them; the first epoch compiles them"]
+
+
+def test_an_interrupt_while_the_kernels_load_is_not_taken_for_an_unreadable_cache(monkeypatch):
+    from generator import train, warm
+
+    def hit_by_ctrl_c(*args):  # Ctrl-C as a numba-compiled function returns (errors.caused_by_interrupt)
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise SystemError("returned a result with an exception set")
+
+    dropped = []
+    monkeypatch.setattr(train, "warm_kernels", hit_by_ctrl_c)
+    monkeypatch.setattr(warm, "drop_cached_kernels", lambda: dropped.append(1))
+    with pytest.raises(SystemError):
+        warm.load_kernels([1, "sigmoid", "sigmoid", False])
+    assert not dropped
+
+
+def test_dropping_numbas_cache_removes_the_kernels_and_the_marks_only(tmp_path):
+    from generator.kernels import cache
+
+    folder, marks = tmp_path / "numba", tmp_path / "pycache"
+    folder.mkdir()
+    marks.mkdir()
+    kernels = [folder / "threads.thread_steps-66.py311.nbi", folder / "threads.thread_steps-66.py311.1.nbc"]
+    kept = [folder / "threads.cpython-311.pyc", marks / f"{cache.STAMP_PREFIX}0123"]
+    for f in [*kernels, *kept, marks / f"{cache.WARMED_PREFIX}cpython-311-1-sigmoid"]:
+        f.write_bytes(b"x")
+    assert cache.drop(folder, marks) == folder
+    assert [f for f in kernels if f.exists()] == [] and all(f.exists() for f in kept)
+    assert not list(marks.glob(cache.WARMED_PREFIX + "*"))
+    where = cache.numba_cache_dir()  # numba's own choice (its cache under NUMBA_CACHE_DIR: tests/test_cli_errors.py)
+    assert where.is_relative_to(os.environ["NUMBA_CACHE_DIR"]) if os.environ.get("NUMBA_CACHE_DIR") else \
+        where == cache.CACHE
 
 
 def test_a_signal_during_the_kernels_load_is_held_then_delivered(monkeypatch):

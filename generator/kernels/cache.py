@@ -6,7 +6,8 @@ uses `numerics`) is therefore not recompiled when only those modules change: it 
 before any kernel is compiled or loaded, `invalidate_if_changed` hashes every module of this package and,
 when the hash differs from the one recorded beside the cache, removes the package's cached kernels. Where
 the cache is not the package's own `__pycache__` (NUMBA_CACHE_DIR set, or a read-only install), nothing is
-done and numba's own rule applies.
+done and numba's own rule applies. `drop` removes the cached kernels wherever numba keeps them, for a cache
+that numba cannot read (warm.load_kernels).
 """
 
 from __future__ import annotations
@@ -46,3 +47,27 @@ def invalidate_if_changed(package: Path = PACKAGE, cache: Path = CACHE) -> bool:
     except OSError:
         return False
     return True
+
+
+
+def numba_cache_dir() -> Path:
+    """Where numba keeps this package's cached kernels: the package's __pycache__, or under NUMBA_CACHE_DIR the
+    directory its dispatchers' cache locator chose there (numba's Cache, numba/core/caching.py)."""
+    from . import threads
+    where = getattr(getattr(threads.thread_steps, "_cache", None), "_cache_path", None)
+    return Path(where) if where else CACHE
+
+
+def drop(folder: Path | None = None, marks: Path = CACHE) -> Path | None:
+    """Remove numba's cached kernels (*.nbi, *.nbc) from `folder` (default `numba_cache_dir()`) and the warmers'
+    marks from `marks`: for a cache that cannot be read (a truncated .nbc makes numba raise UnpicklingError at
+    every load), so that the next call of each kernel compiles it again and saves it. The source stamp stays:
+    what is left (nothing) was written for this source. Returns `folder`, or None where its files could not be
+    removed (a read-only cache); raises nothing."""
+    folder = numba_cache_dir() if folder is None else folder
+    try:
+        for old in [*folder.glob("*.nbi"), *folder.glob("*.nbc"), *marks.glob(f"{WARMED_PREFIX}*")]:
+            old.unlink(missing_ok=True)
+    except OSError:
+        return None
+    return folder
