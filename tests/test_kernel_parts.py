@@ -126,54 +126,6 @@ def test_blocks_of_any_size_give_the_same_bits(dtype):
     assert parts.tobytes() == whole.tobytes()
 
 
-def _compiled(intrinsic):
-    """An njit function that calls `intrinsic` (an intrinsic is callable from compiled code only)."""
-    @numba.njit
-    def call(*args):
-        intrinsic(*args)
-    return call
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_either_vector_width_gives_the_same_bits(dtype):
-    # intrinsics.VECTOR_BYTES is 64 on AVX-512 machines, 32 elsewhere: the same seed must give the same weights
-    # on both. Four 64-byte vectors against eight 32-byte ones over the same units (LLVM builds either on any x86-64).
-    L64, L32 = 64 // np.dtype(dtype).itemsize, 32 // np.dtype(dtype).itemsize
-    W, Hs, u, width, idx, val, k0, k1 = sparse_problem(dtype, 4 * L64 // lanes(dtype), seed=5)
-    half = width // 2
-    assert 4 * L64 == 8 * L32 == width
-    wide_dot, narrow_dot = _compiled(intrinsics._sparse_dot(4, 64)), _compiled(intrinsics._sparse_dot(4, 32))
-    wide, narrow = np.zeros((1, Hs), dtype), np.zeros((1, Hs), dtype)
-    wide_dot(wide, u, W, Hs, u, idx, val, k0, k1)
-    narrow_dot(narrow, u, W, Hs, u, idx, val, k0, k1)
-    narrow_dot(narrow, u + half, W, Hs, u + half, idx, val, k0, k1)
-    assert wide[0, u:u + width].any() and wide.tobytes() == narrow.tobytes()
-    want = val[k0:k1].astype(np.float64) @ W[idx[k0:k1], u:u + width].astype(np.float64)
-    np.testing.assert_allclose(wide[0, u:u + width], want, **tolerance(dtype))
-
-    d = np.random.default_rng(6).standard_normal((1, Hs)).astype(dtype)
-    wide_axpy, narrow_axpy = _compiled(intrinsics._sparse_axpy(4, 64)), _compiled(intrinsics._sparse_axpy(4, 32))
-    a, b = W.copy(), W.copy()
-    wide_axpy(a, Hs, u, d, u, dtype(-0.3), idx, val, k0, k1)
-    narrow_axpy(b, Hs, u, d, u, dtype(-0.3), idx, val, k0, k1)
-    narrow_axpy(b, Hs, u + half, d, u + half, dtype(-0.3), idx, val, k0, k1)
-    assert a.tobytes() == b.tobytes() and a.tobytes() != W.tobytes()
-
-
-@pytest.mark.parametrize("features, width", [("+avx2,+fma,+avx512f,+avx512bw", 64), ("+avx2,+fma,-avx512f", 32),
-                                             ("+avx2,+avx512fp16x", 32), ("", 32)])
-def test_the_vector_width_follows_the_cpu_numba_compiles_for(features, width):
-    assert intrinsics.target_vector_bytes(features) == width
-
-
-def test_the_sparse_products_never_leave_a_threads_cache_lines():
-    # A vector of the last block may run past the padded units (step.vector_end) but must stay in the row
-    # (whole cache lines) and never reach another thread's units (slots are whole lines).
-    assert layout.LINE_BYTES % intrinsics.VECTOR_BYTES == 0
-    for itemsize in (4, 8):
-        assert (layout.LANES * itemsize) % 32 == 0  # the padded units are whole vectors of 32 bytes
-
-
 @numba.njit
 def _exp_bits(i):
     return intrinsics.float32_from_bits(i)

@@ -9,26 +9,10 @@ from __future__ import annotations
 
 from llvmlite import ir as llvm_ir
 from numba import types
-from numba.core import cgutils, config
-from numba.core.codegen import get_host_cpu_features
+from numba.core import cgutils
 from numba.extending import intrinsic
 
-
-def target_vector_bytes(features: str | None = None) -> int:
-    """The width in bytes of the vectors of the sparse products: 64 (an AVX-512 register: 16 float32, 8 float64)
-    where the CPU numba compiles for has AVX-512F, else 32 (an AVX2 register). `features` is numba's feature
-    string ("+avx2,-avx512f,..."): NUMBA_CPU_FEATURES where set, else the host's, as numba's own codegen takes it.
-
-    Either width gives the same bits: each lane (hidden unit) runs the same multiply-adds in the same order, and a
-    vector never crosses a cache line (LINE_BYTES in layout.py), so a block never reaches into another thread's
-    units. On an AMD Zen 5 (AVX-512 at full width) the sparse products took 15-20% less time with 64 (bench/README.md,
-    "Ninth round"); LLVM legalises either width on any x86-64, so the tests compile both."""
-    if features is None:
-        features = config.CPU_FEATURES if config.CPU_FEATURES is not None else get_host_cpu_features()
-    return 64 if "+avx512f" in features.split(",") else 32
-
-
-VECTOR_BYTES = target_vector_bytes()
+VECTOR_BYTES = 32  # an AVX2 register: 8 float32 or 4 float64
 BLOCK_VECTORS = 4  # vectors of hidden units per register block of `sparse_dot` and `sparse_axpy`
 
 
@@ -90,13 +74,12 @@ def prefetch(typingctx, ary, idx):
     return types.none(ary, idx), codegen
 
 
-# Vectors in LLVM IR: `sparse_dot` and `sparse_axpy` for a fixed number of vectors (1 to BLOCK_VECTORS)
-# of VECTOR_BYTES, of the arrays' dtype (32 bytes: 8 float32 or 4 float64 lanes; 64: 16 or 8). Arrays are
-# C-contiguous and indexed flat. Each multiply-add is one llvm.fma (rounded once, as numba's contracted loops
-# round), no fast-math flags.
+# Vectors in LLVM IR: `sparse_dot` and `sparse_axpy` for a fixed number of vectors (1 to BLOCK_VECTORS),
+# of the arrays' dtype (float32: 8 lanes, float64: 4). Arrays are C-contiguous and indexed flat. Each
+# multiply-add is one llvm.fma (rounded once, as numba's contracted loops round), no fast-math flags.
 
-def _vector_setup(context, builder, dtype, vector_bytes):
-    vty = llvm_ir.VectorType(context.get_value_type(dtype), vector_bytes // (dtype.bitwidth // 8))
+def _vector_setup(context, builder, dtype):
+    vty = llvm_ir.VectorType(context.get_value_type(dtype), VECTOR_BYTES // (dtype.bitwidth // 8))
     fma = cgutils.get_or_insert_function(builder.module, llvm_ir.FunctionType(vty, [vty, vty, vty]),
                                          f"llvm.fma.v{vty.count}f{dtype.bitwidth}")
     return vty, fma
@@ -124,14 +107,14 @@ def _splat(builder, vty, x):
     return builder.shuffle_vector(one, llvm_ir.Constant(vty, llvm_ir.Undefined), lanes)
 
 
-def _sparse_dot(n_vectors, vector_bytes=VECTOR_BYTES):
+def _sparse_dot(n_vectors):
     @intrinsic
     def sparse_dot(typingctx, out, o, W, Hp, u, idx, val, k0, k1):
         """out[o + i] = sum over k0 <= k < k1, in order, of val[k] * W[idx[k] * Hp + u + i], for i < n_vectors
         vectors: the pre-activations of a block of hidden units for one image's nonzero pixels."""
         def codegen(context, builder, sig, args):
             out_, o_, W_, Hp_, u_, idx_, val_, k0_, k1_ = _as_int64(context, builder, sig, args, (1, 3, 4, 7, 8))
-            vty, fma = _vector_setup(context, builder, sig.args[2].dtype, vector_bytes)
+            vty, fma = _vector_setup(context, builder, sig.args[2].dtype)
             i64 = llvm_ir.IntType(64)
             data = [context.make_array(t)(context, builder, value=a).data
                     for t, a in zip((sig.args[0], sig.args[2], sig.args[5], sig.args[6]), (out_, W_, idx_, val_))]
@@ -151,7 +134,7 @@ def _sparse_dot(n_vectors, vector_bytes=VECTOR_BYTES):
     return sparse_dot
 
 
-def _sparse_axpy(n_vectors, vector_bytes=VECTOR_BYTES):
+def _sparse_axpy(n_vectors):
     @intrinsic
     def sparse_axpy(typingctx, W, Hp, u, d, o, c, idx, val, k0, k1):
         """W[idx[k] * Hp + u + i] += (c * val[k]) * d[o + i] for k0 <= k < k1 in order, i < n_vectors vectors:
@@ -159,7 +142,7 @@ def _sparse_axpy(n_vectors, vector_bytes=VECTOR_BYTES):
         def codegen(context, builder, sig, args):
             W_, Hp_, u_, d_, o_, c_, idx_, val_, k0_, k1_ = _as_int64(context, builder, sig, args, (1, 2, 4, 8, 9))
             c_ = context.cast(builder, c_, sig.args[5], sig.args[0].dtype)
-            vty, fma = _vector_setup(context, builder, sig.args[0].dtype, vector_bytes)
+            vty, fma = _vector_setup(context, builder, sig.args[0].dtype)
             i64 = llvm_ir.IntType(64)
             data = [context.make_array(t)(context, builder, value=a).data
                     for t, a in zip((sig.args[0], sig.args[3], sig.args[6], sig.args[7]), (W_, d_, idx_, val_))]

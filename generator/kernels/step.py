@@ -42,23 +42,12 @@ RESCALE_BELOW = 2.0 ** -60  # W is multiplied out when the decay's running scale
 
 
 @njit(cache=True, inline="always")
-def vector_end(u1, lanes):
-    """u1 rounded up to whole vectors of `lanes` units. Hidden units are padded to layout.LANES (8), which is
-    whole vectors of 32 bytes; with 64-byte vectors (intrinsics.VECTOR_BYTES) the last thread's block runs on
-    into the row's padding (rows are whole cache lines, so whole vectors: still inside the row), where W and
-    Dh are zero; every other bound between threads is a slot's, whole cache lines."""
-    return (u1 + lanes - 1) // lanes * lanes
-
-
-@njit(cache=True, inline="always")
 def forward_products(A, W, u0, u1, ptr, idx, val, order, lo, hi):
     """A[b, j] = sum over image order[lo + b]'s nonzero pixels i of x_i * W[i, j], for lo <= lo + b < hi and
-    u0 <= j < u1, and on up to the end of u1's vector (`vector_end`). A (Bv, Hs), W (D, Hs); (ptr, idx, val)
-    from `sparse_inputs`. Block by block, each over every image: the block's part of the rows stays in cache
-    from one image to the next."""
+    u0 <= j < u1 (whole vectors). A (Bv, Hs), W (D, Hs); (ptr, idx, val) from `sparse_inputs`. Block by
+    block, each over every image: the block's part of the rows stays in cache from one image to the next."""
     Hs = W.shape[1]
     lanes = VECTOR_BYTES // W.itemsize
-    u1 = vector_end(u1, lanes)
     for u in range(u0, u1, BLOCK_VECTORS * lanes):
         n = (u1 - u if u1 - u < BLOCK_VECTORS * lanes else BLOCK_VECTORS * lanes) // lanes  # see numerics.MIN_MAX
         for b in range(hi - lo):
@@ -76,11 +65,9 @@ def forward_products(A, W, u0, u1, ptr, idx, val, order, lo, hi):
 @njit(cache=True, inline="always")
 def update_rows(W, u0, u1, Dh, c, ptr, idx, val, order, lo, hi):
     """W[i, j] += (c * x_i) * Dh[b, j] for each image order[lo + b], lo <= lo + b < hi, in order, and its
-    nonzero pixels i (values x_i), for u0 <= j < u1 and on up to the end of u1's vector (`vector_end`: Dh is 0
-    there, and so W stays). W (D, Hs), Dh (Bv, Hs)."""
+    nonzero pixels i (values x_i), for u0 <= j < u1 (whole vectors). W (D, Hs), Dh (Bv, Hs)."""
     Hs = W.shape[1]
     lanes = VECTOR_BYTES // W.itemsize
-    u1 = vector_end(u1, lanes)
     for u in range(u0, u1, BLOCK_VECTORS * lanes):
         n = (u1 - u if u1 - u < BLOCK_VECTORS * lanes else BLOCK_VECTORS * lanes) // lanes  # see numerics.MIN_MAX
         for b in range(hi - lo):
