@@ -33,6 +33,7 @@ from .step import RESCALE_BELOW, forward_products, output_step, prefetch_images,
 CHUNK_SECONDS = 0.005  # steps run in parallel regions of about this long, each on the thread count that is faster
 PROBE_EVERY = 16  # chunks between two short trials of the other thread count
 WARM_STEPS = 8  # steps run untimed after each change of thread count (see `schedule`)
+FIRST_STEPS = 64  # steps of the epoch's first timed chunk, before any count is measured (see `schedule`)
 SWITCH_MARGIN = 0.95  # the other thread count must take at most this share of the time per step to switch
 
 
@@ -220,6 +221,10 @@ def sgd_regions(t0, t1, threads, bounds, s, inputs, y, order, eta, decay, rate, 
     the previous call may have advanced alone. scale[0] (float64) is W's scale, carried from call to call.
     eta and decay are in the weights' dtype, rate and decay64 the same numbers in float64; act and out
     the hidden activation and the output's kind (numerics.HIDDEN, numerics.OUTPUT).
+
+    Returns when the last of the pool's threads began its part (time.perf_counter; None on one thread):
+    a pool's thread sleeps between calls, and waking it took 25-750 us on these virtual machines (more
+    than 4 steps' work), which thread 0 spends waiting at the first barrier (see `schedule`).
     """
     Hp = (s.H + LANES - 1) // LANES * LANES  # the units the loops run over (W.shape[1] may be longer)
     n_slots = s.P.shape[1]
@@ -237,12 +242,15 @@ def sgd_regions(t0, t1, threads, bounds, s, inputs, y, order, eta, decay, rate, 
         return thread_steps(c, n_chunks, min(Hp, s.slot * s0), min(Hp, s.slot * s1), t0, t1, s, s.upper,
                             s.shift, inputs, y, order, eta, decay, rate, decay64, act, out)
 
-    others = [pool.submit(part, c) for c in range(1, n_chunks)]
+    def started(c):  # a pool's thread: when it began its part (time.perf_counter), then that part
+        return time.perf_counter(), part(c)
+
+    others = [pool.submit(started, c) for c in range(1, n_chunks)]
     try:
         s.scale[0] = part(0)
     finally:
-        for f in others:
-            f.result()
+        began = [f.result()[0] for f in others]
+    return max(began) if began else None
 
 
 def schedule(run, t0, t1, most, clock=time.perf_counter):
@@ -252,7 +260,13 @@ def schedule(run, t0, t1, most, clock=time.perf_counter):
     After each change of count WARM_STEPS steps run untimed: they pay for waking the other thread, which
     can take milliseconds on a virtual machine (the host deschedules an idle virtual CPU), and for moving
     its share of the weights into its core's caches; timing them made two threads look slow for good.
-    clock() gives seconds (time.perf_counter; the tests pass a simulated one)."""
+    A pool's thread sleeps again after each call, though, so every call on `most` threads waits for one
+    to wake: run returns when its last thread began (`sgd_regions`; None: at once), and the wait before
+    that is not counted. Counted, it made a 4-step first chunk on two threads look 65 us a step against
+    18 on one (12 when two really ran), and the epoch stayed on one thread for 97% of its steps; the
+    first steps after a wake are slow too (40 us a step over 4 steps with the wait left out), so the
+    epoch's first timed chunk is FIRST_STEPS long (bench/README.md, "Ninth round").
+    clock() gives seconds (time.perf_counter, as `sgd_regions` reports; the tests pass a simulated one)."""
     cost = {most: None, 1: None}  # seconds per step (a running mean of the last measurements)
     threads, t, chunk, running = most, t0, 0, None
     while t < t1:
@@ -266,11 +280,11 @@ def schedule(run, t0, t1, most, clock=time.perf_counter):
             if t == t1:
                 break
         guess = cost[n] if cost[n] is not None else cost[threads]
-        length = 4 if guess is None else max(1, int(CHUNK_SECONDS / max(guess, 1e-9)))
+        length = FIRST_STEPS if guess is None else max(1, int(CHUNK_SECONDS / max(guess, 1e-9)))
         u = min(t1, t + length)
         started = clock()
-        run(t, u, n)
-        per_step = (clock() - started) / (u - t)
+        began = run(t, u, n)  # when its last thread began: the wake-up before it is not the count's cost
+        per_step = (clock() - (started if began is None else max(started, began))) / (u - t)
         cost[n] = per_step if cost[n] is None else (cost[n] + per_step) / 2
         if cost[other] is not None and cost[other] < SWITCH_MARGIN * cost[threads]:
             threads = other
