@@ -50,8 +50,8 @@ def sgd_epoch(params, X, y, order, batch_size, eta, decay, inputs=None, activati
     with ThreadPoolExecutor(max_workers=max(1, most - 1), thread_name_prefix="sgd") as pool:
 
         def run(t0, t1, threads):
-            return th.sgd_regions(t0, t1, threads, bounds, state, inputs, y, order, eta, decay, rate, decay64, pool,
-                           act, out)
+            return th.sgd_regions(t0, t1, threads, bounds, state, inputs, y, order, eta, decay, rate, decay64,
+                                  pool, act, out)
 
         run(0, 1, 1)
         if most == 1:

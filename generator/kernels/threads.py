@@ -242,10 +242,10 @@ def sgd_regions(t0, t1, threads, bounds, s, inputs, y, order, eta, decay, rate, 
         return thread_steps(c, n_chunks, min(Hp, s.slot * s0), min(Hp, s.slot * s1), t0, t1, s, s.upper,
                             s.shift, inputs, y, order, eta, decay, rate, decay64, act, out)
 
-    def started(c):  # a pool's thread: when it began its part (time.perf_counter), then that part
+    def timed_part(c):  # a pool's thread: when it began its part (time.perf_counter), then that part
         return time.perf_counter(), part(c)
 
-    others = [pool.submit(started, c) for c in range(1, n_chunks)]
+    others = [pool.submit(timed_part, c) for c in range(1, n_chunks)]
     try:
         s.scale[0] = part(0)
     finally:
