@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .config import Config
-from .errors import caused_by_interrupt
+from .errors import BuildError, caused_by_interrupt
 
 # What the render stage and mkdocs (the site stage's subprocess: its command, build, plugins and Markdown
 # extensions, as build/mkdocs.yml lists them) import; `python -X importtime` shows the rest is small.
@@ -84,12 +84,13 @@ def warm_args(config: Config) -> list:
 
 
 class KernelWarmer:
-    """`train.warm_kernels` for `config`'s network in a second process, started as soon as the config is
+    """`train.warm_kernels` for a network (`warm_args`) in a second process, started as soon as the config is
     loaded (by the CLI before it imports NumPy and the stages, about a second in a fresh .venv; else by the
     train stage): on a cold numba cache (a fresh clone, or the kernels changed) the compile, single-threaded,
     runs beside those imports, the reading of the data and the sparse inputs instead of before the first
-    epoch, and the training loads the kernels from the cache it wrote. If that process fails, the training
-    compiles them itself.
+    epoch, and the training loads the kernels from the cache it wrote. If that process fails, or what it
+    wrote cannot be loaded, numba's cache of them is removed and another compiles them (`repaired`); if that
+    one fails too, the training compiles them itself.
 
     The second process is the first to import `generator.kernels` (the import that drops a stale cache,
     kernels/cache.py): this one imports it only after `wait`, so the two never race over the cache's files.
@@ -105,10 +106,11 @@ class KernelWarmer:
     @classmethod
     def start(cls, config: Config) -> KernelWarmer | None:
         """A KernelWarmer for `config`'s network, or None when numba's cache holds its kernels (`already_compiled`)."""
-        return None if already_compiled(warm_args(config)) else cls(config)
+        args = warm_args(config)
+        return None if already_compiled(args) else cls(args)
 
-    def __init__(self, config: Config):
-        self.args = args = warm_args(config)
+    def __init__(self, args: list):
+        self.args = args
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             p for p in (str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")) if p))
         code = ("import json, sys, time; t = time.perf_counter(); from generator.train import warm_kernels; "
@@ -118,12 +120,13 @@ class KernelWarmer:
 
     TIMEOUT = 600  # seconds; a compile takes 5-10 s on 2 cores. Past this, the training compiles itself.
 
-    def wait(self) -> tuple[float | None, float]:
+    def wait(self, repair: bool = True) -> tuple[float | None, float]:
         """Wait for the second process, then load the kernels it compiled into this one (`load_kernels`, not
         in epoch 1): (its seconds, or None when it failed, took over TIMEOUT s or its kernels could not be
-        loaded; the seconds waited for it). On None, `failed` says why, and numba's cache of the kernels is
-        removed (`kernels.cache.drop`: the second process may have failed on that cache), so the first epoch
-        compiles them afresh."""
+        loaded; the seconds waited for it). On None, `failed` says why and the first epoch compiles them.
+        Where it failed or its kernels could not be loaded and `repair`, numba's cache of them is removed and
+        they are compiled again in another second process (`repaired`: a cache numba cannot read makes every
+        load fail), `done` then saying so. Raises BuildError for such a cache that cannot be removed."""
         import numba  # noqa: F401 (numba's own import, 0.3 s, beside the compile too: it touches no kernel's cache)
         started = time.perf_counter()
         while True:  # in short waits: Python acts on a signal when this thread runs Python code again, and
@@ -136,21 +139,18 @@ class KernelWarmer:
                     self.failed = f"the kernels' second process took over {self.TIMEOUT} s"
                     return None, time.perf_counter() - started
         waited = time.perf_counter() - started
-        try:
-            seconds = float(out) if self.process.returncode == 0 else None
-        except ValueError:
-            seconds = None
+        seconds = compile_seconds(out) if self.process.returncode == 0 else None
         if seconds is None:
-            where = drop_cached_kernels()
-            self.failed = (f"the kernels' second process failed ({last_line(err, self.process.returncode)})"
-                           + (f"; removed numba's cached kernels in {where}" if where else ""))
-            return None, waited
-        mark_compiled(self.args)
-        problem = load_kernels(self.args)  # from the cache it wrote, with Ctrl-C held
-        if problem is not None:
+            problem = f"the kernels' second process failed ({last_line(err, self.process.returncode)})"
+        else:
+            mark_compiled(self.args)
+            problem = load_kernels(self.args)  # from the cache it wrote, with Ctrl-C held
+        if problem is None:
+            return seconds, waited
+        if not repair:
             self.failed = problem
             return None, waited
-        return seconds, waited
+        return repaired(self, problem, started)
 
     def stop(self) -> None:
         """End the second process if it still runs (the model was up to date, or the stage failed)."""
@@ -168,24 +168,57 @@ class CachedKernels:
     compiler's set-up, the cached machine code; 0.5-0.8 s that epoch 1 paid before), while train.train makes
     the sparse inputs in a thread of its own (NumPy's loops, which release Python's lock). Not the other way
     round: a thread inside numba cannot be stopped, and Ctrl-C waited for it (1.5-2.8 s, measured). The same
-    `wait` as KernelWarmer's."""
+    `wait` as KernelWarmer's, repair included."""
     done = "ready in {0:.1f} s from its cache, beside making the sparse inputs"
-
     failed = "numba's cached kernels could not be loaded"  # and why, once `wait` knows
 
     def __init__(self, config: Config):
         self.args = warm_args(config)
 
     def wait(self) -> tuple[float | None, float]:
-        """Load the kernels here: (seconds, or None where numba's cache of them could not be loaded and was
-        removed, `failed` saying why: the first epoch compiles them; the same seconds waited)."""
+        """Load the kernels here: (seconds, the same seconds waited); see KernelWarmer.wait for the repair."""
         started = time.perf_counter()
         problem = load_kernels(self.args)
-        seconds = time.perf_counter() - started
-        if problem is not None:
-            self.failed = problem
-            return None, seconds
-        return seconds, seconds
+        if problem is None:
+            seconds = time.perf_counter() - started
+            return seconds, seconds
+        return repaired(self, problem, started)
+
+
+def repaired(warmer: KernelWarmer | CachedKernels, problem: str, started: float) -> tuple[float | None, float]:
+    """After `problem` (one line: why the kernels could not be had from numba's cache), remove that cache
+    (`drop_cached_kernels`) and compile them again in a second process, waited for as `KernelWarmer.wait` waits
+    (Ctrl-C stops it at once; a compile in this process could lose it: see `load_kernels`), then load them here.
+    Sets the warmer's `done` (or `failed`, where that process fails too: the first epoch then compiles them) to
+    the line train.train prints and returns (seconds since `started`, or None; the same seconds waited).
+    Raises BuildError where the cache cannot be removed: every run would fail on it again."""
+    try:
+        where = drop_cached_kernels()
+    except OSError as error:
+        raise BuildError(f"{problem}, and numba's cache of them could not be removed ({error.strerror}: "
+                         f"{error.filename}); delete the *.nbi and *.nbc files there, or set NUMBA_CACHE_DIR "
+                         f"to another directory, and run again") from error
+    again = KernelWarmer(warmer.args)
+    try:
+        seconds, _ = again.wait(repair=False)
+    finally:
+        again.stop()
+    total = time.perf_counter() - started
+    if seconds is None:
+        warmer.failed = f"{problem}; numba's cache of them in {where} was removed; {again.failed}"
+        return None, total
+    said = f"{problem}, so numba's cache of them in {where} was removed".replace("{", "{{").replace("}", "}}")
+    warmer.done = "ready in {0:.1f} s, compiled again: " + said  # train.train formats it
+    return total, total
+
+
+def compile_seconds(out: str | None) -> float | None:
+    """The seconds a second process printed last on stdout (numba's own debugging output may come before)."""
+    lines = (out or "").split()
+    try:
+        return float(lines[-1]) if lines else None
+    except ValueError:
+        return None
 
 
 def load_kernels(args: list) -> str | None:
@@ -195,9 +228,8 @@ def load_kernels(args: list) -> str | None:
     let the run go on to exit 0 (a reviewer's driver hit it every time; timed signals, about 1 in 50).
 
     Returns None, or, where loading raised (a cache file numba cannot read: a truncated .nbc raises
-    UnpicklingError at every load, before this every run ended in "internal error"), what it raised, in one
-    line, after removing numba's cache of the kernels (`drop_cached_kernels`), so that the first epoch compiles
-    them again, outside the held signals, and numba saves them afresh. An interrupt is raised as it came."""
+    UnpicklingError at every load; before, every run then ended in "internal error"), what it raised, in one
+    line, for `repaired`. An interrupt is raised as it came."""
     from .train import warm_kernels
     try:
         with signals_held():
@@ -205,15 +237,14 @@ def load_kernels(args: list) -> str | None:
     except Exception as error:
         if caused_by_interrupt(error):
             raise
-        where = drop_cached_kernels()
         said = str(error).strip().splitlines()
-        return (f"numba's cached kernels{f' in {where}' if where else ''} could not be loaded ({type(error).__name__}"
-                f"{': ' + said[0] if said else ''}); {'removed them' if where else 'could not remove them'}")
+        return f"numba's cached kernels could not be loaded ({type(error).__name__}{': ' + said[0] if said else ''})"
     return None
 
 
-def drop_cached_kernels() -> Path | None:
-    """`kernels.cache.drop`: numba's cache of the kernels removed, its directory returned (None: nothing removed)."""
+def drop_cached_kernels() -> Path:
+    """`kernels.cache.drop`: numba's cache of the kernels removed, its directory returned; raises OSError for a
+    file it could not remove."""
     from .kernels.cache import drop
     return drop()
 

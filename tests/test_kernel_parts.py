@@ -4,6 +4,7 @@ tests/test_kernels.py holds whole epochs to the reference; these find which laye
 """
 
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from generator import kernels
+from generator.errors import BuildError
 from generator.kernels import intrinsics, layout
 
 DOTS = (intrinsics.dot1, intrinsics.dot2, intrinsics.dot3, intrinsics.dot4)
@@ -295,10 +297,10 @@ def test_kernel_warmer_starts_no_process_for_marked_kernels(tmp_path, monkeypatc
     config = load_config(REPO / "atlas.toml", [])
     started = []
     monkeypatch.setattr(warm, "already_compiled", lambda args, kernels=warm.KERNELS: args == warm.warm_args(config))
-    monkeypatch.setattr(warm.KernelWarmer, "__init__", lambda self, config: started.append(config))
+    monkeypatch.setattr(warm.KernelWarmer, "__init__", lambda self, args: started.append(args))
     assert warm.KernelWarmer.start(config) is None and not started
     relu = load_config(REPO / "atlas.toml", ["network.activation='relu'"])
-    assert isinstance(warm.KernelWarmer.start(relu), warm.KernelWarmer) and started == [relu]
+    assert isinstance(warm.KernelWarmer.start(relu), warm.KernelWarmer) and started == [warm.warm_args(relu)]
 
 
 def test_cached_kernels_load_in_the_training_thread_beside_the_sparse_inputs(monkeypatch):
@@ -328,14 +330,56 @@ def test_cached_kernels_load_in_the_training_thread_beside_the_sparse_inputs(mon
     def broken(*args):  # a truncated .nbc: numba raises UnpicklingError at every load
         raise RuntimeError("a cache file numba cannot read\nmore of its text")
 
+    class SecondProcess:  # warm.KernelWarmer: compiles afresh in a second process, then loads here
+        made = []
+        failed = "the kernels' second process failed (boom)"
+
+        def __init__(self, args):
+            self.made.append(args)
+
+        def wait(self, repair=True):
+            assert not repair  # no second repair
+            return (2.5, 2.5) if works else (None, 0.1)
+
+        def stop(self):
+            pass
+
     dropped = []
     monkeypatch.setattr(train, "warm_kernels", broken)
-    monkeypatch.setattr(warm, "drop_cached_kernels", lambda: dropped.append(1) or Path("/the/cache"))
-    said.clear()
-    params, history, _ = train.train(config, data, warmer=warm.CachedKernels(config), say=said.append)
-    assert dropped == [1] and len(history) == 1  # removed, and the first epoch compiled them
-    assert said == ["train: numba's cached kernels in /the/cache could not be loaded (RuntimeError: a cache file "
-                    "numba cannot read); removed them; the first epoch compiles them"]
+    monkeypatch.setattr(warm, "drop_cached_kernels", lambda: dropped.append(1) or Path("/the/{cache}"))
+    monkeypatch.setattr(warm, "KernelWarmer", SecondProcess)
+    for works in (True, False):
+        said.clear()
+        _, history, _ = train.train(config, data, warmer=warm.CachedKernels(config), say=said.append)
+        assert len(history) == 1 and SecondProcess.made[-1] == warm.warm_args(config)
+        problem = "numba's cached kernels could not be loaded (RuntimeError: a cache file numba cannot read)"
+        if works:
+            assert re.fullmatch(r"train: numba's kernels ready in \d+\.\d s, compiled again: " + re.escape(
+                problem + ", so numba's cache of them in /the/{cache} was removed"), said[0]), said
+        else:
+            assert said == [f"train: {problem}; numba's cache of them in /the/{{cache}} was removed; the kernels' "
+                            "second process failed (boom); the first epoch compiles them"]
+    assert dropped == [1, 1]
+
+    def cannot(*args):
+        raise PermissionError(1, "Operation not permitted", "/the/cache/threads.thread_steps-66.py311.1.nbc")
+
+    monkeypatch.setattr(warm, "drop_cached_kernels", cannot)
+    with pytest.raises(BuildError) as raised:  # every run would fail on it again: exit 5, nothing written
+        train.train(config, data, warmer=warm.CachedKernels(config))
+    assert str(raised.value) == (problem + ", and numba's cache of them could not be removed (Operation not "
+                                 "permitted: /the/cache/threads.thread_steps-66.py311.1.nbc); delete the *.nbi and "
+                                 "*.nbc files there, or set NUMBA_CACHE_DIR to another directory, and run again")
+
+
+def test_a_second_process_is_read_by_its_last_line():
+    from generator import warm
+
+    assert warm.compile_seconds("[cache] data saved to /x/threads.nbc\n4.21\n") == 4.21  # NUMBA_DEBUG_CACHE=1
+    assert warm.compile_seconds("") is None and warm.compile_seconds(None) is None
+    assert warm.compile_seconds("Traceback") is None
+    assert warm.last_line("Traceback ...\n  File x\nValueError: bad\n\n", 1) == "ValueError: bad"
+    assert warm.last_line("", -9) == "exit status -9"
 
 
 def test_an_interrupt_while_the_kernels_load_is_not_taken_for_an_unreadable_cache(monkeypatch):
@@ -368,6 +412,14 @@ def test_dropping_numbas_cache_removes_the_kernels_and_the_marks_only(tmp_path):
     assert cache.drop(folder, marks) == folder
     assert [f for f in kernels if f.exists()] == [] and all(f.exists() for f in kept)
     assert not list(marks.glob(cache.WARMED_PREFIX + "*"))
+    stuck = folder / "numerics.exp32-52.py311.nbi"  # a file it cannot remove (a directory here): the rest still go
+    stuck.mkdir()
+    for f in [*kernels, marks / f"{cache.WARMED_PREFIX}cpython-311-1-sigmoid"]:
+        f.write_bytes(b"x")
+    with pytest.raises(OSError) as raised:
+        cache.drop(folder, marks)
+    assert raised.value.filename == str(stuck)
+    assert [f for f in kernels if f.exists()] == [] and not list(marks.glob(cache.WARMED_PREFIX + "*"))
     where = cache.numba_cache_dir()  # numba's own choice (its cache under NUMBA_CACHE_DIR: tests/test_cli_errors.py)
     assert where.is_relative_to(os.environ["NUMBA_CACHE_DIR"]) if os.environ.get("NUMBA_CACHE_DIR") else \
         where == cache.CACHE

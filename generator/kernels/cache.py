@@ -58,16 +58,19 @@ def numba_cache_dir() -> Path:
     return Path(where) if where else CACHE
 
 
-def drop(folder: Path | None = None, marks: Path = CACHE) -> Path | None:
+def drop(folder: Path | None = None, marks: Path = CACHE) -> Path:
     """Remove numba's cached kernels (*.nbi, *.nbc) from `folder` (default `numba_cache_dir()`) and the warmers'
     marks from `marks`: for a cache that cannot be read (a truncated .nbc makes numba raise UnpicklingError at
-    every load), so that the next call of each kernel compiles it again and saves it. The source stamp stays:
-    what is left (nothing) was written for this source. Returns `folder`, or None where its files could not be
-    removed (a read-only cache); raises nothing."""
+    every load), so that the kernels are compiled and saved again. The source stamp stays: what is left
+    (nothing) was written for this source. Returns `folder`; raises the first OSError of a file it could not
+    remove, after removing all the others."""
     folder = numba_cache_dir() if folder is None else folder
-    try:
-        for old in [*folder.glob("*.nbi"), *folder.glob("*.nbc"), *marks.glob(f"{WARMED_PREFIX}*")]:
+    failed = []
+    for old in [*folder.glob("*.nbi"), *folder.glob("*.nbc"), *marks.glob(f"{WARMED_PREFIX}*")]:
+        try:
             old.unlink(missing_ok=True)
-    except OSError:
-        return None
+        except OSError as error:
+            failed.append(error)
+    if failed:
+        raise failed[0]
     return folder
