@@ -26,7 +26,8 @@ class TrainingError(AtlasError):
 
 
 class BuildError(AtlasError):
-    """A later stage (analysis, rendering, mkdocs) failed; earlier outputs are untouched."""
+    """A stage could not write or build its output (analysis, rendering, mkdocs; a numba cache of the kernels
+    that can be neither read nor removed); earlier outputs are untouched."""
 
     exit_code = 5
 

@@ -80,7 +80,8 @@ def up_to_date(config: Config, fp: str) -> bool:
 
 def stage_train(config: Config, run: Run) -> None:
     """Train the configured network into build/model.npz, unless it is up to date; import it with
-    network.weights. Raises ConfigError, DataError, TrainingError or WeightsError."""
+    network.weights. Raises ConfigError, DataError, TrainingError or WeightsError, and BuildError for a numba
+    cache of the kernels that can be neither read nor removed (warm.repaired)."""
     warmer, run.warmer = run.warmer, None  # the CLI's, started before its imports; one training's
     if warmer is None and not config.network.weights:
         warmer = KernelWarmer.start(config)  # compiles beside the data's reading; stopped if the model is up to date

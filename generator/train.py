@@ -105,7 +105,8 @@ def train(config: Config, data: Dataset, on_epoch: Callable[[Epoch], None] = lam
     The training images are `data`'s train_pixels where it holds them (the train stage reads them so: the kernels'
     sparse inputs are made of them without a float copy of them all), else its train_images.
     snapshots maps an epoch (0 = before training) to a copy of W1 after it, folded alike. `warmer`, if given,
-    is waited for before the first epoch (and `say` told how long it took). Stops with a TrainingError
+    is waited for before the first epoch (and `say` told how long it took; BuildError from it: see
+    warm.repaired). Stops with a TrainingError
     in the first epoch whose loss or weights are not finite, or whose mean loss is so large
     (DIVERGED_LOSS) that the weights have blown up even though float32 still holds them.
     """

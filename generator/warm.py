@@ -143,9 +143,9 @@ class KernelWarmer:
         if seconds is None:
             problem = f"the kernels' second process failed ({last_line(err, self.process.returncode)})"
         else:
-            mark_compiled(self.args)
             problem = load_kernels(self.args)  # from the cache it wrote, with Ctrl-C held
         if problem is None:
+            mark_compiled(self.args)  # only once they loaded: a mark sends later runs to that cache
             return seconds, waited
         if not repair:
             self.failed = problem
@@ -176,7 +176,8 @@ class CachedKernels:
         self.args = warm_args(config)
 
     def wait(self) -> tuple[float | None, float]:
-        """Load the kernels here: (seconds, the same seconds waited); see KernelWarmer.wait for the repair."""
+        """Load the kernels here: (seconds, the same seconds waited); see KernelWarmer.wait for the repair.
+        Raises BuildError for a cache that can be neither loaded nor removed."""
         started = time.perf_counter()
         problem = load_kernels(self.args)
         if problem is None:
@@ -189,15 +190,12 @@ def repaired(warmer: KernelWarmer | CachedKernels, problem: str, started: float)
     """After `problem` (one line: why the kernels could not be had from numba's cache), remove that cache
     (`drop_cached_kernels`) and compile them again in a second process, waited for as `KernelWarmer.wait` waits
     (Ctrl-C stops it at once; a compile in this process could lose it: see `load_kernels`), then load them here.
-    Sets the warmer's `done` (or `failed`, where that process fails too: the first epoch then compiles them) to
-    the line train.train prints and returns (seconds since `started`, or None; the same seconds waited).
-    Raises BuildError where the cache cannot be removed: every run would fail on it again."""
-    try:
-        where = drop_cached_kernels()
-    except OSError as error:
-        raise BuildError(f"{problem}, and numba's cache of them could not be removed ({error.strerror}: "
-                         f"{error.filename}); delete the *.nbi and *.nbc files there, or set NUMBA_CACHE_DIR "
-                         f"to another directory, and run again") from error
+    Sets the warmer's `done` (or `failed`, where that process fails too or its cache cannot be loaded either:
+    that cache is then removed again, and the first epoch compiles them) to the line train.train prints and
+    returns (seconds since `started`, or None; the same seconds waited). The repair is for any failure: a
+    kernel that does not compile fails again in epoch 1, which then shows its error. Raises BuildError where
+    the cache cannot be removed: every run would fail on it again."""
+    where = removed_cache(problem)
     again = KernelWarmer(warmer.args)
     try:
         seconds, _ = again.wait(repair=False)
@@ -205,11 +203,23 @@ def repaired(warmer: KernelWarmer | CachedKernels, problem: str, started: float)
         again.stop()
     total = time.perf_counter() - started
     if seconds is None:
+        removed_cache(problem)  # what the second process wrote may be what cannot be loaded
         warmer.failed = f"{problem}; numba's cache of them in {where} was removed; {again.failed}"
         return None, total
     said = f"{problem}, so numba's cache of them in {where} was removed".replace("{", "{{").replace("}", "}}")
     warmer.done = "ready in {0:.1f} s, compiled again: " + said  # train.train formats it
     return total, total
+
+
+def removed_cache(problem: str) -> Path:
+    """`drop_cached_kernels`, its directory returned; BuildError (one line: `problem`, the file, what to do)
+    for a file it cannot remove."""
+    try:
+        return drop_cached_kernels()
+    except OSError as error:
+        raise BuildError(f"{problem}, and numba's cache of them could not be removed ({error.strerror}: "
+                         f"{error.filename}); delete the *.nbi and *.nbc files there, or set NUMBA_CACHE_DIR "
+                         f"to another directory, and run again") from error
 
 
 def compile_seconds(out: str | None) -> float | None:
@@ -252,7 +262,11 @@ def drop_cached_kernels() -> Path:
 def last_line(text: str | None, returncode: int | None) -> str:
     """What a second process that failed said last on stderr (its exception, for a Python traceback), else its
     exit status: for one line of the train stage's output."""
+    if returncode is not None and returncode < 0:  # killed: whatever it printed before is not why
+        return f"killed by signal {-returncode}"
     lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    if returncode == 0:  # it exited as it should but printed no seconds last
+        return "it printed no seconds" + (f"; its stderr ended in: {lines[-1]}" if lines else "")
     return lines[-1] if lines else f"exit status {returncode}"
 
 

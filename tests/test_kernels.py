@@ -308,9 +308,12 @@ def test_schedule_does_not_count_waking_the_other_thread_against_it():
     # On a virtual machine a region on two threads waits up to milliseconds for the pool's thread (the host
     # runs its idle virtual CPU again). Timing that wait made two threads look slow for the whole epoch:
     # 97% of the steps ran on one thread, 18 us a step against 12 on two (bench/README.md, ninth round).
-    calls = simulate(1, 6000, {2: 30e-6, 1: 50e-6}, wake=5e-3)
+    calls = simulate(1, 6000, {2: 30e-6, 1: 50e-6}, wake=1.5e-3)
     assert sum(u1 - u0 for u0, u1, n in calls if n == 2) > 5000
     assert calls[1][1] - calls[1][0] == threads.FIRST_STEPS  # the first timed chunk
+    # but the wait is paid by every chunk on two threads: one that costs more than two threads gain loses
+    calls = simulate(1, 6000, {2: 30e-6, 1: 50e-6}, wake=5e-3)
+    assert sum(u1 - u0 for u0, u1, n in calls if n == 1) > 4000
     # each change of thread count starts with WARM_STEPS untimed steps of their own
     switches = [c for prev, c in zip(calls, calls[1:]) if c[2] != prev[2]]
     assert switches and kernels.WARM_STEPS >= 1

@@ -12,6 +12,7 @@ that numba cannot read (warm.load_kernels).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from pathlib import Path
@@ -54,8 +55,12 @@ def numba_cache_dir() -> Path:
     """Where numba keeps this package's cached kernels: the package's __pycache__, or under NUMBA_CACHE_DIR the
     directory its dispatchers' cache locator chose there (numba's Cache, numba/core/caching.py)."""
     from . import threads
-    where = getattr(getattr(threads.thread_steps, "_cache", None), "_cache_path", None)
-    return Path(where) if where else CACHE
+    where = getattr(getattr(threads.thread_steps, "_cache", None), "_cache_path", None)  # numba's private name
+    if where:
+        return Path(where)
+    if os.environ.get("NUMBA_CACHE_DIR"):  # a numba that names it otherwise: not the package's, say so
+        raise OSError(errno.ENOENT, "numba's directory for the kernels is not known", os.environ["NUMBA_CACHE_DIR"])
+    return CACHE
 
 
 def drop(folder: Path | None = None, marks: Path = CACHE) -> Path:
@@ -63,14 +68,20 @@ def drop(folder: Path | None = None, marks: Path = CACHE) -> Path:
     marks from `marks`: for a cache that cannot be read (a truncated .nbc makes numba raise UnpicklingError at
     every load), so that the kernels are compiled and saved again. The source stamp stays: what is left
     (nothing) was written for this source. Returns `folder`; raises the first OSError of a file it could not
-    remove, after removing all the others."""
+    remove, after removing all the others (not for a mark: one left is harmless, since warm.already_compiled also
+    wants numba's index files)."""
     folder = numba_cache_dir() if folder is None else folder
     failed = []
-    for old in [*folder.glob("*.nbi"), *folder.glob("*.nbc"), *marks.glob(f"{WARMED_PREFIX}*")]:
+    for old in [*folder.glob("*.nbi"), *folder.glob("*.nbc")]:
         try:
             old.unlink(missing_ok=True)
         except OSError as error:
             failed.append(error)
+    for mark in marks.glob(f"{WARMED_PREFIX}*"):
+        try:
+            mark.unlink(missing_ok=True)
+        except OSError:
+            pass
     if failed:
         raise failed[0]
     return folder

@@ -261,13 +261,19 @@ def schedule(run, t0, t1, most, clock=time.perf_counter):
     can take milliseconds on a virtual machine (the host deschedules an idle virtual CPU), and for moving
     its share of the weights into its core's caches; timing them made two threads look slow for good.
     A pool's thread sleeps again after each call, though, so every call on `most` threads waits for one
-    to wake: run returns when its last thread began (`sgd_regions`; None: at once), and the wait before
-    that is not counted. Counted, it made a 4-step first chunk on two threads look 65 us a step against
-    18 on one (12 when two really ran), and the epoch stayed on one thread for 97% of its steps; the
-    first steps after a wake are slow too (40 us a step over 4 steps with the wait left out), so the
-    epoch's first timed chunk is FIRST_STEPS long (bench/README.md, "Ninth round").
+    to wake: run returns when its last thread began (`sgd_regions`; None: at once), and the counts are
+    compared as chunks of CHUNK_SECONDS, each paying that wait once, not as the chunk that measured it.
+    Timed into a 4-step first chunk, the wait made two threads look 65 us a step against 18 on one (12
+    when two really ran), and the epoch stayed on one thread for 97% of its steps; the first steps after
+    a wake are slow too (40 us a step over 4 steps with the wait left out), so the epoch's first timed
+    chunk is FIRST_STEPS long (bench/README.md, "Ninth round").
     clock() gives seconds (time.perf_counter, as `sgd_regions` reports; the tests pass a simulated one)."""
     cost = {most: None, 1: None}  # seconds per step (a running mean of the last measurements)
+    wake = {most: 0.0, 1: 0.0}  # seconds a call waited for its last thread to begin (likewise)
+
+    def chunk_cost(k):  # per step, with the wait of a chunk of about CHUNK_SECONDS's steps spread over them
+        return cost[k] * (1 + wake[k] / CHUNK_SECONDS)
+
     threads, t, chunk, running = most, t0, 0, None
     while t < t1:
         other = 1 if threads == most else most
@@ -283,9 +289,12 @@ def schedule(run, t0, t1, most, clock=time.perf_counter):
         length = FIRST_STEPS if guess is None else max(1, int(CHUNK_SECONDS / max(guess, 1e-9)))
         u = min(t1, t + length)
         started = clock()
-        began = run(t, u, n)  # when its last thread began: the wake-up before it is not the count's cost
-        per_step = (clock() - (started if began is None else max(started, began))) / (u - t)
-        cost[n] = per_step if cost[n] is None else (cost[n] + per_step) / 2
-        if cost[other] is not None and cost[other] < SWITCH_MARGIN * cost[threads]:
+        began = run(t, u, n)  # when its last thread began: the wait before it is counted once per chunk
+        waited = 0.0 if began is None else max(0.0, began - started)
+        per_step = (clock() - started - waited) / (u - t)
+        first = cost[n] is None
+        cost[n] = per_step if first else (cost[n] + per_step) / 2
+        wake[n] = waited if first else (wake[n] + waited) / 2
+        if cost[other] is not None and chunk_cost(other) < SWITCH_MARGIN * chunk_cost(threads):
             threads = other
         t, chunk = u, chunk + 1
