@@ -224,9 +224,9 @@ def removed_cache(problem: str) -> Path:
 
 def compile_seconds(out: str | None) -> float | None:
     """The seconds a second process printed last on stdout (numba's own debugging output may come before)."""
-    lines = (out or "").split()
+    words = (out or "").split()
     try:
-        return float(lines[-1]) if lines else None
+        return float(words[-1]) if words else None
     except ValueError:
         return None
 
