@@ -53,7 +53,8 @@ def invalidate_if_changed(package: Path = PACKAGE, cache: Path = CACHE) -> bool:
 
 def numba_cache_dir() -> Path:
     """Where numba keeps this package's cached kernels: the package's __pycache__, or under NUMBA_CACHE_DIR the
-    directory its dispatchers' cache locator chose there (numba's Cache, numba/core/caching.py)."""
+    directory its dispatchers' cache locator chose there (numba's Cache, numba/core/caching.py). Raises OSError
+    where NUMBA_CACHE_DIR is set and numba no longer names that directory as this reads it."""
     from . import threads
     where = getattr(getattr(threads.thread_steps, "_cache", None), "_cache_path", None)  # numba's private name
     if where:
