@@ -386,14 +386,13 @@ def test_a_second_process_is_read_by_its_last_line():
 
 def test_an_interrupt_while_the_kernels_load_is_not_taken_for_an_unreadable_cache(monkeypatch):
     from generator import train, warm
+    from generator.config import REPO, load_config
 
     def hit_by_ctrl_c(*args):  # Ctrl-C as a numba-compiled function returns (errors.caused_by_interrupt)
         try:
             raise KeyboardInterrupt
         except KeyboardInterrupt:
             raise SystemError("returned a result with an exception set")
-
-    from generator.config import REPO, load_config
 
     dropped = []
     monkeypatch.setattr(train, "warm_kernels", hit_by_ctrl_c)
